@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/* Helpers shared by api.c and api_mpi.c (private). */
+#ifndef CKPT_API_H
+#define CKPT_API_H
+
+#include "internal.h"
+
+int ckpt_api__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank, uint32_t nranks,
+		   ckpt_commit_fn commit, void *mpi, struct ckpt_err *err);
+/* Backpressure, local write with the given save id, enqueue (api_mu held). */
+int ckpt_api__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
+			 const ckpt_region *regs, size_t n);
+void ckpt_api__retry_failed(struct ckpt_ctx *ctx);
+int ckpt_api__step_usable(struct ckpt_ctx *ctx, uint64_t step);
+int ckpt_api__candidates(struct ckpt_ctx *ctx, uint64_t **out, size_t *n);
+int ckpt_api__open_step(struct ckpt_ctx *ctx, uint64_t step, uint32_t rank,
+			struct ckpt_shard **out, int *shared);
+int ckpt_api__load(struct ckpt_ctx *ctx, uint64_t step, uint32_t rank, const char *name,
+		   void *buf, size_t size);
+/* Wait for a change of drain state (ctx->mu held); with MPI, also drive the commit protocol. */
+void ckpt_api__wait_progress(struct ckpt_ctx *ctx);
+
+/* api_mpi.c (stubs when built without MPI; never called then, as ctx->mpi stays NULL) */
+int ckpt_api__save_mpi(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *regs, size_t n);
+int ckpt_api__latest_mpi(struct ckpt_ctx *ctx, uint64_t *step);
+void ckpt_api__progress_mpi(struct ckpt_ctx *ctx);
+void ckpt_api__wait_progress_mpi(struct ckpt_ctx *ctx);
+void ckpt_api__close_mpi(struct ckpt_ctx *ctx);
+
+#endif

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/* Publishing protocol: a step becomes visible on the shared tier when its MANIFEST is renamed
+ * into place. This file holds the single-process protocol; commit_mpi.c the collective one. */
+#include <stdlib.h>
+
+#include "internal.h"
+
+int ckpt_commit__single(struct ckpt_ctx *ctx, const struct ckpt_drained *d, struct ckpt_err *err)
+{
+	struct ckpt_manifest m = { CKPT_FMT_VERSION, 1, d->step, d->save_id, d->created_ns, NULL };
+	struct ckpt_manifest_rank r = d->shard;
+	char dir[CKPT_PATH_MAX];
+	uint8_t *buf;
+	size_t len = ckpt_fmt__manifest_size(1);
+	int rc;
+
+	m.ranks = &r;
+	if ((rc = ckpt_store__step_dir(dir, sizeof(dir), ctx->shared_job, d->step)) < 0)
+		return ckpt_err__set(err, rc, "path too long: %s", ctx->shared_job);
+	if (!(buf = malloc(len)))
+		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory for a manifest");
+	ckpt_fmt__encode_manifest(buf, &m);
+	ckpt_config__fault(ctx->cfg->fault_kill_at, "commit.before");
+	/* The commit point: write, fsync, rename over any older MANIFEST of this step, fsync the
+	 * directory. Before the rename readers see the previous state (the older save of this step,
+	 * or no step); after it, the new one. */
+	rc = ckpt_store__write_durable(dir, CKPT_MANIFEST_NAME, buf, len, err);
+	free(buf);
+	if (rc < 0)
+		return rc;
+	ckpt_config__fault(ctx->cfg->fault_kill_at, "commit.done");
+	/* Shards of earlier saves of this step are unreachable now. */
+	ckpt_store__remove_other_saves(dir, d->save_id);
+	return CKPT_OK;
+}

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/* The context object shared by the api, commit and drain modules (private, never installed). */
+#ifndef CKPT_INTERNAL_H
+#define CKPT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "ckpt.h"
+#include "codec.h"
+#include "config.h"
+#include "error.h"
+#include "shard.h"
+#include "store.h"
+
+/* What this context knows of a step it saved (or found to re-drain at open). */
+struct ckpt_step_rec {
+	uint64_t step;
+	uint64_t save_id;       /* of the newest local save of this step */
+	int state;              /* CKPT_STATE_LOCAL / _COMMITTED / _FAILED */
+	int rc;                 /* the last drain's result */
+	int queued;             /* waiting in the drain queue (not yet started) */
+	struct ckpt_err err;    /* the last drain's failure */
+	struct ckpt_step_rec *qnext;
+};
+
+/* What a finished drain hands to the commit step. */
+struct ckpt_drained {
+	uint64_t step;
+	uint64_t save_id;
+	uint64_t created_ns;
+	struct ckpt_manifest_rank shard; /* this rank's durable shard on the shared tier */
+};
+
+struct ckpt_ctx;
+/* Commit a drained shard (single process: write the MANIFEST; MPI: the collective protocol).
+ * Called from a drain thread without ctx->mu held. */
+typedef int (*ckpt_commit_fn)(struct ckpt_ctx *ctx, const struct ckpt_drained *d,
+			      struct ckpt_err *err);
+
+struct drain_job;
+struct worker;
+
+struct ckpt_ctx {
+	struct ckpt_config *cfg;
+	char local_job[CKPT_PATH_MAX];  /* <local_dir>/<name> */
+	char shared_job[CKPT_PATH_MAX]; /* <shared_dir>/<name> */
+	uint32_t rank, nranks;
+	ckpt_commit_fn commit;
+	void *mpi;                      /* struct ckpt_mpi, when opened with MPI */
+
+	pthread_mutex_t api_mu;         /* serializes the public calls on this context */
+	struct ckpt_err err;            /* ckpt_errmsg(); written under api_mu */
+	struct ckpt_writer *writer;     /* local tier writes (api thread only) */
+	struct ckpt_codec *codec;       /* loads from the shared tier (api thread only) */
+
+	pthread_mutex_t mu;             /* protects everything below */
+	pthread_cond_t cv;              /* any change of the below */
+	struct ckpt_step_rec **recs;
+	size_t nrecs, caprecs;
+	struct ckpt_step_rec *qhead, *qtail;
+	unsigned pending;               /* queued + running drains */
+	struct drain_job *job;          /* the drain in progress */
+	int setting_up;                 /* a worker is opening the next job */
+	int stopping;                   /* finish the queue, then exit */
+	int abort;                      /* exit now: abandon the job in progress */
+	pthread_t *threads;
+	unsigned nthreads;
+	struct worker *drain_workers;
+};
+
+/* drain.c */
+int ckpt_drain__start(struct ckpt_ctx *ctx, struct ckpt_err *err);
+/* Wait up to `timeout` seconds for the queue to empty, then stop the threads.
+ * CKPT_ETIMEDOUT when drains were abandoned. */
+int ckpt_drain__stop(struct ckpt_ctx *ctx, double timeout);
+/* Queue rec for draining (ctx->mu held). */
+void ckpt_drain__enqueue(struct ckpt_ctx *ctx, struct ckpt_step_rec *rec);
+/* Find or create the record of `step` (ctx->mu held). NULL when out of memory. */
+struct ckpt_step_rec *ckpt_drain__rec(struct ckpt_ctx *ctx, uint64_t step, int create);
+/* Is a drain of rec in progress? (ctx->mu held) */
+int ckpt_drain__running(const struct ckpt_ctx *ctx, const struct ckpt_step_rec *rec);
+/* Apply keep_local / keep_shared (ctx->mu held: a save cannot rename into a step meanwhile). */
+void ckpt_drain__retention(struct ckpt_ctx *ctx);
+
+/* commit.c */
+int ckpt_commit__single(struct ckpt_ctx *ctx, const struct ckpt_drained *d, struct ckpt_err *err);
+
+#endif

@@ -1,0 +1,480 @@
+/* SPDX-License-Identifier: MIT */
+/* Shard files. The local writer streams each region through aligned buffers into O_DIRECT writes
+ * with several in flight, hashing as it copies, so ckpt_save costs about what the device takes.
+ * The reader validates structure before it trusts any offset, and every byte before returning it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "config.h"
+#include "shard.h"
+
+#define BOUNCE_SIZE (8u << 20)
+#define MAX_INDEX_SIZE (512ull << 20)
+
+static uint64_t align_up(uint64_t v)
+{
+	return (v + CKPT_ALIGN - 1) & ~(uint64_t)(CKPT_ALIGN - 1);
+}
+
+int ckpt_shard__writer_new(struct ckpt_writer **out, enum ckpt_backend backend, unsigned depth,
+			   struct ckpt_err *err)
+{
+	struct ckpt_writer *w;
+	int rc;
+
+	*out = NULL;
+	if (!(w = calloc(1, sizeof(*w))))
+		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory for the local writer");
+	if ((rc = ckpt_io__open(&w->io, backend, depth, err)) < 0)
+		goto fail;
+	w->bufsize = BOUNCE_SIZE;
+	rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory for %u bounce buffers", depth);
+	if (!(w->bufs = calloc(depth, sizeof(void *))) || !(w->xxh_state = XXH3_createState()))
+		goto fail;
+	for (unsigned i = 0; i < depth; i++)
+		if (posix_memalign(&w->bufs[i], CKPT_ALIGN, w->bufsize))
+			goto fail;
+	ckpt_err__clear(err);
+	*out = w;
+	return CKPT_OK;
+fail:
+	ckpt_shard__writer_free(w);
+	return rc;
+}
+
+void ckpt_shard__writer_free(struct ckpt_writer *w)
+{
+	if (!w)
+		return;
+	if (w->bufs && w->io)
+		for (unsigned i = 0; i < w->io->depth; i++)
+			free(w->bufs[i]);
+	free(w->bufs);
+	if (w->xxh_state)
+		XXH3_freeState(w->xxh_state);
+	ckpt_io__close(w->io);
+	free(w);
+}
+
+/* Slots: a buffer (or a caller's aligned memory) may be reused only after its write completes. */
+struct wjob {
+	struct ckpt_writer *w;
+	int fd;
+	int direct;
+	unsigned nfree;
+	unsigned *freelist;
+	struct ckpt_err *err;
+};
+
+static int get_slot(struct wjob *j, unsigned *slot)
+{
+	if (j->nfree) {
+		*slot = j->freelist[--j->nfree];
+		return CKPT_OK;
+	}
+	return ckpt_io__reap(j->w->io, slot, j->err); /* the slot is free even when the write failed */
+}
+
+static int write_region(struct wjob *j, const ckpt_region *r, uint64_t off, uint64_t *hash)
+{
+	XXH3_state_t *st = j->w->xxh_state;
+	const char *p = r->data;
+	size_t left = r->size;
+	unsigned slot;
+	int rc;
+
+	XXH3_64bits_reset(st);
+	while (left) {
+		const void *src;
+		size_t piece, len;
+
+		if ((rc = get_slot(j, &slot)) < 0)
+			return rc;
+		if (!j->direct || (((uintptr_t)p % CKPT_ALIGN) == 0 && left >= CKPT_ALIGN)) {
+			/* The caller's memory goes to the device as it is: no copy. */
+			piece = left < j->w->bufsize ? left : j->w->bufsize;
+			if (j->direct)
+				piece &= ~(size_t)(CKPT_ALIGN - 1);
+			XXH3_64bits_update(st, p, piece);
+			src = p;
+			len = piece;
+		} else {
+			/* Unaligned memory or the tail: copy through an aligned buffer, zero-padded to
+			 * the block size O_DIRECT requires; hash the copy while it is in cache. */
+			piece = left < j->w->bufsize ? left : j->w->bufsize;
+			memcpy(j->w->bufs[slot], p, piece);
+			len = (size_t)align_up(piece);
+			memset((char *)j->w->bufs[slot] + piece, 0, len - piece);
+			XXH3_64bits_update(st, j->w->bufs[slot], piece);
+			src = j->w->bufs[slot];
+		}
+		if ((rc = ckpt_io__submit(j->w->io, j->fd, src, len, off, slot, j->err)) < 0) {
+			j->freelist[j->nfree++] = slot;
+			return rc;
+		}
+		p += piece;
+		off += len;
+		left -= piece;
+	}
+	*hash = XXH3_64bits_digest(st);
+	return CKPT_OK;
+}
+
+int ckpt_shard__write_local(struct ckpt_writer *w, const char *stepdir, const char *final_base,
+			    const struct ckpt_header *h, const ckpt_region *regs, size_t n,
+			    const char *fault_kill_at, struct ckpt_err *err)
+{
+	struct ckpt_region_meta *meta = NULL;
+	struct ckpt_chunk *chunks = NULL;
+	struct ckpt_header hdr = *h;
+	struct ckpt_trailer trl;
+	struct wjob j = { w, -1, 1, 0, NULL, err };
+	char tmp[CKPT_PATH_MAX];
+	uint64_t off, raw_total = 0;
+	size_t index_size, tail_len;
+	void *tail = NULL;
+	unsigned slot;
+	int rc, tail_owned = 0;
+
+	if ((rc = ckpt_store__tmp_path(tmp, sizeof(tmp), stepdir, final_base)) < 0)
+		return ckpt_err__set(err, rc, "path too long under %s", stepdir);
+	meta = calloc(n ? n : 1, sizeof(*meta));
+	chunks = calloc(n ? n : 1, sizeof(*chunks));
+	j.freelist = calloc(w->io->depth, sizeof(unsigned));
+	if (!meta || !chunks || !j.freelist) {
+		rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory saving %zu regions", n);
+		goto out;
+	}
+	for (unsigned i = 0; i < w->io->depth; i++)
+		j.freelist[j.nfree++] = w->io->depth - 1 - i;
+
+	/* 1. create the temporary file: O_DIRECT bypasses the page cache so that the device works
+	 *    while we copy; filesystems without O_DIRECT (tmpfs on old kernels) get buffered I/O. */
+	j.fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_DIRECT, 0640);
+	if (j.fd < 0 && errno == EINVAL) {
+		j.direct = 0;
+		j.fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+	}
+	if (j.fd < 0) {
+		rc = ckpt_err__errno(err, errno, "create %s", tmp);
+		goto out;
+	}
+
+	/* 2. write header block, regions (each at an aligned offset), index block with trailer */
+	hdr.data_offset = CKPT_ALIGN;
+	hdr.nregions = (uint32_t)n;
+	if ((rc = get_slot(&j, &slot)) < 0)
+		goto out;
+	memset(w->bufs[slot], 0, CKPT_ALIGN);
+	ckpt_fmt__encode_header(w->bufs[slot], &hdr);
+	if ((rc = ckpt_io__submit(w->io, j.fd, w->bufs[slot], CKPT_ALIGN, 0, slot, err)) < 0)
+		goto out;
+	off = CKPT_ALIGN;
+	for (size_t i = 0; i < n; i++) {
+		struct ckpt_region_meta *m = &meta[i];
+
+		m->name_len = (uint16_t)strlen(regs[i].name);
+		memcpy(m->name, regs[i].name, m->name_len);
+		m->codec = CKPT_CODEC_NONE;
+		m->raw_size = regs[i].size;
+		m->chunk_raw = regs[i].size;
+		m->nchunks = regs[i].size ? 1 : 0;
+		m->chunks = &chunks[i];
+		if ((rc = write_region(&j, &regs[i], off, &m->raw_xxh3)) < 0)
+			goto out;
+		chunks[i] = (struct ckpt_chunk){ off, regs[i].size, m->raw_xxh3 };
+		raw_total += regs[i].size;
+		off += align_up(regs[i].size);
+	}
+	index_size = ckpt_fmt__index_size(meta, (uint32_t)n);
+	tail_len = (size_t)align_up(index_size + CKPT_TRAILER_SIZE);
+	if ((rc = get_slot(&j, &slot)) < 0)
+		goto out;
+	if (tail_len <= w->bufsize) {
+		tail = w->bufs[slot];
+	} else if (posix_memalign(&tail, CKPT_ALIGN, tail_len)) {
+		tail = NULL;
+		rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory for a %zu-byte index", index_size);
+		goto out;
+	} else {
+		tail_owned = 1;
+	}
+	memset(tail, 0, tail_len);
+	ckpt_fmt__encode_index(tail, meta, (uint32_t)n);
+	trl = (struct ckpt_trailer){ off, index_size, XXH3_64bits(tail, index_size), raw_total,
+				     off + tail_len, hdr.save_id };
+	ckpt_fmt__encode_trailer((uint8_t *)tail + tail_len - CKPT_TRAILER_SIZE, &trl);
+	if ((rc = ckpt_io__submit(w->io, j.fd, tail, tail_len, off, slot, err)) < 0)
+		goto out;
+	if ((rc = ckpt_io__reap_all(w->io, err)) < 0)
+		goto out;
+	ckpt_config__fault(fault_kill_at, "save.written");
+
+	/* 3. fdatasync: data and the file size are durable before the file gets its final name */
+	if (fdatasync(j.fd) < 0) {
+		rc = ckpt_err__errno(err, errno, "fdatasync %s", tmp);
+		goto out;
+	}
+	ckpt_config__fault(fault_kill_at, "save.synced");
+	close(j.fd);
+	j.fd = -1;
+	/* 4. rename into place and fsync the step directory (a crash before the directory fsync may
+	 *    lose the new name, leaving the previous step as the newest: never a partial file) */
+	rc = ckpt_store__publish(tmp, stepdir, final_base, err);
+	if (rc == CKPT_OK)
+		ckpt_config__fault(fault_kill_at, "save.published");
+out:
+	if (w->io->inflight)
+		ckpt_io__reap_all(w->io, NULL); /* no buffer may be freed or reused mid-write */
+	if (j.fd >= 0)
+		close(j.fd);
+	if (rc < 0)
+		unlink(tmp);
+	if (tail_owned)
+		free(tail);
+	free(j.freelist);
+	free(chunks);
+	free(meta);
+	return rc;
+}
+
+/* Prefix an error message from the format decoder with the file it came from. */
+static int in_file(struct ckpt_err *err, int rc, const char *path)
+{
+	char msg[CKPT_ERRMSG_MAX];
+
+	if (err) {
+		memcpy(msg, err->msg, sizeof(msg));
+		ckpt_err__set(err, rc, "%s: %s", path, msg);
+	}
+	return rc;
+}
+
+int ckpt_shard__open(struct ckpt_shard **out, const char *path, struct ckpt_err *err)
+{
+	struct ckpt_shard *s;
+	uint8_t buf[CKPT_HEADER_SIZE], *index = NULL;
+	struct stat st;
+	int rc;
+
+	*out = NULL;
+	if (!(s = calloc(1, sizeof(*s))))
+		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory opening %s", path);
+	snprintf(s->path, sizeof(s->path), "%s", path);
+	/* O_NOFOLLOW: a symlink planted in a checkpoint directory is never followed. */
+	if ((s->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+		rc = ckpt_err__errno(err, errno, "open %s", path);
+		goto fail;
+	}
+	if (fstat(s->fd, &st) < 0) {
+		rc = ckpt_err__errno(err, errno, "stat %s", path);
+		goto fail;
+	}
+	rc = ckpt_err__set(err, CKPT_ECORRUPT, "%s: not a regular file of shard size", path);
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < CKPT_HEADER_SIZE + CKPT_TRAILER_SIZE)
+		goto fail;
+	s->file_size = (uint64_t)st.st_size;
+	if ((rc = ckpt_io__pread_full(s->fd, buf, sizeof(buf), 0, err, path)) < 0)
+		goto fail;
+	if ((rc = ckpt_fmt__decode_header(&s->hdr, buf, sizeof(buf), err)) < 0)
+		goto fail_in;
+	if ((rc = ckpt_io__pread_full(s->fd, buf, CKPT_TRAILER_SIZE,
+				      s->file_size - CKPT_TRAILER_SIZE, err, path)) < 0)
+		goto fail;
+	if ((rc = ckpt_fmt__decode_trailer(&s->trl, buf, CKPT_TRAILER_SIZE, err)) < 0)
+		goto fail_in;
+	rc = CKPT_ECORRUPT;
+	if (s->trl.file_size != s->file_size) {
+		ckpt_err__set(err, rc, "%s: file is %llu bytes, its trailer says %llu (truncated?)",
+			      path, (unsigned long long)s->file_size,
+			      (unsigned long long)s->trl.file_size);
+		goto fail;
+	}
+	if (s->trl.save_id != s->hdr.save_id || s->trl.index_offset < s->hdr.data_offset ||
+	    s->trl.index_offset > s->file_size - CKPT_TRAILER_SIZE ||
+	    s->trl.index_size > s->file_size - CKPT_TRAILER_SIZE - s->trl.index_offset ||
+	    s->trl.index_size > MAX_INDEX_SIZE) {
+		ckpt_err__set(err, rc, "%s: trailer does not match the header or the file", path);
+		goto fail;
+	}
+	if (!(index = malloc(s->trl.index_size ? s->trl.index_size : 1))) {
+		rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory reading index of %s", path);
+		goto fail;
+	}
+	if ((rc = ckpt_io__pread_full(s->fd, index, s->trl.index_size, s->trl.index_offset, err,
+				      path)) < 0)
+		goto fail;
+	if (XXH3_64bits(index, s->trl.index_size) != s->trl.index_xxh3) {
+		rc = ckpt_err__set(err, CKPT_ECORRUPT, "%s: index checksum mismatch", path);
+		goto fail;
+	}
+	if ((rc = ckpt_fmt__decode_index(&s->idx, index, s->trl.index_size, s->hdr.nregions,
+					 s->hdr.data_offset, s->trl.index_offset,
+					 s->hdr.flags & CKPT_FLAG_COMPRESSED, err)) < 0)
+		goto fail_in;
+	free(index);
+	*out = s;
+	return CKPT_OK;
+fail_in:
+	in_file(err, rc, path);
+fail:
+	free(index);
+	ckpt_shard__close(s);
+	return rc;
+}
+
+void ckpt_shard__close(struct ckpt_shard *s)
+{
+	if (!s)
+		return;
+	if (s->fd >= 0)
+		close(s->fd);
+	ckpt_fmt__index_free(&s->idx);
+	free(s);
+}
+
+static uint64_t max_stored(const struct ckpt_region_meta *r)
+{
+	uint64_t m = 0;
+
+	for (uint32_t c = 0; c < r->nchunks; c++)
+		if (r->chunks[c].stored_size > m)
+			m = r->chunks[c].stored_size;
+	return m;
+}
+
+int ckpt_shard__read_region(struct ckpt_shard *s, const struct ckpt_region_meta *r, void *buf,
+			    struct ckpt_codec *codec, struct ckpt_err *err)
+{
+	uint8_t *tmp = NULL;
+	int rc = CKPT_OK;
+
+	if (r->codec == CKPT_CODEC_NONE) {
+		if (r->nchunks &&
+		    (rc = ckpt_io__pread_full(s->fd, buf, r->raw_size, r->chunks[0].offset, err,
+					      s->path)) < 0)
+			return rc;
+	} else {
+		if (!codec)
+			return ckpt_err__set(err, CKPT_EINVAL, "no codec to read %s", s->path);
+		if (!(tmp = malloc(max_stored(r) + 1)))
+			return ckpt_err__set(err, CKPT_ENOMEM, "out of memory reading %s", s->path);
+		for (uint32_t c = 0; c < r->nchunks; c++) {
+			const struct ckpt_chunk *ch = &r->chunks[c];
+
+			if ((rc = ckpt_io__pread_full(s->fd, tmp, ch->stored_size, ch->offset, err,
+						      s->path)) < 0)
+				goto out;
+			/* Check the stored bytes before the decompressor sees them. */
+			if (XXH3_64bits(tmp, ch->stored_size) != ch->stored_xxh3) {
+				rc = ckpt_err__set(err, CKPT_ECORRUPT,
+						   "%s: region '%s' chunk %u checksum mismatch", s->path,
+						   r->name, c);
+				goto out;
+			}
+			if ((rc = ckpt_codec__decompress(codec, (char *)buf + (uint64_t)c * r->chunk_raw,
+							 ckpt_fmt__chunk_raw(r, c), tmp,
+							 ch->stored_size, err)) < 0) {
+				in_file(err, rc, s->path);
+				goto out;
+			}
+		}
+	}
+	if (XXH3_64bits(buf, r->raw_size) != r->raw_xxh3)
+		rc = ckpt_err__set(err, CKPT_ECORRUPT, "%s: region '%s' checksum mismatch", s->path,
+				   r->name);
+out:
+	free(tmp);
+	return rc;
+}
+
+int ckpt_shard__verify(struct ckpt_shard *s, struct ckpt_codec *codec, struct ckpt_err *err)
+{
+	XXH3_state_t *st = XXH3_createState();
+	uint8_t *raw = NULL, *stored = NULL;
+	size_t cap = BOUNCE_SIZE;
+	int rc = CKPT_OK;
+
+	if (!st || !(raw = malloc(cap))) {
+		rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory verifying %s", s->path);
+		goto out;
+	}
+	for (uint32_t i = 0; i < s->idx.nregions; i++) {
+		const struct ckpt_region_meta *r = &s->idx.regions[i];
+
+		XXH3_64bits_reset(st);
+		if (r->codec == CKPT_CODEC_NONE) {
+			/* Stream through a bounded buffer: regions may be larger than memory. */
+			for (uint64_t done = 0; done < r->raw_size;) {
+				size_t piece = r->raw_size - done < cap ? r->raw_size - done : cap;
+
+				if ((rc = ckpt_io__pread_full(s->fd, raw, piece, r->chunks[0].offset + done,
+							      err, s->path)) < 0)
+					goto out;
+				XXH3_64bits_update(st, raw, piece);
+				done += piece;
+			}
+		} else {
+			uint64_t need = r->chunk_raw;
+
+			if (!codec) {
+				rc = ckpt_err__set(err, CKPT_EINVAL, "no codec to verify %s", s->path);
+				goto out;
+			}
+			free(stored);
+			if (!(stored = malloc(max_stored(r) + 1))) {
+				rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory verifying %s",
+						   s->path);
+				goto out;
+			}
+			if (need > cap) {
+				uint8_t *nr = realloc(raw, need);
+
+				if (!nr) {
+					rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory verifying %s",
+							   s->path);
+					goto out;
+				}
+				raw = nr;
+				cap = need;
+			}
+			for (uint32_t c = 0; c < r->nchunks; c++) {
+				const struct ckpt_chunk *ch = &r->chunks[c];
+
+				if ((rc = ckpt_io__pread_full(s->fd, stored, ch->stored_size, ch->offset,
+							      err, s->path)) < 0)
+					goto out;
+				if (XXH3_64bits(stored, ch->stored_size) != ch->stored_xxh3) {
+					rc = ckpt_err__set(err, CKPT_ECORRUPT,
+							   "%s: region '%s' chunk %u checksum mismatch",
+							   s->path, r->name, c);
+					goto out;
+				}
+				if ((rc = ckpt_codec__decompress(codec, raw, ckpt_fmt__chunk_raw(r, c),
+								 stored, ch->stored_size, err)) < 0) {
+					in_file(err, rc, s->path);
+					goto out;
+				}
+				XXH3_64bits_update(st, raw, ckpt_fmt__chunk_raw(r, c));
+			}
+		}
+		if (XXH3_64bits_digest(st) != r->raw_xxh3) {
+			rc = ckpt_err__set(err, CKPT_ECORRUPT, "%s: region '%s' checksum mismatch",
+					   s->path, r->name);
+			goto out;
+		}
+	}
+out:
+	if (st)
+		XXH3_freeState(st);
+	free(raw);
+	free(stored);
+	return rc;
+}

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/* Directory layout of both tiers and the durable filesystem steps (fsync, rename, dir fsync). */
+#ifndef CKPT_STORE_H
+#define CKPT_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+/*
+ * Layout (docs/FORMAT.md):
+ *   <local_dir>/<name>/step-<20 digits>/rank-<6 digits>.ckl             raw shard, one per rank
+ *   <shared_dir>/<name>/step-<20 digits>/rank-<6 digits>-<save id>.ckz  compressed shard
+ *   <shared_dir>/<name>/step-<20 digits>/MANIFEST                       commit record
+ *   temporary files: .tmp.<host>.<pid>.<random>.<final name>, in the same directory
+ */
+#define CKPT_PATH_MAX 4096
+#define CKPT_MANIFEST_NAME "MANIFEST"
+
+int ckpt_store__step_dir(char *buf, size_t len, const char *jobdir, uint64_t step);
+void ckpt_store__local_name(char *buf, size_t len, uint32_t rank);
+void ckpt_store__shared_name(char *buf, size_t len, uint32_t rank, uint64_t save_id);
+/* Parse "step-NNNN..." into *step; 0 on success. */
+int ckpt_store__parse_step(const char *name, uint64_t *step);
+
+/* mkdir -p; each directory it creates is made durable by fsync of its parent. */
+int ckpt_store__mkdirs(const char *path, struct ckpt_err *err);
+/* fsync a directory so that entries created or renamed in it survive a crash. */
+int ckpt_store__fsync_dir(const char *path, struct ckpt_err *err);
+/* A temporary name in dir for final_base, unique across hosts and processes. */
+int ckpt_store__tmp_path(char *buf, size_t len, const char *dir, const char *final_base);
+/* rename(tmp, dir/final_base) then fsync(dir): after this returns the new name is durable. */
+int ckpt_store__publish(const char *tmp, const char *dir, const char *final_base,
+			struct ckpt_err *err);
+/* Write a small file durably under dir/final_base (tmp, write, fsync, rename, fsync dir). */
+int ckpt_store__write_durable(const char *dir, const char *final_base, const void *buf, size_t len,
+			      struct ckpt_err *err);
+/* Read a whole regular file of at most max bytes (no symlinks followed). */
+int ckpt_store__read_file(const char *path, uint8_t **out, size_t *len, size_t max,
+			  struct ckpt_err *err);
+
+/* Step numbers present under jobdir (any state), ascending. *steps is malloc'd (may be NULL). */
+int ckpt_store__list_steps(const char *jobdir, uint64_t **steps, size_t *n, struct ckpt_err *err);
+/* Remove temporary files left in the step directories of jobdir by dead processes of this host.
+ * Returns how many were removed. */
+int ckpt_store__cleanup_tmp(const char *jobdir);
+/* Remove a step directory. The MANIFEST goes first and its removal is made durable before any
+ * shard, so a crash midway leaves an uncommitted step, never a committed one with holes. */
+int ckpt_store__remove_step(const char *stepdir, struct ckpt_err *err);
+/* Remove every file "rank-*" in stepdir whose save id differs from keep_id (superseded shards). */
+void ckpt_store__remove_other_saves(const char *stepdir, uint64_t keep_id);
+
+uint64_t ckpt_store__random64(void);
+uint64_t ckpt_store__now_ns(void);
+const char *ckpt_store__hostname(void);
+
+#endif
