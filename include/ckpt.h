@@ -138,6 +138,20 @@ int ckpt_poll(ckpt_ctx *ctx, uint64_t step, int *state);
  * CKPT_ENOENT when there is none. With MPI: collective, every rank gets the same answer. */
 int ckpt_latest(ckpt_ctx *ctx, uint64_t *step);
 
+/*
+ * Any rank's shard, for jobs that reshard: the same as ckpt_load / ckpt_region_size for the shard
+ * that rank `rank` saved (read locally when this node holds it, else from the shared tier).
+ * ckpt_step_nranks tells how many ranks saved `step`.
+ */
+int ckpt_load_rank(ckpt_ctx *ctx, uint64_t step, uint32_t rank, const char *name, void *buf,
+		   size_t size);
+int ckpt_region_size_rank(ckpt_ctx *ctx, uint64_t step, uint32_t rank, const char *name,
+			  size_t *size);
+int ckpt_step_nranks(ckpt_ctx *ctx, uint64_t step, uint32_t *nranks);
+
+/* This context's rank and number of ranks (0 and 1 without MPI). */
+int ckpt_rank(const ckpt_ctx *ctx, uint32_t *rank, uint32_t *nranks);
+
 /* Uncompressed size of region `name` of `step`. CKPT_ENOENT if the step or region is missing. */
 int ckpt_region_size(ckpt_ctx *ctx, uint64_t step, const char *name, size_t *size);
 

@@ -20,6 +20,11 @@ const char *ckpt_version(void)
 	return PACKAGE_VERSION;
 }
 
+struct ckpt_err *ckpt_api__open_err(void)
+{
+	return &open_err;
+}
+
 const char *ckpt_errmsg(const ckpt_ctx *ctx)
 {
 	return ctx ? ctx->err.msg : open_err.msg;
@@ -164,12 +169,6 @@ int ckpt_api__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank,
 	}
 	ckpt_store__cleanup_tmp(ctx->local_job);
 	ckpt_store__cleanup_tmp(ctx->shared_job);
-	if ((rc = recover_local(ctx, err)) < 0)
-		goto fail;
-	if ((rc = ckpt_drain__start(ctx, err)) < 0) {
-		ckpt_drain__stop(ctx, 0);
-		goto fail;
-	}
 	*out = ctx;
 	return CKPT_OK;
 fail:
@@ -177,16 +176,33 @@ fail:
 	return rc;
 }
 
+int ckpt_api__start(struct ckpt_ctx *ctx, struct ckpt_err *err)
+{
+	int rc = ckpt_drain__start(ctx, err);
+
+	if (rc < 0)
+		ckpt_drain__stop(ctx, 0);
+	return rc;
+}
+
 int ckpt_open(ckpt_ctx **out, const ckpt_config *cfg)
 {
+	struct ckpt_ctx *ctx;
 	int rc;
 
 	ckpt_err__clear(&open_err);
 	if (!out || !cfg)
 		return ckpt_err__set(&open_err, CKPT_EINVAL, "ckpt_open: NULL %s",
 				     out ? "config" : "out");
-	rc = ckpt_api__open(out, cfg, 0, 1, ckpt_commit__single, NULL, &open_err);
-	return rc;
+	*out = NULL;
+	if ((rc = ckpt_api__open(&ctx, cfg, 0, 1, ckpt_commit__single, NULL, &open_err)) < 0)
+		return rc;
+	if ((rc = recover_local(ctx, &open_err)) < 0 || (rc = ckpt_api__start(ctx, &open_err)) < 0) {
+		ctx_free(ctx);
+		return rc;
+	}
+	*out = ctx;
+	return CKPT_OK;
 }
 
 void ckpt_api__wait_progress(struct ckpt_ctx *ctx)
@@ -223,6 +239,11 @@ void ckpt_api__wait_progress_mpi(struct ckpt_ctx *ctx)
 void ckpt_api__close_mpi(struct ckpt_ctx *ctx)
 {
 	(void)ctx;
+}
+
+void ckpt_mpi__drain_before_close(struct ckpt_ctx *ctx, double timeout)
+{
+	(void)ctx, (void)timeout;
 }
 
 int ckpt_open_mpi_f(ckpt_ctx **out, const ckpt_config *cfg, int fortran_comm)
@@ -359,7 +380,9 @@ int ckpt_save(ckpt_ctx *ctx, uint64_t step, const ckpt_region *regions, size_t n
 		rc = ckpt_api__save_mpi(ctx, step, regions, nregions);
 	else
 		rc = ckpt_api__save_local(ctx, step, ckpt_store__random64(), regions, nregions);
-	if (rc == CKPT_OK)
+	/* With MPI a retry must be collective: failed steps are drained again by the next
+	 * ckpt_open_mpi, which agrees on them across ranks. */
+	if (rc == CKPT_OK && !ctx->mpi)
 		ckpt_api__retry_failed(ctx);
 out:
 	pthread_mutex_unlock(&ctx->api_mu);
@@ -523,6 +546,13 @@ int ckpt_api__open_step(struct ckpt_ctx *ctx, uint64_t step, uint32_t rank,
 	*out = NULL;
 	*shared = 0;
 	lrc = ckpt_step__open_local(out, ctx->local_job, step, rank, &lerr);
+	if (lrc == CKPT_OK && ctx->resolved && ctx->resolved_step == step &&
+	    (*out)->hdr.save_id != ctx->resolved_save) {
+		/* MPI: this node holds another save of the step than the ranks agreed to read. */
+		ckpt_shard__close(*out);
+		*out = NULL;
+		lrc = ckpt_err__set(&lerr, CKPT_ENOENT, "local copy is of another save");
+	}
 	if (lrc == CKPT_OK)
 		return CKPT_OK;
 	if ((rc = ckpt_step__manifest(ctx->shared_job, step, &m, 0, &ctx->err)) == CKPT_OK) {
@@ -542,7 +572,8 @@ int ckpt_api__open_step(struct ckpt_ctx *ctx, uint64_t step, uint32_t rank,
 	return rc == CKPT_ENOENT ? lrc : rc;
 }
 
-int ckpt_region_size(ckpt_ctx *ctx, uint64_t step, const char *name, size_t *size)
+int ckpt_region_size_rank(ckpt_ctx *ctx, uint64_t step, uint32_t rank, const char *name,
+			  size_t *size)
 {
 	const struct ckpt_region_meta *r;
 	struct ckpt_shard *s = NULL;
@@ -556,7 +587,7 @@ int ckpt_region_size(ckpt_ctx *ctx, uint64_t step, const char *name, size_t *siz
 				   name ? "size" : "name");
 		goto out;
 	}
-	if ((rc = ckpt_api__open_step(ctx, step, ctx->rank, &s, &shared)) < 0)
+	if ((rc = ckpt_api__open_step(ctx, step, rank, &s, &shared)) < 0)
 		goto out;
 	if (!(r = ckpt_fmt__find_region(&s->idx, name))) {
 		rc = ckpt_err__set(&ctx->err, CKPT_ENOENT, "step %llu has no region '%s'",
@@ -572,6 +603,37 @@ out:
 	ckpt_shard__close(s);
 	pthread_mutex_unlock(&ctx->api_mu);
 	return rc;
+}
+
+int ckpt_region_size(ckpt_ctx *ctx, uint64_t step, const char *name, size_t *size)
+{
+	return ckpt_region_size_rank(ctx, step, ctx ? ctx->rank : 0, name, size);
+}
+
+int ckpt_step_nranks(ckpt_ctx *ctx, uint64_t step, uint32_t *nranks)
+{
+	struct ckpt_shard *s = NULL;
+	int rc, shared;
+
+	if (!ctx)
+		return CKPT_EINVAL;
+	pthread_mutex_lock(&ctx->api_mu);
+	if (!nranks)
+		rc = ckpt_err__set(&ctx->err, CKPT_EINVAL, "ckpt_step_nranks: NULL nranks");
+	else if ((rc = ckpt_api__open_step(ctx, step, 0, &s, &shared)) == CKPT_OK)
+		*nranks = s->hdr.nranks;
+	ckpt_shard__close(s);
+	pthread_mutex_unlock(&ctx->api_mu);
+	return rc;
+}
+
+int ckpt_rank(const ckpt_ctx *ctx, uint32_t *rank, uint32_t *nranks)
+{
+	if (!ctx || !rank || !nranks)
+		return CKPT_EINVAL;
+	*rank = ctx->rank;
+	*nranks = ctx->nranks;
+	return CKPT_OK;
 }
 
 int ckpt_list_regions(ckpt_ctx *ctx, uint64_t step, ckpt_region_info *out, size_t cap,
@@ -653,7 +715,8 @@ out:
 	return rc;
 }
 
-int ckpt_load(ckpt_ctx *ctx, uint64_t step, const char *name, void *buf, size_t size)
+int ckpt_load_rank(ckpt_ctx *ctx, uint64_t step, uint32_t rank, const char *name, void *buf,
+		   size_t size)
 {
 	int rc;
 
@@ -663,9 +726,14 @@ int ckpt_load(ckpt_ctx *ctx, uint64_t step, const char *name, void *buf, size_t 
 	if (!name || (!buf && size))
 		rc = ckpt_err__set(&ctx->err, CKPT_EINVAL, "ckpt_load: NULL %s", name ? "buf" : "name");
 	else
-		rc = ckpt_api__load(ctx, step, ctx->rank, name, buf, size);
+		rc = ckpt_api__load(ctx, step, rank, name, buf, size);
 	pthread_mutex_unlock(&ctx->api_mu);
 	return rc;
+}
+
+int ckpt_load(ckpt_ctx *ctx, uint64_t step, const char *name, void *buf, size_t size)
+{
+	return ckpt_load_rank(ctx, step, ctx ? ctx->rank : 0, name, buf, size);
 }
 
 int ckpt_close(ckpt_ctx *ctx)
@@ -675,6 +743,8 @@ int ckpt_close(ckpt_ctx *ctx)
 	if (!ctx)
 		return CKPT_OK;
 	pthread_mutex_lock(&ctx->api_mu);
+	if (ctx->mpi && ctx->nthreads)
+		ckpt_mpi__drain_before_close(ctx, ctx->cfg->close_timeout);
 	drc = ckpt_drain__stop(ctx, ctx->cfg->close_timeout);
 	/* The first drain error of a step that never committed afterwards. */
 	for (size_t i = 0; i < ctx->nrecs; i++)

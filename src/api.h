@@ -5,8 +5,13 @@
 
 #include "internal.h"
 
+/* Check the config, make the directories, build the context; no drain thread yet. */
 int ckpt_api__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank, uint32_t nranks,
 		   ckpt_commit_fn commit, void *mpi, struct ckpt_err *err);
+/* Start the drain threads (after recovery has queued what it found). */
+int ckpt_api__start(struct ckpt_ctx *ctx, struct ckpt_err *err);
+/* The thread-local message buffer of failed opens (ckpt_errmsg(NULL)). */
+struct ckpt_err *ckpt_api__open_err(void);
 /* Backpressure, local write with the given save id, enqueue (api_mu held). */
 int ckpt_api__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 			 const ckpt_region *regs, size_t n);
@@ -26,5 +31,8 @@ int ckpt_api__latest_mpi(struct ckpt_ctx *ctx, uint64_t *step);
 void ckpt_api__progress_mpi(struct ckpt_ctx *ctx);
 void ckpt_api__wait_progress_mpi(struct ckpt_ctx *ctx);
 void ckpt_api__close_mpi(struct ckpt_ctx *ctx);
+void ckpt_mpi__drain_before_close(struct ckpt_ctx *ctx, double timeout);
+void ckpt_mpi__vote_failure(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id, int rc,
+			    const char *msg);
 
 #endif

@@ -254,15 +254,17 @@ static int job_finish(struct ckpt_ctx *ctx, struct drain_job *j, struct ckpt_err
 	return ctx->commit(ctx, &d, err);
 }
 
-/* The job is over (done or failed): record the outcome, free it. Called with ctx->mu held. */
+/* The job is over (done, failed, or handed to the commit protocol): record the outcome and free
+ * the job. Called with ctx->mu held. */
 static void job_end(struct ckpt_ctx *ctx, struct drain_job *j, int rc, const struct ckpt_err *e)
 {
 	struct ckpt_step_rec *rec = j->rec;
 
-	/* A later save of the same step may have replaced the local copy meanwhile: only the
-	 * outcome of the newest save decides the step's state. */
-	if (rec->save_id == j->save_id || rc < 0) {
-		if (!rec->queued) {
+	/* CKPT_COMMIT_PENDING: the MPI protocol settles the step (and `pending`) later. A later save
+	 * of the same step may have replaced the local copy meanwhile: only the outcome of the
+	 * newest save decides the step's state. */
+	if (rc != CKPT_COMMIT_PENDING) {
+		if ((rec->save_id == j->save_id || rc < 0) && !rec->queued) {
 			rec->state = rc < 0 ? CKPT_STATE_FAILED : CKPT_STATE_COMMITTED;
 			rec->rc = rc;
 			if (rc < 0)
@@ -270,15 +272,26 @@ static void job_end(struct ckpt_ctx *ctx, struct drain_job *j, int rc, const str
 			else
 				ckpt_err__clear(&rec->err);
 		}
+		if (rc == CKPT_OK)
+			ckpt_drain__retention(ctx);
+		ctx->pending--;
 	}
-	if (rc == CKPT_OK)
-		ckpt_drain__retention(ctx);
-	ctx->pending--;
 	ctx->job = NULL;
 	pthread_cond_broadcast(&ctx->cv);
 	pthread_mutex_unlock(&ctx->mu);
 	job_free(j);
 	pthread_mutex_lock(&ctx->mu);
+}
+
+/* With MPI a failure is a vote too; hand it over without ctx->mu held (lock order: the MPI
+ * engine's lock, then ctx->mu). Returns the rc the job ends with. */
+static int vote_if_failed(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id, int rc,
+			  const struct ckpt_err *e)
+{
+	if (rc >= 0 || !ctx->vote_fail)
+		return rc;
+	ctx->vote_fail(ctx, step, save_id, rc, e->msg);
+	return CKPT_COMMIT_PENDING;
 }
 
 /* Called with ctx->mu held after a worker leaves a job: finish it when nothing is left. */
@@ -291,13 +304,14 @@ static void maybe_finish(struct worker *w, struct drain_job *j)
 	if (j->finishing || j->refs || (!j->failed && j->next_write < j->nitems))
 		return;
 	j->finishing = 1;
+	pthread_mutex_unlock(&ctx->mu);
 	if (j->failed) {
 		ckpt_err__copy(&err, &j->err);
-		job_end(ctx, j, j->failed, &err);
-		return;
+		rc = j->failed;
+	} else {
+		rc = job_finish(ctx, j, &err);
 	}
-	pthread_mutex_unlock(&ctx->mu);
-	rc = job_finish(ctx, j, &err);
+	rc = vote_if_failed(ctx, j->step, j->save_id, rc, &err);
 	pthread_mutex_lock(&ctx->mu);
 	job_end(ctx, j, rc, &err);
 }
@@ -340,8 +354,14 @@ static void *worker_main(void *arg)
 			ctx->setting_up = 1;
 			pthread_mutex_unlock(&ctx->mu);
 			rc = job_setup(ctx, rec, &j, &err);
+			if (rc < 0)
+				rc = vote_if_failed(ctx, rec->step, rec->save_id, rc, &err);
 			pthread_mutex_lock(&ctx->mu);
 			ctx->setting_up = 0;
+			if (rc == CKPT_COMMIT_PENDING) {
+				pthread_cond_broadcast(&ctx->cv);
+				continue;
+			}
 			if (rc < 0) {
 				if (!rec->queued) {
 					rec->state = CKPT_STATE_FAILED;

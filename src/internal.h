@@ -32,7 +32,14 @@ struct ckpt_drained {
 	struct ckpt_manifest_rank shard; /* this rank's durable shard on the shared tier */
 };
 
+/* What a commit hook returns when the outcome arrives later (MPI): the step stays LOCAL and
+ * pending until the commit protocol settles it. Never returned to users. */
+#define CKPT_COMMIT_PENDING 1
+
 struct ckpt_ctx;
+/* A drain that failed on this rank (MPI: tell rank 0 so the round ends). NULL when single. */
+typedef void (*ckpt_vote_fail_fn)(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id, int rc,
+				  const char *msg);
 /* Commit a drained shard (single process: write the MANIFEST; MPI: the collective protocol).
  * Called from a drain thread without ctx->mu held. */
 typedef int (*ckpt_commit_fn)(struct ckpt_ctx *ctx, const struct ckpt_drained *d,
@@ -47,7 +54,11 @@ struct ckpt_ctx {
 	char shared_job[CKPT_PATH_MAX]; /* <shared_dir>/<name> */
 	uint32_t rank, nranks;
 	ckpt_commit_fn commit;
+	ckpt_vote_fail_fn vote_fail;
 	void *mpi;                      /* struct ckpt_mpi, when opened with MPI */
+	int resolved;                   /* MPI: ckpt_latest agreed that step resolved_step is read */
+	uint64_t resolved_step;         /* from save resolved_save on every rank */
+	uint64_t resolved_save;
 
 	pthread_mutex_t api_mu;         /* serializes the public calls on this context */
 	struct ckpt_err err;            /* ckpt_errmsg(); written under api_mu */

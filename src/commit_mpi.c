@@ -1,0 +1,775 @@
+/* SPDX-License-Identifier: MIT */
+/* The MPI side of libckpt: collective open/save/latest and the commit protocol. The only file
+ * that calls MPI.
+ *
+ * Protocol. ckpt_save is collective: ranks agree on the step and on a save id chosen by rank 0,
+ * write their shard locally, and learn together whether every local write succeeded. Each rank's
+ * drain thread then publishes its compressed shard on the shared tier and posts a vote (its
+ * shard's size and index checksum, or its error) to an outbox; drain threads never call MPI.
+ * A progress engine moves votes to rank 0. When rank 0 holds a vote from every rank for the same
+ * (step, save id) and all succeeded, it writes the MANIFEST durably (the commit point) and sends
+ * the outcome to every rank; any failed vote, or a rank silent for mpi_timeout seconds, makes the
+ * outcome a failure that every rank reports. The engine runs on a library thread when MPI gives
+ * MPI_THREAD_MULTIPLE, otherwise inside ckpt_save, ckpt_wait, ckpt_poll, ckpt_latest, ckpt_close.
+ */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+#include "ckpt_mpi.h"
+#include "internal.h"
+#include "step.h"
+
+#define TAG_VOTE 7401
+#define TAG_OUTCOME 7402
+#define MSG_LEN 256
+#define MAX_RECOVER 64 /* newest local steps considered for re-drain at open */
+
+struct vote {
+	uint64_t step, save_id, created_ns;
+	uint64_t file_size, index_xxh3, raw_bytes;
+	int32_t rc;
+	uint32_t rank, nregions;
+	uint32_t awaits; /* the voting rank waits for the outcome (its step is pending) */
+	char msg[MSG_LEN];
+};
+
+struct outcome {
+	uint64_t step, save_id;
+	int32_t rc;
+	uint32_t failed_rank;
+	char msg[MSG_LEN];
+};
+
+/* Rank 0: votes gathered for one (step, save id). */
+struct round {
+	uint64_t step, save_id, created_ns;
+	uint32_t nvotes;
+	uint8_t *voted;
+	struct ckpt_manifest_rank *ranks;
+	int32_t rc;
+	uint32_t failed_rank;
+	char msg[MSG_LEN];
+	double first;
+	struct round *next;
+};
+
+struct sendbuf {
+	MPI_Request req;
+	union {
+		struct vote v;
+		struct outcome o;
+	} u;
+	struct sendbuf *next;
+};
+
+/* Awaited outcome on every rank: a record whose shard is durable and voted. */
+struct await {
+	uint64_t step, save_id;
+	double since;
+	struct await *next;
+};
+
+struct ckpt_mpi {
+	MPI_Comm comm;
+	int rank, size, thread_level;
+	pthread_mutex_t mu;      /* serializes the engine and guards the lists below */
+	struct vote *outbox;
+	size_t nout, capout;
+	struct round *rounds;    /* rank 0 */
+	struct sendbuf *sends;
+	struct await *awaits;
+	pthread_t thread;
+	int thread_on, thread_stop;
+	int broken;
+};
+
+static struct ckpt_mpi *M(struct ckpt_ctx *ctx)
+{
+	return ctx->mpi;
+}
+
+static int mpi_fail(struct ckpt_err *err, int mrc, const char *what)
+{
+	char s[MPI_MAX_ERROR_STRING];
+	int len = 0;
+
+	MPI_Error_string(mrc, s, &len);
+	return ckpt_err__set(err, CKPT_EMPI, "%s: %s", what, s);
+}
+
+/* ---- the progress engine ---- */
+
+static void send_to(struct ckpt_mpi *mp, int dest, int tag, const void *msg, size_t len)
+{
+	struct sendbuf *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return; /* the receiver times out and reports the failure */
+	memcpy(&b->u, msg, len);
+	if (MPI_Isend(&b->u, (int)len, MPI_BYTE, dest, tag, mp->comm, &b->req) != MPI_SUCCESS) {
+		free(b);
+		return;
+	}
+	b->next = mp->sends;
+	mp->sends = b;
+}
+
+/* Every rank: apply the outcome of a round to the matching record. */
+static void apply_outcome(struct ckpt_ctx *ctx, const struct outcome *o)
+{
+	struct ckpt_mpi *mp = M(ctx);
+	struct await **pa, *a;
+	struct ckpt_step_rec *rec;
+
+	for (pa = &mp->awaits; (a = *pa); pa = &a->next)
+		if (a->step == o->step && a->save_id == o->save_id)
+			break;
+	if (!a)
+		return; /* a vote that failed in ckpt_save itself: that call reported it */
+	*pa = a->next;
+	free(a);
+	pthread_mutex_lock(&ctx->mu);
+	rec = ckpt_drain__rec(ctx, o->step, 0);
+	if (rec && rec->save_id == o->save_id && !rec->queued) {
+		rec->state = o->rc < 0 ? CKPT_STATE_FAILED : CKPT_STATE_COMMITTED;
+		rec->rc = o->rc;
+		if (o->rc < 0)
+			ckpt_err__set(&rec->err, o->rc, "step %llu not committed: rank %u: %s",
+				      (unsigned long long)o->step, o->failed_rank, o->msg);
+		else
+			ckpt_err__clear(&rec->err);
+	}
+	if (o->rc == CKPT_OK)
+		ckpt_drain__retention(ctx);
+	ctx->pending--;
+	pthread_cond_broadcast(&ctx->cv);
+	pthread_mutex_unlock(&ctx->mu);
+}
+
+/* Rank 0: all votes in (or timed out): commit or fail, and tell everyone. */
+static void finish_round(struct ckpt_ctx *ctx, struct round *r)
+{
+	struct ckpt_mpi *mp = M(ctx);
+	struct outcome o;
+	struct ckpt_err err = { "" };
+
+	memset(&o, 0, sizeof(o));
+	o.step = r->step;
+	o.save_id = r->save_id;
+	o.rc = r->rc;
+	o.failed_rank = r->failed_rank;
+	snprintf(o.msg, sizeof(o.msg), "%s", r->msg);
+	if (o.rc == CKPT_OK) {
+		struct ckpt_manifest m = { CKPT_FMT_VERSION, (uint32_t)mp->size, r->step, r->save_id,
+					   r->created_ns, r->ranks };
+		size_t len = ckpt_fmt__manifest_size(m.nranks);
+		uint8_t *buf = malloc(len);
+		char dir[CKPT_PATH_MAX];
+
+		ckpt_store__step_dir(dir, sizeof(dir), ctx->shared_job, r->step);
+		if (!buf) {
+			o.rc = ckpt_err__set(&err, CKPT_ENOMEM, "out of memory for a manifest");
+		} else {
+			ckpt_fmt__encode_manifest(buf, &m);
+			ckpt_config__fault(ctx->cfg->fault_kill_at, "commit.before");
+			/* The commit point for every rank at once (see commit.c for the order). */
+			o.rc = ckpt_store__write_durable(dir, CKPT_MANIFEST_NAME, buf, len, &err);
+			free(buf);
+			if (o.rc == CKPT_OK) {
+				ckpt_config__fault(ctx->cfg->fault_kill_at, "commit.done");
+				ckpt_store__remove_other_saves(dir, r->save_id);
+			}
+		}
+		if (o.rc < 0)
+			snprintf(o.msg, sizeof(o.msg), "%s", err.msg);
+	}
+	for (int i = 1; i < mp->size; i++)
+		send_to(mp, i, TAG_OUTCOME, &o, sizeof(o));
+	apply_outcome(ctx, &o);
+}
+
+static void round_free(struct round *r)
+{
+	if (r) {
+		free(r->voted);
+		free(r->ranks);
+		free(r);
+	}
+}
+
+/* Rank 0: count a vote. */
+static void take_vote(struct ckpt_ctx *ctx, const struct vote *v)
+{
+	struct ckpt_mpi *mp = M(ctx);
+	struct round *r, **pr;
+
+	if (v->rank >= (uint32_t)mp->size)
+		return;
+	for (r = mp->rounds; r; r = r->next)
+		if (r->step == v->step && r->save_id == v->save_id)
+			break;
+	if (!r) {
+		if (!(r = calloc(1, sizeof(*r))) ||
+		    !(r->voted = calloc((size_t)mp->size, 1)) ||
+		    !(r->ranks = calloc((size_t)mp->size, sizeof(*r->ranks)))) {
+			round_free(r);
+			return;
+		}
+		r->step = v->step;
+		r->save_id = v->save_id;
+		r->first = MPI_Wtime();
+		r->next = mp->rounds;
+		mp->rounds = r;
+	}
+	if (r->voted[v->rank])
+		return;
+	r->voted[v->rank] = 1;
+	r->nvotes++;
+	r->ranks[v->rank] = (struct ckpt_manifest_rank){ v->file_size, v->index_xxh3, v->raw_bytes,
+							 v->nregions };
+	if (v->rank == 0 || !r->created_ns)
+		r->created_ns = v->created_ns;
+	if (v->rc < 0 && r->rc == CKPT_OK) {
+		r->rc = v->rc;
+		r->failed_rank = v->rank;
+		snprintf(r->msg, sizeof(r->msg), "%s", v->msg);
+	}
+	if (r->nvotes == (uint32_t)mp->size) {
+		for (pr = &mp->rounds; *pr != r; pr = &(*pr)->next)
+			;
+		*pr = r->next;
+		finish_round(ctx, r);
+		round_free(r);
+	}
+}
+
+static void check_timeouts(struct ckpt_ctx *ctx)
+{
+	struct ckpt_mpi *mp = M(ctx);
+	double now = MPI_Wtime(), lim = ctx->cfg->mpi_timeout;
+
+	if (mp->rank == 0) {
+		struct round **pr = &mp->rounds, *r;
+
+		while ((r = *pr)) {
+			if (now - r->first < lim) {
+				pr = &r->next;
+				continue;
+			}
+			*pr = r->next;
+			for (uint32_t i = 0; i < (uint32_t)mp->size; i++)
+				if (!r->voted[i]) {
+					r->rc = CKPT_ETIMEDOUT;
+					r->failed_rank = i;
+					snprintf(r->msg, sizeof(r->msg),
+						 "no word from rank %u within %g s (rank lost?)", i, lim);
+					break;
+				}
+			finish_round(ctx, r);
+			round_free(r);
+		}
+	} else {
+		/* Rank 0 gets mpi_timeout for the votes; allow it as long again to answer. */
+		for (struct await *a = mp->awaits; a; a = a->next)
+			if (now - a->since > 2 * lim) {
+				struct outcome o = { a->step, a->save_id, CKPT_ETIMEDOUT, 0, "" };
+
+				snprintf(o.msg, sizeof(o.msg), "no commit outcome within %g s (rank 0 lost?)",
+					 2 * lim);
+				apply_outcome(ctx, &o);
+				break; /* the list changed */
+			}
+	}
+}
+
+/* One pass of the engine; any thread, never with ctx->mu held. */
+static void progress(struct ckpt_ctx *ctx)
+{
+	struct ckpt_mpi *mp = M(ctx);
+	struct vote *out;
+	size_t nout;
+	int flag;
+	MPI_Status st;
+
+	pthread_mutex_lock(&mp->mu);
+	/* 1. votes posted by drain threads */
+	out = mp->outbox;
+	nout = mp->nout;
+	mp->outbox = NULL;
+	mp->nout = mp->capout = 0;
+	for (size_t i = 0; i < nout; i++) {
+		struct await *a;
+
+		if (out[i].awaits && (a = calloc(1, sizeof(*a)))) {
+			*a = (struct await){ out[i].step, out[i].save_id, MPI_Wtime(), mp->awaits };
+			mp->awaits = a;
+		}
+		if (mp->rank == 0)
+			take_vote(ctx, &out[i]);
+		else
+			send_to(mp, 0, TAG_VOTE, &out[i], sizeof(out[i]));
+	}
+	free(out);
+	/* 2. messages from other ranks */
+	for (;;) {
+		if (MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, mp->comm, &flag, &st) != MPI_SUCCESS ||
+		    !flag)
+			break;
+		if (st.MPI_TAG == TAG_VOTE) {
+			struct vote v;
+
+			MPI_Recv(&v, sizeof(v), MPI_BYTE, st.MPI_SOURCE, TAG_VOTE, mp->comm,
+				 MPI_STATUS_IGNORE);
+			v.msg[MSG_LEN - 1] = '\0';
+			if (mp->rank == 0)
+				take_vote(ctx, &v);
+		} else if (st.MPI_TAG == TAG_OUTCOME) {
+			struct outcome o;
+
+			MPI_Recv(&o, sizeof(o), MPI_BYTE, st.MPI_SOURCE, TAG_OUTCOME, mp->comm,
+				 MPI_STATUS_IGNORE);
+			o.msg[MSG_LEN - 1] = '\0';
+			apply_outcome(ctx, &o);
+		} else {
+			char junk[16];
+
+			MPI_Recv(junk, 0, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, mp->comm,
+				 MPI_STATUS_IGNORE);
+		}
+	}
+	/* 3. deadlines, 4. finished sends */
+	check_timeouts(ctx);
+	for (struct sendbuf **pb = &mp->sends, *b; (b = *pb);) {
+		MPI_Test(&b->req, &flag, MPI_STATUS_IGNORE);
+		if (flag) {
+			*pb = b->next;
+			free(b);
+		} else {
+			pb = &b->next;
+		}
+	}
+	pthread_mutex_unlock(&mp->mu);
+}
+
+static void *progress_main(void *arg)
+{
+	struct ckpt_ctx *ctx = arg;
+	struct ckpt_mpi *mp = M(ctx);
+	struct timespec ts = { 0, 2000000 }; /* 2 ms: commit latency vs an idle core */
+
+	for (;;) {
+		pthread_mutex_lock(&mp->mu);
+		int stop = mp->thread_stop;
+		pthread_mutex_unlock(&mp->mu);
+		if (stop)
+			break;
+		progress(ctx);
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+/* ---- hooks called by the rest of the library ---- */
+
+/* Drain thread: the shard is durable on shared; vote and let the engine finish the commit. */
+static int commit_mpi(struct ckpt_ctx *ctx, const struct ckpt_drained *d, struct ckpt_err *err)
+{
+	struct ckpt_mpi *mp = M(ctx);
+	struct vote v;
+
+	memset(&v, 0, sizeof(v));
+	v.step = d->step;
+	v.save_id = d->save_id;
+	v.created_ns = d->created_ns;
+	v.file_size = d->shard.file_size;
+	v.index_xxh3 = d->shard.index_xxh3;
+	v.raw_bytes = d->shard.raw_bytes;
+	v.nregions = d->shard.nregions;
+	v.rank = (uint32_t)mp->rank;
+	v.awaits = 1;
+	pthread_mutex_lock(&mp->mu);
+	if (mp->nout == mp->capout) {
+		size_t cap = mp->capout ? 2 * mp->capout : 8;
+		struct vote *nv = realloc(mp->outbox, cap * sizeof(*nv));
+
+		if (!nv) {
+			pthread_mutex_unlock(&mp->mu);
+			return ckpt_err__set(err, CKPT_ENOMEM, "out of memory for a commit vote");
+		}
+		mp->outbox = nv;
+		mp->capout = cap;
+	}
+	mp->outbox[mp->nout++] = v;
+	pthread_mutex_unlock(&mp->mu);
+	return CKPT_COMMIT_PENDING;
+}
+
+/* A failed drain or local save still votes, so that rank 0 can end the round at once. A failed
+ * drain awaits the outcome like a successful one; a failed local save (reported by ckpt_save
+ * itself) does not. */
+static void vote_failure(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id, int rc,
+			 const char *msg, int awaits)
+{
+	struct ckpt_mpi *mp = M(ctx);
+	struct ckpt_drained d = { step, save_id, 0, { 0, 0, 0, 0 } };
+	struct ckpt_err err;
+
+	if (!mp)
+		return;
+	if (commit_mpi(ctx, &d, &err) != CKPT_COMMIT_PENDING)
+		return;
+	pthread_mutex_lock(&mp->mu);
+	mp->outbox[mp->nout - 1].rc = rc;
+	mp->outbox[mp->nout - 1].awaits = (uint32_t)awaits;
+	snprintf(mp->outbox[mp->nout - 1].msg, MSG_LEN, "%s", msg);
+	pthread_mutex_unlock(&mp->mu);
+}
+
+void ckpt_mpi__vote_failure(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id, int rc,
+			    const char *msg)
+{
+	vote_failure(ctx, step, save_id, rc, msg, 1);
+}
+
+void ckpt_api__progress_mpi(struct ckpt_ctx *ctx)
+{
+	if (M(ctx) && !M(ctx)->thread_on)
+		progress(ctx);
+}
+
+void ckpt_api__wait_progress_mpi(struct ckpt_ctx *ctx)
+{
+	struct timespec dl;
+
+	pthread_mutex_unlock(&ctx->mu);
+	ckpt_api__progress_mpi(ctx);
+	pthread_mutex_lock(&ctx->mu);
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_nsec += 2000000;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&ctx->cv, &ctx->mu, &dl);
+}
+
+/* ---- collective operations ---- */
+
+/* Every rank learns the lowest rc and the rank that had it. */
+static int agree_rc(struct ckpt_mpi *mp, int rc, int *who, struct ckpt_err *err)
+{
+	struct { int v, r; } in = { rc, mp->rank }, res;
+	int mrc = MPI_Allreduce(&in, &res, 1, MPI_2INT, MPI_MINLOC, mp->comm);
+
+	if (mrc != MPI_SUCCESS)
+		return mpi_fail(err, mrc, "MPI_Allreduce");
+	*who = res.r;
+	return res.v;
+}
+
+int ckpt_api__save_mpi(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *regs, size_t n)
+{
+	struct ckpt_mpi *mp = M(ctx);
+	uint64_t in[2] = { step, ~step }, mx[2], save_id = 0;
+	int rc, who, mrc;
+
+	progress(ctx);
+	/* 1. the step: min and max over ranks (max of ~step is ~min) */
+	if ((mrc = MPI_Allreduce(in, mx, 2, MPI_UINT64_T, MPI_MAX, mp->comm)) != MPI_SUCCESS)
+		return mpi_fail(&ctx->err, mrc, "MPI_Allreduce (step)");
+	if (mx[0] != step || ~mx[1] != step)
+		return ckpt_err__set(&ctx->err, CKPT_EINVAL,
+				     "ckpt_save: ranks disagree on the step (%llu to %llu; this rank "
+				     "%llu): nothing written", (unsigned long long)~mx[1],
+				     (unsigned long long)mx[0], (unsigned long long)step);
+	/* 2. the save id, from rank 0 */
+	if (mp->rank == 0)
+		save_id = ckpt_store__random64();
+	if ((mrc = MPI_Bcast(&save_id, 1, MPI_UINT64_T, 0, mp->comm)) != MPI_SUCCESS)
+		return mpi_fail(&ctx->err, mrc, "MPI_Bcast (save id)");
+	/* 3. the local write, 4. did every rank's succeed? */
+	rc = ckpt_api__save_local(ctx, step, save_id, regs, n);
+	if (rc < 0)
+		vote_failure(ctx, step, save_id, rc, ctx->err.msg, 0);
+	mrc = agree_rc(mp, rc, &who, &ctx->err);
+	if (mrc < 0 && rc == CKPT_OK)
+		rc = ckpt_err__set(&ctx->err, mrc == CKPT_EMPI ? CKPT_EMPI : mrc,
+				   "ckpt_save: step %llu failed on rank %d; it will not be committed",
+				   (unsigned long long)step, who);
+	progress(ctx);
+	return rc;
+}
+
+/* My newest usable step <= bound, as step+1 (0 when none), and the save id I would read. */
+static uint64_t newest_usable(struct ckpt_ctx *ctx, uint64_t *v, size_t n, uint64_t bound)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i] <= bound && ckpt_api__step_usable(ctx, v[i]))
+			return v[i] + 1;
+	return 0;
+}
+
+/* The save id this rank would read for `step`: its intact local copy's, else the manifest's. */
+static uint64_t readable_save(struct ckpt_ctx *ctx, uint64_t step, uint64_t *committed)
+{
+	struct ckpt_shard *s;
+	struct ckpt_manifest m;
+	uint64_t id = 0;
+
+	*committed = 0;
+	if (ckpt_step__manifest(ctx->shared_job, step, &m, 1, NULL) == CKPT_OK) {
+		if (m.nranks == ctx->nranks)
+			*committed = m.save_id;
+		ckpt_fmt__manifest_free(&m);
+	}
+	if (ckpt_step__open_local(&s, ctx->local_job, step, ctx->rank, NULL) == CKPT_OK) {
+		if (s->hdr.nranks == ctx->nranks)
+			id = s->hdr.save_id;
+		ckpt_shard__close(s);
+	}
+	return id ? id : *committed;
+}
+
+int ckpt_api__latest_mpi(struct ckpt_ctx *ctx, uint64_t *step)
+{
+	struct ckpt_mpi *mp = M(ctx);
+	uint64_t *v = NULL, bound = UINT64_MAX, mine, c;
+	size_t n = 0;
+	int rc, mrc;
+
+	progress(ctx);
+	rc = ckpt_api__candidates(ctx, &v, &n);
+	/* Every rank goes through the same rounds, also one whose listing failed (it offers none). */
+	for (;;) {
+		uint64_t ids[3], r[3], committed;
+		int ok, all;
+
+		mine = rc < 0 ? 0 : newest_usable(ctx, v, n, bound);
+		if ((mrc = MPI_Allreduce(&mine, &c, 1, MPI_UINT64_T, MPI_MIN, mp->comm)) !=
+		    MPI_SUCCESS) {
+			rc = mpi_fail(&ctx->err, mrc, "MPI_Allreduce (latest)");
+			break;
+		}
+		if (c == 0) {
+			if (rc == CKPT_OK)
+				rc = ckpt_err__set(&ctx->err, CKPT_ENOENT,
+						   "no step of job '%s' is complete for all %u ranks",
+						   ctx->cfg->name, ctx->nranks);
+			break;
+		}
+		c--;
+		/* Is step c readable on every rank, and from one save only? A rank whose local copy
+		 * is of another save than the committed one reads the committed one instead. */
+		ids[0] = readable_save(ctx, c, &committed);
+		ids[1] = ~ids[0];
+		ids[2] = committed;
+		ok = ids[0] != 0;
+		if (MPI_Allreduce(ids, r, 3, MPI_UINT64_T, MPI_MAX, mp->comm) != MPI_SUCCESS ||
+		    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_LAND, mp->comm) != MPI_SUCCESS) {
+			rc = ckpt_err__set(&ctx->err, CKPT_EMPI, "MPI_Allreduce (latest) failed");
+			break;
+		}
+		if (all && r[0] == ~r[1]) {
+			ctx->resolved_step = c;
+			ctx->resolved_save = r[0];
+			ctx->resolved = 1;
+			*step = c;
+			rc = CKPT_OK;
+			break;
+		}
+		if (all && r[2]) { /* mixed saves, but a committed one exists for all */
+			ctx->resolved_step = c;
+			ctx->resolved_save = r[2];
+			ctx->resolved = 1;
+			*step = c;
+			rc = CKPT_OK;
+			break;
+		}
+		if (c == 0) {
+			rc = ckpt_err__set(&ctx->err, CKPT_ENOENT,
+					   "no step of job '%s' is complete for all %u ranks",
+					   ctx->cfg->name, ctx->nranks);
+			break;
+		}
+		bound = c - 1;
+	}
+	free(v);
+	return rc;
+}
+
+/* At open: re-drain the steps that every rank holds locally, of the same save, uncommitted. */
+static int recover_collective(struct ckpt_ctx *ctx, struct ckpt_err *err)
+{
+	struct ckpt_mpi *mp = M(ctx);
+	uint64_t mine[2 * MAX_RECOVER], *all = NULL, *steps;
+	size_t n, k = 0;
+	int rc = CKPT_OK, mrc;
+
+	memset(mine, 0, sizeof(mine));
+	if (ckpt_store__list_steps(ctx->local_job, &steps, &n, NULL) == CKPT_OK) {
+		for (size_t i = n; i-- > 0 && k < MAX_RECOVER;) {
+			struct ckpt_shard *s;
+			struct ckpt_manifest m;
+			int committed = 0;
+
+			if (ckpt_step__open_local(&s, ctx->local_job, steps[i], ctx->rank, NULL) < 0)
+				continue;
+			if (ckpt_step__manifest(ctx->shared_job, steps[i], &m, 0, NULL) == CKPT_OK) {
+				committed = m.save_id == s->hdr.save_id ||
+					    m.created_ns >= s->hdr.created_ns;
+				ckpt_fmt__manifest_free(&m);
+			}
+			if (!committed && s->hdr.nranks == ctx->nranks) {
+				mine[2 * k] = steps[i] + 1;
+				mine[2 * k + 1] = s->hdr.save_id;
+				k++;
+			}
+			ckpt_shard__close(s);
+		}
+		free(steps);
+	}
+	if (!(all = malloc(sizeof(mine) * (size_t)mp->size)))
+		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory for recovery");
+	if ((mrc = MPI_Allgather(mine, 2 * MAX_RECOVER, MPI_UINT64_T, all, 2 * MAX_RECOVER,
+				 MPI_UINT64_T, mp->comm)) != MPI_SUCCESS) {
+		free(all);
+		return mpi_fail(err, mrc, "MPI_Allgather (recovery)");
+	}
+	pthread_mutex_lock(&ctx->mu);
+	for (size_t i = 0; i < k; i++) {
+		int everywhere = 1;
+
+		for (int r = 0; r < mp->size && everywhere; r++) {
+			int found = 0;
+
+			for (size_t j = 0; j < MAX_RECOVER && !found; j++)
+				found = all[(size_t)r * 2 * MAX_RECOVER + 2 * j] == mine[2 * i] &&
+					all[(size_t)r * 2 * MAX_RECOVER + 2 * j + 1] == mine[2 * i + 1];
+			everywhere = found;
+		}
+		if (everywhere) {
+			struct ckpt_step_rec *rec = ckpt_drain__rec(ctx, mine[2 * i] - 1, 1);
+
+			if (rec) {
+				rec->save_id = mine[2 * i + 1];
+				ckpt_drain__enqueue(ctx, rec);
+			}
+		}
+	}
+	pthread_mutex_unlock(&ctx->mu);
+	free(all);
+	return rc;
+}
+
+void ckpt_api__close_mpi(struct ckpt_ctx *ctx)
+{
+	struct ckpt_mpi *mp = M(ctx);
+
+	if (!mp)
+		return;
+	if (mp->thread_on) {
+		pthread_mutex_lock(&mp->mu);
+		mp->thread_stop = 1;
+		pthread_mutex_unlock(&mp->mu);
+		pthread_join(mp->thread, NULL);
+	}
+	/* Let every rank finish its exchanges before the communicator goes away. */
+	progress(ctx);
+	if (!mp->broken)
+		MPI_Barrier(mp->comm);
+	progress(ctx);
+	for (struct sendbuf *b = mp->sends, *nb; b; b = nb) {
+		nb = b->next;
+		MPI_Cancel(&b->req);
+		MPI_Request_free(&b->req);
+		free(b);
+	}
+	for (struct round *r = mp->rounds, *nr; r; r = nr) {
+		nr = r->next;
+		round_free(r);
+	}
+	for (struct await *a = mp->awaits, *na; a; a = na) {
+		na = a->next;
+		free(a);
+	}
+	free(mp->outbox);
+	MPI_Comm_free(&mp->comm);
+	pthread_mutex_destroy(&mp->mu);
+	free(mp);
+	ctx->mpi = NULL;
+}
+
+/* Wait for this rank's pending commits before close, driving the engine. */
+void ckpt_mpi__drain_before_close(struct ckpt_ctx *ctx, double timeout)
+{
+	double end = MPI_Wtime() + timeout;
+
+	pthread_mutex_lock(&ctx->mu);
+	while (ctx->pending && MPI_Wtime() < end)
+		ckpt_api__wait_progress_mpi(ctx);
+	pthread_mutex_unlock(&ctx->mu);
+}
+
+int ckpt_open_mpi(ckpt_ctx **out, const ckpt_config *cfg, MPI_Comm comm)
+{
+	struct ckpt_err *err = ckpt_api__open_err();
+	struct ckpt_mpi *mp = NULL;
+	struct ckpt_ctx *ctx = NULL;
+	int rc, who, mrc, init = 0;
+
+	ckpt_err__clear(err);
+	if (!out || !cfg)
+		return ckpt_err__set(err, CKPT_EINVAL, "ckpt_open_mpi: NULL %s",
+				     out ? "config" : "out");
+	*out = NULL;
+	if (MPI_Initialized(&init) != MPI_SUCCESS || !init)
+		return ckpt_err__set(err, CKPT_EMPI, "ckpt_open_mpi: MPI is not initialized");
+	if (!(mp = calloc(1, sizeof(*mp))))
+		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory");
+	pthread_mutex_init(&mp->mu, NULL);
+	/* Our own communicator: our messages never match the caller's receives. */
+	if ((mrc = MPI_Comm_dup(comm, &mp->comm)) != MPI_SUCCESS) {
+		pthread_mutex_destroy(&mp->mu);
+		free(mp);
+		return mpi_fail(err, mrc, "MPI_Comm_dup");
+	}
+	MPI_Comm_rank(mp->comm, &mp->rank);
+	MPI_Comm_size(mp->comm, &mp->size);
+	MPI_Query_thread(&mp->thread_level);
+	rc = ckpt_api__open(&ctx, cfg, (uint32_t)mp->rank, (uint32_t)mp->size, commit_mpi, mp,
+			    err);
+	if (ctx)
+		ctx->vote_fail = ckpt_mpi__vote_failure;
+	if ((mrc = agree_rc(mp, rc, &who, err)) < 0 && rc == CKPT_OK)
+		rc = ckpt_err__set(err, CKPT_EMPI, "ckpt_open_mpi: rank %d failed to open", who);
+	if (rc == CKPT_OK)
+		rc = recover_collective(ctx, err);
+	if (rc == CKPT_OK && mp->thread_level == MPI_THREAD_MULTIPLE) {
+		if (pthread_create(&mp->thread, NULL, progress_main, ctx) == 0)
+			mp->thread_on = 1;
+	}
+	if (rc == CKPT_OK)
+		rc = ckpt_api__start(ctx, err);
+	if (rc < 0) {
+		if (ctx) {
+			mp->broken = 1; /* not every rank has a context: no collective teardown */
+			ckpt_close(ctx); /* also frees mp and the communicator */
+		} else {
+			MPI_Comm_free(&mp->comm);
+			pthread_mutex_destroy(&mp->mu);
+			free(mp);
+		}
+		return rc;
+	}
+	*out = ctx;
+	return CKPT_OK;
+}
+
+int ckpt_open_mpi_f(ckpt_ctx **out, const ckpt_config *cfg, int fortran_comm)
+{
+	return ckpt_open_mpi(out, cfg, MPI_Comm_f2c((MPI_Fint)fortran_comm));
+}
