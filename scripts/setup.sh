@@ -1,0 +1,28 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Sets up a fresh Debian 12 machine for libckpt and builds it in the source tree:
+# installs the Debian packages it needs (apt-get; root or sudo), then autoreconf, configure, make.
+# Extra arguments go to ./configure (e.g. --without-mpi).
+set -eu
+cd "$(dirname "$0")/.."
+
+PKGS="build-essential autoconf automake libtool pkg-config make gcc
+libzstd-dev libxxhash-dev liburing-dev libopenmpi-dev openmpi-bin libcunit1-dev
+zstd python3"
+
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	SUDO=""
+	[ "$(id -u)" -eq 0 ] || SUDO=sudo
+	echo "setup: installing$missing"
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+
+[ -x configure ] || autoreconf -fi
+[ -f Makefile ] || ./configure "$@"
+make -j"$(nproc)"
