@@ -320,7 +320,7 @@ int ckpt_api__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 	/* Backpressure: bound local disk use by waiting for the oldest drain. */
 	pthread_mutex_lock(&ctx->mu);
 	while (ctx->pending >= ctx->cfg->max_pending)
-		pthread_cond_wait(&ctx->cv, &ctx->mu);
+		ckpt_api__wait_progress(ctx); /* with MPI, commits settle only through progress */
 	if (!(rec = ckpt_drain__rec(ctx, step, 1))) {
 		pthread_mutex_unlock(&ctx->mu);
 		return ckpt_err__set(&ctx->err, CKPT_ENOMEM, "out of memory for a step record");

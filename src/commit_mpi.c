@@ -457,16 +457,47 @@ void ckpt_api__wait_progress_mpi(struct ckpt_ctx *ctx)
 	pthread_cond_timedwait(&ctx->cv, &ctx->mu, &dl);
 }
 
-/* ---- collective operations ---- */
+/* ---- collective operations ----
+ * Every collective is nonblocking and its wait drives the engine: a rank blocked in a collective
+ * must still forward its drain's votes, or rank 0 (waiting for them, e.g. in backpressure) and
+ * this rank would wait for each other forever when no progress thread runs. */
 
-/* Every rank learns the lowest rc and the rank that had it. */
-static int agree_rc(struct ckpt_mpi *mp, int rc, int *who, struct ckpt_err *err)
+static int coll_wait(struct ckpt_ctx *ctx, MPI_Request *req, int mrc, const char *what,
+		     struct ckpt_err *err)
 {
-	struct { int v, r; } in = { rc, mp->rank }, res;
-	int mrc = MPI_Allreduce(&in, &res, 1, MPI_2INT, MPI_MINLOC, mp->comm);
+	struct timespec ts = { 0, 100000 };
+	int done = 0;
 
 	if (mrc != MPI_SUCCESS)
-		return mpi_fail(err, mrc, "MPI_Allreduce");
+		return mpi_fail(err, mrc, what);
+	for (;;) {
+		if ((mrc = MPI_Test(req, &done, MPI_STATUS_IGNORE)) != MPI_SUCCESS)
+			return mpi_fail(err, mrc, what);
+		if (done)
+			return CKPT_OK;
+		if (!M(ctx)->thread_on)
+			progress(ctx);
+		nanosleep(&ts, NULL);
+	}
+}
+
+static int allreduce(struct ckpt_ctx *ctx, const void *in, void *out, int n, MPI_Datatype t,
+		     MPI_Op op, const char *what, struct ckpt_err *err)
+{
+	MPI_Request req;
+
+	return coll_wait(ctx, &req, MPI_Iallreduce(in, out, n, t, op, M(ctx)->comm, &req), what,
+			 err);
+}
+
+/* Every rank learns the lowest rc and the rank that had it. */
+static int agree_rc(struct ckpt_ctx *ctx, int rc, int *who, struct ckpt_err *err)
+{
+	struct { int v, r; } in = { rc, M(ctx)->rank }, res;
+	int mrc = allreduce(ctx, &in, &res, 1, MPI_2INT, MPI_MINLOC, "MPI_Iallreduce (result)", err);
+
+	if (mrc < 0)
+		return mrc;
 	*who = res.r;
 	return res.v;
 }
@@ -475,12 +506,15 @@ int ckpt_api__save_mpi(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *r
 {
 	struct ckpt_mpi *mp = M(ctx);
 	uint64_t in[2] = { step, ~step }, mx[2], save_id = 0;
-	int rc, who, mrc;
+	int rc, who = -1, mrc;
+
+	MPI_Request req;
 
 	progress(ctx);
 	/* 1. the step: min and max over ranks (max of ~step is ~min) */
-	if ((mrc = MPI_Allreduce(in, mx, 2, MPI_UINT64_T, MPI_MAX, mp->comm)) != MPI_SUCCESS)
-		return mpi_fail(&ctx->err, mrc, "MPI_Allreduce (step)");
+	if ((rc = allreduce(ctx, in, mx, 2, MPI_UINT64_T, MPI_MAX, "MPI_Iallreduce (step)",
+			    &ctx->err)) < 0)
+		return rc;
 	if (mx[0] != step || ~mx[1] != step)
 		return ckpt_err__set(&ctx->err, CKPT_EINVAL,
 				     "ckpt_save: ranks disagree on the step (%llu to %llu; this rank "
@@ -489,13 +523,14 @@ int ckpt_api__save_mpi(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *r
 	/* 2. the save id, from rank 0 */
 	if (mp->rank == 0)
 		save_id = ckpt_store__random64();
-	if ((mrc = MPI_Bcast(&save_id, 1, MPI_UINT64_T, 0, mp->comm)) != MPI_SUCCESS)
-		return mpi_fail(&ctx->err, mrc, "MPI_Bcast (save id)");
+	if ((rc = coll_wait(ctx, &req, MPI_Ibcast(&save_id, 1, MPI_UINT64_T, 0, mp->comm, &req),
+			    "MPI_Ibcast (save id)", &ctx->err)) < 0)
+		return rc;
 	/* 3. the local write, 4. did every rank's succeed? */
 	rc = ckpt_api__save_local(ctx, step, save_id, regs, n);
 	if (rc < 0)
 		vote_failure(ctx, step, save_id, rc, ctx->err.msg, 0);
-	mrc = agree_rc(mp, rc, &who, &ctx->err);
+	mrc = agree_rc(ctx, rc, &who, &ctx->err);
 	if (mrc < 0 && rc == CKPT_OK)
 		rc = ckpt_err__set(&ctx->err, mrc == CKPT_EMPI ? CKPT_EMPI : mrc,
 				   "ckpt_save: step %llu failed on rank %d; it will not be committed",
@@ -536,7 +571,6 @@ static uint64_t readable_save(struct ckpt_ctx *ctx, uint64_t step, uint64_t *com
 
 int ckpt_api__latest_mpi(struct ckpt_ctx *ctx, uint64_t *step)
 {
-	struct ckpt_mpi *mp = M(ctx);
 	uint64_t *v = NULL, bound = UINT64_MAX, mine, c;
 	size_t n = 0;
 	int rc, mrc;
@@ -549,9 +583,9 @@ int ckpt_api__latest_mpi(struct ckpt_ctx *ctx, uint64_t *step)
 		int ok, all;
 
 		mine = rc < 0 ? 0 : newest_usable(ctx, v, n, bound);
-		if ((mrc = MPI_Allreduce(&mine, &c, 1, MPI_UINT64_T, MPI_MIN, mp->comm)) !=
-		    MPI_SUCCESS) {
-			rc = mpi_fail(&ctx->err, mrc, "MPI_Allreduce (latest)");
+		if ((mrc = allreduce(ctx, &mine, &c, 1, MPI_UINT64_T, MPI_MIN,
+				     "MPI_Iallreduce (latest)", &ctx->err)) < 0) {
+			rc = mrc;
 			break;
 		}
 		if (c == 0) {
@@ -568,9 +602,11 @@ int ckpt_api__latest_mpi(struct ckpt_ctx *ctx, uint64_t *step)
 		ids[1] = ~ids[0];
 		ids[2] = committed;
 		ok = ids[0] != 0;
-		if (MPI_Allreduce(ids, r, 3, MPI_UINT64_T, MPI_MAX, mp->comm) != MPI_SUCCESS ||
-		    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_LAND, mp->comm) != MPI_SUCCESS) {
-			rc = ckpt_err__set(&ctx->err, CKPT_EMPI, "MPI_Allreduce (latest) failed");
+		if ((mrc = allreduce(ctx, ids, r, 3, MPI_UINT64_T, MPI_MAX, "MPI_Iallreduce (latest)",
+				     &ctx->err)) < 0 ||
+		    (mrc = allreduce(ctx, &ok, &all, 1, MPI_INT, MPI_LAND, "MPI_Iallreduce (latest)",
+				     &ctx->err)) < 0) {
+			rc = mrc;
 			break;
 		}
 		if (all && r[0] == ~r[1]) {
@@ -634,10 +670,15 @@ static int recover_collective(struct ckpt_ctx *ctx, struct ckpt_err *err)
 	}
 	if (!(all = malloc(sizeof(mine) * (size_t)mp->size)))
 		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory for recovery");
-	if ((mrc = MPI_Allgather(mine, 2 * MAX_RECOVER, MPI_UINT64_T, all, 2 * MAX_RECOVER,
-				 MPI_UINT64_T, mp->comm)) != MPI_SUCCESS) {
-		free(all);
-		return mpi_fail(err, mrc, "MPI_Allgather (recovery)");
+	{
+		MPI_Request req;
+
+		mrc = MPI_Iallgather(mine, 2 * MAX_RECOVER, MPI_UINT64_T, all, 2 * MAX_RECOVER,
+				     MPI_UINT64_T, mp->comm, &req);
+		if ((mrc = coll_wait(ctx, &req, mrc, "MPI_Iallgather (recovery)", err)) < 0) {
+			free(all);
+			return mrc;
+		}
 	}
 	pthread_mutex_lock(&ctx->mu);
 	for (size_t i = 0; i < k; i++) {
@@ -676,11 +717,16 @@ void ckpt_api__close_mpi(struct ckpt_ctx *ctx)
 		mp->thread_stop = 1;
 		pthread_mutex_unlock(&mp->mu);
 		pthread_join(mp->thread, NULL);
+		mp->thread_on = 0; /* from here on this thread drives the engine */
 	}
 	/* Let every rank finish its exchanges before the communicator goes away. */
 	progress(ctx);
-	if (!mp->broken)
-		MPI_Barrier(mp->comm);
+	if (!mp->broken) {
+		MPI_Request req;
+		struct ckpt_err err;
+
+		coll_wait(ctx, &req, MPI_Ibarrier(mp->comm, &req), "MPI_Ibarrier", &err);
+	}
 	progress(ctx);
 	for (struct sendbuf *b = mp->sends, *nb; b; b = nb) {
 		nb = b->next;
@@ -744,7 +790,16 @@ int ckpt_open_mpi(ckpt_ctx **out, const ckpt_config *cfg, MPI_Comm comm)
 			    err);
 	if (ctx)
 		ctx->vote_fail = ckpt_mpi__vote_failure;
-	if ((mrc = agree_rc(mp, rc, &who, err)) < 0 && rc == CKPT_OK)
+	/* No drain runs yet (no votes can be pending): a blocking collective is safe here. */
+	{
+		struct { int v, r; } in = { rc, mp->rank }, res = { rc, mp->rank };
+
+		if ((mrc = MPI_Allreduce(&in, &res, 1, MPI_2INT, MPI_MINLOC, mp->comm)) != MPI_SUCCESS)
+			res.v = mpi_fail(err, mrc, "MPI_Allreduce (open)");
+		mrc = res.v;
+		who = res.r;
+	}
+	if (mrc < 0 && rc == CKPT_OK)
 		rc = ckpt_err__set(err, CKPT_EMPI, "ckpt_open_mpi: rank %d failed to open", who);
 	if (rc == CKPT_OK)
 		rc = recover_collective(ctx, err);

@@ -68,6 +68,8 @@ static ckpt_ctx *open_ctx(const char *base, const char *fault)
 	ckpt_config_set(cfg, "mpi_timeout", "20");
 	if (fault)
 		ckpt_config_set(cfg, "fault_kill_at", fault);
+	if (getenv("TEST_MAX_PENDING"))
+		ckpt_config_set(cfg, "max_pending", getenv("TEST_MAX_PENDING"));
 	rc = ckpt_open_mpi(&ctx, cfg, MPI_COMM_WORLD);
 	EXPECT(rc == CKPT_OK, "ckpt_open_mpi: %s: %s", ckpt_strerror(rc), ckpt_errmsg(NULL));
 	ckpt_config_free(cfg);
@@ -150,6 +152,21 @@ int main(int argc, char **argv)
 		check_step(ctx, n, rank);
 		check_step(ctx, n, (rank + 1) % size);
 		EXPECT(ckpt_close(ctx) == 0, "close");
+	} else if (!strcmp(mode, "burst")) {
+		/* save N steps back to back (backpressure and progress without ckpt_wait) */
+		uint64_t n = strtoull(argv[3], NULL, 10);
+
+		ctx = open_ctx(base, NULL);
+		for (uint64_t s = 1; s <= n; s++) {
+			rc = save_step(ctx, s);
+			EXPECT(rc == 0, "save %llu: %s", (unsigned long long)s, ckpt_errmsg(ctx));
+		}
+		rc = ckpt_wait(ctx, CKPT_STEP_ALL);
+		EXPECT(rc == 0, "wait: %s", ckpt_errmsg(ctx));
+		rc = ckpt_latest(ctx, &latest);
+		EXPECT(rc == 0 && latest == n, "latest %llu rc %d", (unsigned long long)latest, rc);
+		check_step(ctx, n, rank);
+		EXPECT(ckpt_close(ctx) == 0, "close");
 	} else if (!strcmp(mode, "verify")) {
 		/* a new job: the newest step complete on all ranks is in [lo, hi] and bit-exact */
 		uint64_t lo = strtoull(argv[3], NULL, 10), hi = strtoull(argv[4], NULL, 10);
@@ -223,7 +240,7 @@ int main(int argc, char **argv)
 		/* the killed rank never gets here; the others may, before mpirun stops them */
 		ckpt_close(ctx);
 	} else {
-		fprintf(stderr, "usage: mpi_worker BASE save N|verify LO HI|mismatch|failone|"
+		fprintf(stderr, "usage: mpi_worker BASE save N|burst N|verify LO HI|mismatch|failone|"
 				"kill POINT RANK STEP\n");
 		failures++;
 	}
