@@ -120,9 +120,9 @@ static int set_key(struct ckpt_config *cfg, const struct key *k, const char *v, 
 			goto bad;
 		if (k->type == K_NAME && !valid_name(v))
 			return ckpt_err__set(&cfg->err, CKPT_EINVAL,
-					     "%s: bad value '%s' for key '%s' (1-128 characters of "
-					     "A-Z a-z 0-9 . _ -, not starting with . or -)",
-					     from, v, k->name);
+					     "%s: bad value for key '%s' (1-128 characters of "
+					     "A-Z a-z 0-9 . _ -, not starting with . or -): '%s'",
+					     from, k->name, v);
 		if (!(dup = strdup(v)))
 			return ckpt_err__set(&cfg->err, CKPT_ENOMEM, "out of memory");
 		free(*(char **)field);
@@ -158,18 +158,18 @@ static int set_key(struct ckpt_config *cfg, const struct key *k, const char *v, 
 			cfg->io_backend = CKPT_BACKEND_POSIX;
 		else
 			return ckpt_err__set(&cfg->err, CKPT_EINVAL,
-					     "%s: bad value '%s' for key '%s' (auto, uring or posix)",
-					     from, v, k->name);
+					     "%s: bad value for key '%s' (auto, uring or posix): '%s'",
+					     from, k->name, v);
 		return CKPT_OK;
 	}
 bad:
-	return ckpt_err__set(&cfg->err, CKPT_EINVAL, "%s: bad value '%s' for key '%s'", from, v,
-			     k->name);
+	return ckpt_err__set(&cfg->err, CKPT_EINVAL, "%s: bad value for key '%s': '%s'", from,
+			     k->name, v);
 range:
 	return ckpt_err__set(&cfg->err, CKPT_EINVAL,
-			     "%s: bad value '%s' for key '%s' (expected %s from %lld to %lld)", from,
-			     v, k->name, k->type == K_SIZE ? "a size in bytes (K/M/G suffix)" :
-			     k->type == K_SECONDS ? "seconds" : "an integer", k->min, k->max);
+			     "%s: bad value for key '%s' (expected %s from %lld to %lld): '%s'",
+			     from, k->name, k->type == K_SIZE ? "a size in bytes (K/M/G suffix)" :
+			     k->type == K_SECONDS ? "seconds" : "an integer", k->min, k->max, v);
 }
 
 /* "CKPT_" followed by the key in capitals; buf holds 64 bytes. */
@@ -248,36 +248,38 @@ int ckpt_config_set(ckpt_config *cfg, const char *key, const char *value)
 
 const char *ckpt_config_get(const ckpt_config *cfg, const char *key)
 {
-	struct ckpt_config *c = (struct ckpt_config *)cfg; /* getbuf is a scratch buffer */
+	struct ckpt_config *c = (struct ckpt_config *)cfg; /* getbuf: one per key */
 	const struct key *k;
 	const void *field;
+	char *buf;
 
 	if (!cfg || !key || !(k = find_key(key)))
 		return NULL;
 	field = (const char *)cfg + k->off;
+	buf = c->getbuf[k - keys];
 	switch (k->type) {
 	case K_PATH:
 	case K_NAME:
 	case K_STR:
 		return *(char *const *)field ? *(char *const *)field : "";
 	case K_INT:
-		snprintf(c->getbuf, sizeof(c->getbuf), "%d", *(const int *)field);
+		snprintf(buf, sizeof(c->getbuf[0]), "%d", *(const int *)field);
 		break;
 	case K_UINT:
-		snprintf(c->getbuf, sizeof(c->getbuf), "%u", *(const unsigned *)field);
+		snprintf(buf, sizeof(c->getbuf[0]), "%u", *(const unsigned *)field);
 		break;
 	case K_SIZE:
-		snprintf(c->getbuf, sizeof(c->getbuf), "%llu",
+		snprintf(buf, sizeof(c->getbuf[0]), "%llu",
 			 (unsigned long long)*(const uint64_t *)field);
 		break;
 	case K_SECONDS:
-		snprintf(c->getbuf, sizeof(c->getbuf), "%g", *(const double *)field);
+		snprintf(buf, sizeof(c->getbuf[0]), "%g", *(const double *)field);
 		break;
 	case K_BACKEND:
 		return cfg->io_backend == CKPT_BACKEND_URING ? "uring" :
 		       cfg->io_backend == CKPT_BACKEND_POSIX ? "posix" : "auto";
 	}
-	return c->getbuf;
+	return buf;
 }
 
 const char *ckpt_config_errmsg(const ckpt_config *cfg)

@@ -269,7 +269,7 @@ int ckpt_shard__open(struct ckpt_shard **out, const char *path, struct ckpt_err 
 		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory opening %s", path);
 	snprintf(s->path, sizeof(s->path), "%s", path);
 	/* O_NOFOLLOW: a symlink planted in a checkpoint directory is never followed. */
-	if ((s->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+	if ((s->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) < 0) {
 		rc = ckpt_err__errno(err, errno, "open %s", path);
 		goto fail;
 	}

@@ -41,9 +41,14 @@ int ckpt_store__parse_step(const char *name, uint64_t *step)
 	if (strncmp(name, "step-", 5) || strlen(name) != 25)
 		return -1;
 	for (const char *p = name + 5; *p; p++) {
-		if (*p < '0' || *p > '9' || v > (UINT64_MAX - 9) / 10)
+		uint64_t d;
+
+		if (*p < '0' || *p > '9')
 			return -1;
-		v = v * 10 + (uint64_t)(*p - '0');
+		d = (uint64_t)(*p - '0');
+		if (v > (UINT64_MAX - d) / 10) /* v * 10 + d would overflow */
+			return -1;
+		v = v * 10 + d;
 	}
 	*step = v;
 	return 0;
@@ -200,7 +205,8 @@ int ckpt_store__read_file(const char *path, uint8_t **out, size_t *len, size_t m
 
 	*out = NULL;
 	*len = 0;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+	/* O_NONBLOCK: a FIFO planted under this name must not hang us (regular files ignore it). */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) < 0)
 		return ckpt_err__errno(err, errno, "open %s", path);
 	if (fstat(fd, &st) < 0) {
 		rc = ckpt_err__errno(err, errno, "stat %s", path);

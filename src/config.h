@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/* Configuration keys, defaults and CKPT_* environment variables (private view). */
+#ifndef CKPT_CONFIG_H
+#define CKPT_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+enum ckpt_backend { CKPT_BACKEND_AUTO = 0, CKPT_BACKEND_URING = 1, CKPT_BACKEND_POSIX = 2 };
+
+/* Where a value came from, for diagnostics. */
+enum ckpt_origin { CKPT_FROM_DEFAULT = 0, CKPT_FROM_ENV = 1, CKPT_FROM_SET = 2, CKPT_FROM_BAD_ENV = 3 };
+
+#define CKPT_NKEYS 15
+
+struct ckpt_config {
+	char *local_dir;
+	char *shared_dir;
+	char *name;
+	int compress_level;
+	unsigned keep_local;
+	unsigned keep_shared;     /* 0: keep every committed step */
+	unsigned drain_threads;
+	enum ckpt_backend io_backend;
+	uint64_t chunk_size;      /* raw bytes per compressed chunk */
+	unsigned max_pending;     /* saved-but-uncommitted steps before ckpt_save waits */
+	double close_timeout;     /* seconds */
+	unsigned io_depth;        /* writes in flight on the local tier */
+	int drain_nice;           /* nice value of drain threads */
+	double mpi_timeout;       /* seconds a rank waits for the others */
+	char *fault_kill_at;      /* testing: SIGKILL this process at the named point */
+	enum ckpt_origin origin[CKPT_NKEYS];
+	struct ckpt_err err;      /* last ckpt_config_set failure */
+	char getbuf[CKPT_NKEYS][32]; /* ckpt_config_get of numbers: one buffer per key */
+};
+
+/* Deep copy (strings duplicated). */
+int ckpt_config__dup(struct ckpt_config **out, const struct ckpt_config *src);
+/* CKPT_OK, or CKPT_EINVAL with the first bad CKPT_* environment variable (that the program did
+ * not override with ckpt_config_set) described in err. */
+int ckpt_config__check(const struct ckpt_config *cfg, struct ckpt_err *err);
+/* Name of key i (0..CKPT_NKEYS-1), or NULL past the end. */
+const char *ckpt_config__key(size_t i);
+/* Parse a size such as "4M", "65536", "1G" into bytes. 0 on success, -1 on a bad value. */
+int ckpt_config__parse_size(const char *s, uint64_t *out);
+
+/* Crash tests: SIGKILL this process when `point` equals the fault_kill_at key's value. The points
+ * are listed in docs/RELIABILITY.md and tests/test_crash.c. */
+void ckpt_config__fault(const char *fault_kill_at, const char *point);
+
+#endif
