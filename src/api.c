@@ -104,6 +104,28 @@ static int recover_local(struct ckpt_ctx *ctx, struct ckpt_err *err)
 	return CKPT_OK;
 }
 
+/* A kill between a re-save's MANIFEST rename and the removal of the older save's shards
+ * (commit.done) leaves those shards behind; no MANIFEST names them any more. Single process
+ * only: with MPI another rank may be re-draining a shard that is not committed yet. */
+static void sweep_superseded(struct ckpt_ctx *ctx)
+{
+	char dir[CKPT_PATH_MAX];
+	struct ckpt_manifest m;
+	uint64_t *steps;
+	size_t n;
+
+	if (ckpt_store__list_steps(ctx->shared_job, &steps, &n, NULL) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (ckpt_step__manifest(ctx->shared_job, steps[i], &m, 0, NULL) < 0)
+			continue;
+		if (ckpt_store__step_dir(dir, sizeof(dir), ctx->shared_job, steps[i]) == CKPT_OK)
+			ckpt_store__remove_other_saves(dir, m.save_id);
+		ckpt_fmt__manifest_free(&m);
+	}
+	free(steps);
+}
+
 static void ctx_free(struct ckpt_ctx *ctx)
 {
 	if (!ctx)
@@ -191,12 +213,14 @@ int ckpt_open(ckpt_ctx **out, const ckpt_config *cfg)
 	int rc;
 
 	ckpt_err__clear(&open_err);
+	if (out)
+		*out = NULL;
 	if (!out || !cfg)
 		return ckpt_err__set(&open_err, CKPT_EINVAL, "ckpt_open: NULL %s",
 				     out ? "config" : "out");
-	*out = NULL;
 	if ((rc = ckpt_api__open(&ctx, cfg, 0, 1, ckpt_commit__single, NULL, &open_err)) < 0)
 		return rc;
+	sweep_superseded(ctx);
 	if ((rc = recover_local(ctx, &open_err)) < 0 || (rc = ckpt_api__start(ctx, &open_err)) < 0) {
 		ctx_free(ctx);
 		return rc;
@@ -214,9 +238,10 @@ void ckpt_api__wait_progress(struct ckpt_ctx *ctx)
 }
 
 #ifndef HAVE_MPI
-int ckpt_api__save_mpi(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *regs, size_t n)
+int ckpt_api__save_mpi(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *regs, size_t n,
+		       int args_rc)
 {
-	(void)step, (void)regs, (void)n;
+	(void)step, (void)regs, (void)n, (void)args_rc;
 	return ckpt_err__set(&ctx->err, CKPT_ENOTSUP, "built without MPI");
 }
 
@@ -337,12 +362,11 @@ int ckpt_api__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 
 	pthread_mutex_lock(&ctx->mu);
 	if (rc < 0) {
+		/* The save failed and said so: the step is as it was (never saved, or its previous
+		 * save). That is no drain failure for ckpt_wait(CKPT_STEP_ALL) or ckpt_close to
+		 * report again, and there is no local copy to retry. */
 		if (!rec->queued && !ckpt_drain__running(ctx, rec))
-			rec->state = prev_state == CKPT_STATE_NONE ? CKPT_STATE_FAILED : prev_state;
-		if (prev_state == CKPT_STATE_NONE) {
-			rec->rc = rc;
-			ckpt_err__copy(&rec->err, &ctx->err);
-		}
+			rec->state = prev_state;
 	} else {
 		rec->save_id = save_id;
 		ckpt_drain__enqueue(ctx, rec);
@@ -368,23 +392,21 @@ int ckpt_save(ckpt_ctx *ctx, uint64_t step, const ckpt_region *regions, size_t n
 	if (!ctx)
 		return CKPT_EINVAL;
 	pthread_mutex_lock(&ctx->api_mu);
-	if (step == CKPT_STEP_ALL) {
+	if (step == CKPT_STEP_ALL)
 		rc = ckpt_err__set(&ctx->err, CKPT_EINVAL,
 				   "ckpt_save: step %llu is reserved (CKPT_STEP_ALL)",
 				   (unsigned long long)step);
-		goto out;
-	}
-	if ((rc = check_regions(regions, nregions, &ctx->err)) < 0)
-		goto out;
-	if (ctx->mpi)
-		rc = ckpt_api__save_mpi(ctx, step, regions, nregions);
 	else
+		rc = check_regions(regions, nregions, &ctx->err);
+	/* With MPI even bad arguments go through the collective, so that every rank returns. */
+	if (ctx->mpi)
+		rc = ckpt_api__save_mpi(ctx, step, regions, nregions, rc);
+	else if (rc == CKPT_OK)
 		rc = ckpt_api__save_local(ctx, step, ckpt_store__random64(), regions, nregions);
 	/* With MPI a retry must be collective: failed steps are drained again by the next
 	 * ckpt_open_mpi, which agrees on them across ranks. */
 	if (rc == CKPT_OK && !ctx->mpi)
 		ckpt_api__retry_failed(ctx);
-out:
 	pthread_mutex_unlock(&ctx->api_mu);
 	return rc;
 }

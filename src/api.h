@@ -25,8 +25,10 @@ int ckpt_api__load(struct ckpt_ctx *ctx, uint64_t step, uint32_t rank, const cha
 /* Wait for a change of drain state (ctx->mu held); with MPI, also drive the commit protocol. */
 void ckpt_api__wait_progress(struct ckpt_ctx *ctx);
 
-/* api_mpi.c (stubs when built without MPI; never called then, as ctx->mpi stays NULL) */
-int ckpt_api__save_mpi(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *regs, size_t n);
+/* commit_mpi.c (stubs in api.c when built without MPI; never called then: ctx->mpi stays NULL) */
+/* Collective save; args_rc is this rank's argument check (every rank joins even when it failed). */
+int ckpt_api__save_mpi(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *regs, size_t n,
+		       int args_rc);
 int ckpt_api__latest_mpi(struct ckpt_ctx *ctx, uint64_t *step);
 void ckpt_api__progress_mpi(struct ckpt_ctx *ctx);
 void ckpt_api__wait_progress_mpi(struct ckpt_ctx *ctx);

@@ -462,8 +462,8 @@ void ckpt_api__wait_progress_mpi(struct ckpt_ctx *ctx)
  * must still forward its drain's votes, or rank 0 (waiting for them, e.g. in backpressure) and
  * this rank would wait for each other forever when no progress thread runs. */
 
-static int coll_wait(struct ckpt_ctx *ctx, MPI_Request *req, int mrc, const char *what,
-		     struct ckpt_err *err)
+static int coll_wait_until(struct ckpt_ctx *ctx, MPI_Request *req, int mrc, const char *what,
+			   double deadline, struct ckpt_err *err)
 {
 	struct timespec ts = { 0, 100000 };
 	int done = 0;
@@ -471,6 +471,8 @@ static int coll_wait(struct ckpt_ctx *ctx, MPI_Request *req, int mrc, const char
 	if (mrc != MPI_SUCCESS)
 		return mpi_fail(err, mrc, what);
 	for (;;) {
+		if (deadline > 0 && MPI_Wtime() > deadline)
+			return ckpt_err__set(err, CKPT_ETIMEDOUT, "%s: other ranks did not join", what);
 		if ((mrc = MPI_Test(req, &done, MPI_STATUS_IGNORE)) != MPI_SUCCESS)
 			return mpi_fail(err, mrc, what);
 		if (done)
@@ -479,6 +481,12 @@ static int coll_wait(struct ckpt_ctx *ctx, MPI_Request *req, int mrc, const char
 			progress(ctx);
 		nanosleep(&ts, NULL);
 	}
+}
+
+static int coll_wait(struct ckpt_ctx *ctx, MPI_Request *req, int mrc, const char *what,
+		     struct ckpt_err *err)
+{
+	return coll_wait_until(ctx, req, mrc, what, 0, err);
 }
 
 static int allreduce(struct ckpt_ctx *ctx, const void *in, void *out, int n, MPI_Datatype t,
@@ -502,7 +510,8 @@ static int agree_rc(struct ckpt_ctx *ctx, int rc, int *who, struct ckpt_err *err
 	return res.v;
 }
 
-int ckpt_api__save_mpi(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *regs, size_t n)
+int ckpt_api__save_mpi(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *regs, size_t n,
+		       int args_rc)
 {
 	struct ckpt_mpi *mp = M(ctx);
 	uint64_t in[2] = { step, ~step }, mx[2], save_id = 0;
@@ -511,6 +520,14 @@ int ckpt_api__save_mpi(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *r
 	MPI_Request req;
 
 	progress(ctx);
+	/* 0. arguments: a rank that rejected its own must not leave the others in a collective */
+	mrc = agree_rc(ctx, args_rc, &who, &ctx->err);
+	if (args_rc < 0)
+		return args_rc; /* its own message stays */
+	if (mrc < 0)
+		return ckpt_err__set(&ctx->err, mrc == CKPT_EMPI ? CKPT_EMPI : CKPT_EINVAL,
+				     "ckpt_save: rank %d rejected its arguments for step %llu: nothing "
+				     "written", who, (unsigned long long)step);
 	/* 1. the step: min and max over ranks (max of ~step is ~min) */
 	if ((rc = allreduce(ctx, in, mx, 2, MPI_UINT64_T, MPI_MAX, "MPI_Iallreduce (step)",
 			    &ctx->err)) < 0)
@@ -725,7 +742,10 @@ void ckpt_api__close_mpi(struct ckpt_ctx *ctx)
 		MPI_Request req;
 		struct ckpt_err err;
 
-		coll_wait(ctx, &req, MPI_Ibarrier(mp->comm, &req), "MPI_Ibarrier", &err);
+		/* Bounded: a rank that died must not hang the others in ckpt_close. The request is
+		 * then left behind (MPI cannot cancel a collective); the communicator is freed. */
+		coll_wait_until(ctx, &req, MPI_Ibarrier(mp->comm, &req), "MPI_Ibarrier",
+				MPI_Wtime() + ctx->cfg->mpi_timeout, &err);
 	}
 	progress(ctx);
 	for (struct sendbuf *b = mp->sends, *nb; b; b = nb) {
@@ -768,10 +788,11 @@ int ckpt_open_mpi(ckpt_ctx **out, const ckpt_config *cfg, MPI_Comm comm)
 	int rc, who, mrc, init = 0;
 
 	ckpt_err__clear(err);
+	if (out)
+		*out = NULL;
 	if (!out || !cfg)
 		return ckpt_err__set(err, CKPT_EINVAL, "ckpt_open_mpi: NULL %s",
 				     out ? "config" : "out");
-	*out = NULL;
 	if (MPI_Initialized(&init) != MPI_SUCCESS || !init)
 		return ckpt_err__set(err, CKPT_EMPI, "ckpt_open_mpi: MPI is not initialized");
 	if (!(mp = calloc(1, sizeof(*mp))))
@@ -826,5 +847,16 @@ int ckpt_open_mpi(ckpt_ctx **out, const ckpt_config *cfg, MPI_Comm comm)
 
 int ckpt_open_mpi_f(ckpt_ctx **out, const ckpt_config *cfg, int fortran_comm)
 {
+	int init = 0;
+
+	if (!out || !cfg)
+		return ckpt_open_mpi(out, cfg, MPI_COMM_NULL); /* CKPT_EINVAL, without touching MPI */
+	/* MPI_Comm_f2c before MPI_Init aborts the whole process: say so instead. */
+	if (MPI_Initialized(&init) != MPI_SUCCESS || !init) {
+		if (out)
+			*out = NULL;
+		return ckpt_err__set(ckpt_api__open_err(), CKPT_EMPI,
+				     "ckpt_open_mpi_f: MPI is not initialized");
+	}
 	return ckpt_open_mpi(out, cfg, MPI_Comm_f2c((MPI_Fint)fortran_comm));
 }

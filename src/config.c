@@ -243,7 +243,6 @@ int ckpt_config_set(ckpt_config *cfg, const char *key, const char *value)
 	cfg->origin[k - keys] = CKPT_FROM_SET;
 	ckpt_err__clear(&cfg->err);
 	return CKPT_OK;
-	return CKPT_OK;
 }
 
 const char *ckpt_config_get(const ckpt_config *cfg, const char *key)

@@ -311,6 +311,17 @@ static void maybe_finish(struct worker *w, struct drain_job *j)
 	} else {
 		rc = job_finish(ctx, j, &err);
 	}
+	/* Remove the partial output before anyone learns the outcome: a caller that ckpt_wait wakes
+	 * must find the shared tier as the drain left it (no temporary file taking the space a
+	 * retry needs, no open file keeping the volume busy). No other worker touches j now. */
+	if (rc < 0) {
+		if (j->out_fd >= 0)
+			close(j->out_fd);
+		j->out_fd = -1;
+		if (j->tmp[0])
+			unlink(j->tmp);
+		j->tmp[0] = '\0';
+	}
 	rc = vote_if_failed(ctx, j->step, j->save_id, rc, &err);
 	pthread_mutex_lock(&ctx->mu);
 	job_end(ctx, j, rc, &err);
@@ -502,68 +513,114 @@ int ckpt_drain__running(const struct ckpt_ctx *ctx, const struct ckpt_step_rec *
 }
 
 /* Is the local copy of `step` (this rank's) committed on shared with the same save id? */
-static int local_is_committed(struct ckpt_ctx *ctx, uint64_t step)
+static int local_is_committed(struct ckpt_ctx *ctx, uint64_t step, uint64_t local_save)
 {
 	struct ckpt_manifest m;
-	struct ckpt_shard *s;
-	int ok = 0;
+	int ok;
 
 	if (ckpt_step__manifest(ctx->shared_job, step, &m, 0, NULL) < 0)
 		return 0;
-	if (ckpt_step__open_local(&s, ctx->local_job, step, ctx->rank, NULL) == CKPT_OK) {
-		ok = s->hdr.save_id == m.save_id;
-		ckpt_shard__close(s);
-	} else {
-		ok = 1; /* nothing valid locally: nothing to protect */
-	}
+	ok = m.save_id == local_save;
 	ckpt_fmt__manifest_free(&m);
 	return ok;
+}
+
+struct kept {
+	uint64_t step, created, save_id;
+	int keep;
+};
+
+static int by_step_desc(const void *a, const void *b)
+{
+	const struct kept *x = a, *y = b;
+
+	return x->step < y->step ? 1 : x->step > y->step ? -1 : 0;
+}
+
+static int by_created_desc(const void *a, const void *b)
+{
+	const struct kept *x = a, *y = b;
+
+	return x->created < y->created ? 1 : x->created > y->created ? -1 : 0;
+}
+
+/* Mark the `keep` highest-numbered and the `keep` most recently created entries. Both count:
+ * after a job rolls back to an earlier step number, its new steps are the most recent ones and
+ * must not be deleted as "old", while the higher-numbered ones stay until the user removes them. */
+static void mark_kept(struct kept *v, size_t n, unsigned keep)
+{
+	qsort(v, n, sizeof(*v), by_step_desc);
+	for (size_t i = 0; i < n; i++)
+		v[i].keep = i < keep;
+	qsort(v, n, sizeof(*v), by_created_desc);
+	for (size_t i = 0; i < n && i < keep; i++)
+		v[i].keep = 1;
+}
+
+/* The local copies of this rank (complete ones only), or the committed steps on shared. */
+static size_t list_kept(struct ckpt_ctx *ctx, int shared, struct kept **out)
+{
+	struct ckpt_manifest m;
+	struct ckpt_shard *s;
+	uint64_t *steps;
+	size_t n, nv = 0;
+
+	*out = NULL;
+	if (ckpt_store__list_steps(shared ? ctx->shared_job : ctx->local_job, &steps, &n, NULL) < 0)
+		return 0;
+	if (n && (*out = calloc(n, sizeof(**out))))
+		for (size_t i = 0; i < n; i++) {
+			if (shared) {
+				if (ckpt_step__manifest(ctx->shared_job, steps[i], &m, 0, NULL) < 0)
+					continue; /* uncommitted: maybe in progress; `ckpt gc` cleans */
+				(*out)[nv++] = (struct kept){ steps[i], m.created_ns, m.save_id, 0 };
+				ckpt_fmt__manifest_free(&m);
+			} else {
+				if (ckpt_step__open_local(&s, ctx->local_job, steps[i], ctx->rank,
+							  NULL) < 0)
+					continue;
+				(*out)[nv++] = (struct kept){ steps[i], s->hdr.created_ns,
+							      s->hdr.save_id, 0 };
+				ckpt_shard__close(s);
+			}
+		}
+	free(steps);
+	return nv;
 }
 
 void ckpt_drain__retention(struct ckpt_ctx *ctx)
 {
 	char dir[CKPT_PATH_MAX], path[CKPT_PATH_MAX + 64], base[64];
-	struct ckpt_manifest m;
-	uint64_t *steps;
-	size_t n, kept;
+	struct kept *v;
+	size_t n;
 
-	/* Local tier: keep the keep_local newest steps; older ones go only once their shared copy
-	 * is committed (same save id) and no drain of them is queued. */
-	if (ckpt_store__list_steps(ctx->local_job, &steps, &n, NULL) == CKPT_OK) {
-		kept = 0;
-		for (size_t i = n; i-- > 0;) {
-			struct ckpt_step_rec *rec = ckpt_drain__rec(ctx, steps[i], 0);
+	/* Local tier: beyond the kept copies, one goes only once its shared copy is committed
+	 * (same save id) and no drain of it is queued or running. */
+	n = list_kept(ctx, 0, &v);
+	mark_kept(v, n, ctx->cfg->keep_local);
+	for (size_t i = 0; i < n; i++) {
+		struct ckpt_step_rec *rec = ckpt_drain__rec(ctx, v[i].step, 0);
 
-			if (kept < ctx->cfg->keep_local) {
-				kept++;
-				continue;
-			}
-			if ((rec && (rec->state == CKPT_STATE_LOCAL || rec->queued)) ||
-			    (ctx->job && ctx->job->step == steps[i]) ||
-			    !local_is_committed(ctx, steps[i]))
-				continue;
-			ckpt_store__step_dir(dir, sizeof(dir), ctx->local_job, steps[i]);
-			ckpt_store__local_name(base, sizeof(base), ctx->rank);
-			snprintf(path, sizeof(path), "%s/%s", dir, base);
-			unlink(path);
-			rmdir(dir); /* fails while other ranks of this node still have files: fine */
-		}
-		free(steps);
+		if (v[i].keep || (rec && (rec->state == CKPT_STATE_LOCAL || rec->queued)) ||
+		    (ctx->job && ctx->job->step == v[i].step) ||
+		    !local_is_committed(ctx, v[i].step, v[i].save_id))
+			continue;
+		ckpt_store__step_dir(dir, sizeof(dir), ctx->local_job, v[i].step);
+		ckpt_store__local_name(base, sizeof(base), ctx->rank);
+		snprintf(path, sizeof(path), "%s/%s", dir, base);
+		unlink(path);
+		rmdir(dir); /* fails while other ranks of this node still have files there: fine */
 	}
-	/* Shared tier (rank 0 only): keep the keep_shared newest committed steps. */
+	free(v);
+	/* Shared tier (rank 0 only): the kept committed steps. */
 	if (ctx->rank != 0 || ctx->cfg->keep_shared == 0)
 		return;
-	if (ckpt_store__list_steps(ctx->shared_job, &steps, &n, NULL) < 0)
-		return;
-	kept = 0;
-	for (size_t i = n; i-- > 0;) {
-		if (ckpt_step__manifest(ctx->shared_job, steps[i], &m, 0, NULL) < 0)
-			continue; /* uncommitted: maybe in progress; `ckpt gc` handles abandoned ones */
-		ckpt_fmt__manifest_free(&m);
-		if (kept++ < ctx->cfg->keep_shared)
-			continue;
-		ckpt_store__step_dir(dir, sizeof(dir), ctx->shared_job, steps[i]);
-		ckpt_store__remove_step(dir, NULL);
-	}
-	free(steps);
+	n = list_kept(ctx, 1, &v);
+	mark_kept(v, n, ctx->cfg->keep_shared);
+	for (size_t i = 0; i < n; i++)
+		if (!v[i].keep) {
+			ckpt_store__step_dir(dir, sizeof(dir), ctx->shared_job, v[i].step);
+			ckpt_store__remove_step(dir, NULL);
+		}
+	free(v);
 }

@@ -235,8 +235,16 @@ out:
 		ckpt_io__reap_all(w->io, NULL); /* no buffer may be freed or reused mid-write */
 	if (j.fd >= 0)
 		close(j.fd);
-	if (rc < 0)
+	if (rc < 0) {
+		/* the io backends know offsets, not paths: name the file here */
+		if (err && !strstr(err->msg, stepdir)) {
+			char msg[CKPT_ERRMSG_MAX];
+
+			memcpy(msg, err->msg, sizeof(msg));
+			ckpt_err__set(err, rc, "%s: %s", tmp, msg);
+		}
 		unlink(tmp);
+	}
 	if (tail_owned)
 		free(tail);
 	free(j.freelist);

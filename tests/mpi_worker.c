@@ -195,6 +195,18 @@ int main(int argc, char **argv)
 		MPI_Barrier(MPI_COMM_WORLD);
 		EXPECT(th_sh("ls -d '%s'/shared/mpijob/step-*0010[01] '%s'/node*/mpijob/step-*0010[01] "
 			     ">/dev/null 2>&1", base, base) != 0, "a step directory was written");
+		/* one rank passes bad arguments: every rank returns an error, none hangs */
+		{
+			ckpt_region dup[2] = { { "a", "x", 1 }, { rank == 1 ? "a" : "b", "y", 1 } };
+
+			rc = ckpt_save(ctx, 200, dup, 2);
+			EXPECT(rc == CKPT_EINVAL, "save with a duplicate name on rank 1 returned %d", rc);
+			EXPECT(rank == 1 || strstr(ckpt_errmsg(ctx), "rank 1") != NULL,
+			       "message does not name rank 1: %s", ckpt_errmsg(ctx));
+		}
+		/* and the job goes on: the next save works everywhere */
+		EXPECT(save_step(ctx, 300) == 0 && ckpt_wait(ctx, 300) == 0, "save after: %s",
+		       ckpt_errmsg(ctx));
 		EXPECT(ckpt_close(ctx) == 0, "close");
 	} else if (!strcmp(mode, "failone")) {
 		/* rank 1's view of the shared volume turns read-only: step 2 fails on every rank */

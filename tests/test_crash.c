@@ -1,0 +1,554 @@
+/* SPDX-License-Identifier: MIT */
+/* Crash safety: SIGKILL at every fault point and at random moments, then recover bit-exact. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "harness.h"
+
+#define MIB (1024u * 1024u)
+#define BIG (16 * MIB)   /* the random-kill test's region */
+#define FSIZE (4 * MIB)  /* the fault-point test's main region: 64 chunks of 64 KiB */
+#define SMALL 1000
+
+struct env {
+	char *base;
+	char local[4096];
+	char shared[4096];
+};
+
+/* Directories of the running test, removed by the tear-down also after a fatal assertion. */
+static char *live[4];
+
+static int env_new(struct env *e, const char *tag)
+{
+	memset(e, 0, sizeof(*e));
+	if (!(e->base = th_mkdtemp(tag)))
+		return -1;
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (!live[i]) {
+			live[i] = e->base;
+			break;
+		}
+	snprintf(e->local, sizeof(e->local), "%s/local", e->base);
+	snprintf(e->shared, sizeof(e->shared), "%s/shared", e->base);
+	if (mkdir(e->local, 0755) < 0 || mkdir(e->shared, 0755) < 0)
+		return -1;
+	return 0;
+}
+
+static void env_free(struct env *e)
+{
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (live[i] == e->base)
+			live[i] = NULL;
+	th_rmtree(e->base);
+	free(e->base);
+	e->base = NULL;
+}
+
+static void teardown(void)
+{
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (live[i]) {
+			th_rmtree(live[i]);
+			free(live[i]);
+			live[i] = NULL;
+		}
+}
+
+static ckpt_ctx *open_kv(const struct env *e, const char *const *kv)
+{
+	ckpt_config *cfg = NULL;
+	ckpt_ctx *ctx = NULL;
+	int rc;
+
+	if (ckpt_config_new(&cfg) != CKPT_OK)
+		return NULL;
+	if (ckpt_config_set(cfg, "local_dir", e->local) != CKPT_OK ||
+	    ckpt_config_set(cfg, "shared_dir", e->shared) != CKPT_OK ||
+	    ckpt_config_set(cfg, "name", "job") != CKPT_OK) {
+		ckpt_config_free(cfg);
+		return NULL;
+	}
+	for (size_t i = 0; kv && kv[i]; i += 2)
+		if (ckpt_config_set(cfg, kv[i], kv[i + 1]) != CKPT_OK) {
+			ckpt_config_free(cfg);
+			return NULL;
+		}
+	rc = ckpt_open(&ctx, cfg);
+	if (rc != CKPT_OK)
+		fprintf(stderr, "ckpt_open: %s: %s\n", ckpt_strerror(rc), ckpt_errmsg(NULL));
+	ckpt_config_free(cfg);
+	return ctx;
+}
+
+/* 16 MiB of real training state (fp32 weights then AdamW moments), its low mantissa bytes
+ * perturbed by `seed` so that every version differs. Loaded before any fork. */
+static unsigned char *real;
+static size_t real_n;
+
+static void load_real(void)
+{
+	if (!(real = malloc(BIG)))
+		return;
+	real_n = th_real_data("weights-fp32.bin", real, 8 * MIB);
+	if (real_n == 8 * MIB)
+		real_n += th_real_data("adamw-state-fp32.bin", real + 8 * MIB, 8 * MIB);
+	if (!real_n) {
+		free(real);
+		real = NULL;
+	}
+}
+
+static void make_data(void *buf, size_t n, uint64_t seed)
+{
+	unsigned char *p = buf;
+
+	if (!real) {
+		th_fill(buf, n, seed);
+		return;
+	}
+	for (size_t off = 0; off < n;) {
+		size_t piece = n - off < real_n ? n - off : real_n;
+
+		memcpy(p + off, real, piece);
+		off += piece;
+	}
+	for (size_t i = 0; i < n; i += 4) {
+		uint64_t x = (seed + 1) * 0x9E3779B97F4A7C15ull ^ (i * 0xD1B54A32D192ED03ull);
+
+		x ^= x >> 29;
+		p[i] ^= (unsigned char)(x | 1);
+	}
+}
+
+static void step_dir(char *buf, size_t len, const char *tier, uint64_t step)
+{
+	snprintf(buf, len, "%s/job/step-%020llu", tier, (unsigned long long)step);
+}
+
+static int load_eq(ckpt_ctx *ctx, uint64_t step, const char *name, const void *expect, size_t n)
+{
+	void *buf = malloc(n ? n : 1);
+	int rc, ok;
+
+	if (!buf)
+		return 0;
+	memset(buf, 0xee, n);
+	rc = ckpt_load(ctx, step, name, buf, n);
+	if (rc != CKPT_OK)
+		fprintf(stderr, "load step %llu '%s': %s: %s\n", (unsigned long long)step, name,
+			ckpt_strerror(rc), ckpt_errmsg(ctx));
+	ok = rc == CKPT_OK && memcmp(buf, expect, n) == 0;
+	free(buf);
+	return ok;
+}
+
+/* Both regions of version `v` (0 or 1) of the fault test's step `step`. */
+static void step_data(unsigned char *big, unsigned char *small, uint64_t step, int v)
+{
+	make_data(big, FSIZE, 4 * step + 2 * (uint64_t)v);
+	make_data(small, SMALL, 4 * step + 2 * (uint64_t)v + 1);
+}
+
+static int step_eq(ckpt_ctx *ctx, uint64_t step, int v, unsigned char *big, unsigned char *small)
+{
+	step_data(big, small, step, v);
+	return load_eq(ctx, step, "weights", big, FSIZE) &&
+	       load_eq(ctx, step, "small", small, SMALL);
+}
+
+static int save_step(ckpt_ctx *ctx, uint64_t step, int v, unsigned char *big, unsigned char *small)
+{
+	ckpt_region r[2] = { { "weights", big, FSIZE }, { "small", small, SMALL } };
+
+	step_data(big, small, step, v);
+	return ckpt_save(ctx, step, r, 2);
+}
+
+/* ---- a kill at each fault point ---- */
+
+static const char *const fault_kv[] = { "chunk_size", "64K", NULL };
+
+/* The child: step 1 saved and committed without faults; then step 2 with the fault armed, through
+ * the configuration key or (use_env) the CKPT_FAULT_KILL_AT environment variable. */
+static void crash_child(const struct env *e, const char *point, int use_env)
+{
+	const char *kv[] = { "chunk_size", "64K", "fault_kill_at", point, NULL };
+	unsigned char *big = malloc(FSIZE), *small = malloc(SMALL);
+	ckpt_ctx *ctx;
+
+	if (!big || !small)
+		_exit(10);
+	if (!(ctx = open_kv(e, fault_kv)))
+		_exit(11);
+	if (save_step(ctx, 1, 0, big, small) != CKPT_OK || ckpt_wait(ctx, 1) != CKPT_OK)
+		_exit(12);
+	if (ckpt_close(ctx) != CKPT_OK)
+		_exit(13);
+	if (use_env) {
+		setenv("CKPT_FAULT_KILL_AT", point, 1);
+		kv[2] = NULL;
+	}
+	if (!(ctx = open_kv(e, kv)))
+		_exit(14);
+	if (save_step(ctx, 2, 0, big, small) != CKPT_OK)
+		_exit(15);
+	ckpt_wait(ctx, 2);
+	ckpt_close(ctx);
+	_exit(0); /* not killed: the fault point never fired */
+}
+
+/* What the files must look like right after the kill, before anyone recovers. */
+static void check_leftovers(const struct env *e, const char *point)
+{
+	char ldir[4200], sdir[4200], lfile[4300];
+	struct stat st;
+	int ltmp, stmp, ckz, man, lfile_ok, ok = 0;
+
+	step_dir(ldir, sizeof(ldir), e->local, 2);
+	step_dir(sdir, sizeof(sdir), e->shared, 2);
+	snprintf(lfile, sizeof(lfile), "%s/rank-000000.ckl", ldir);
+	lfile_ok = stat(lfile, &st) == 0;
+	ltmp = th_count_files(ldir, ".tmp.*");
+	stmp = th_count_files(sdir, ".tmp.*");
+	ckz = th_count_files(sdir, "rank-*.ckz");
+	man = th_count_files(sdir, "MANIFEST");
+	if (!strcmp(point, "save.written") || !strcmp(point, "save.synced"))
+		ok = ltmp == 1 && !lfile_ok && stmp + ckz + man == 0;
+	else if (!strcmp(point, "save.published"))
+		ok = ltmp == 0 && lfile_ok && stmp + ckz + man == 0;
+	else if (!strcmp(point, "drain.midway") || !strcmp(point, "drain.written"))
+		ok = ltmp == 0 && lfile_ok && stmp == 1 && ckz == 0 && man == 0;
+	else if (!strcmp(point, "drain.published") || !strcmp(point, "commit.before"))
+		ok = ltmp == 0 && lfile_ok && stmp == 0 && ckz == 1 && man == 0;
+	else if (!strcmp(point, "commit.done"))
+		ok = ltmp == 0 && lfile_ok && stmp == 0 && ckz == 1 && man == 1;
+	if (!ok)
+		fprintf(stderr, "after a kill at %s: local tmp %d, local shard %d, shared tmp %d, "
+			"shards %d, MANIFEST %d\n", point, ltmp, lfile_ok, stmp, ckz, man);
+	CU_ASSERT(ok);
+	if (!strcmp(point, "drain.midway") || !strcmp(point, "drain.written")) {
+		/* at drain.midway half the chunks are in the temporary file, at drain.written all
+		 * (the data compresses by less than 25%) */
+		long long sz = -1;
+		struct dirent *de;
+		DIR *d = opendir(sdir);
+
+		while (d && (de = readdir(d)))
+			if (!strncmp(de->d_name, ".tmp.", 5) &&
+			    fstatat(dirfd(d), de->d_name, &st, 0) == 0)
+				sz = (long long)st.st_size;
+		if (d)
+			closedir(d);
+		if (!strcmp(point, "drain.midway")) {
+			CU_ASSERT(sz > 0 && sz < (long long)FSIZE * 3 / 4);
+		} else {
+			CU_ASSERT(sz >= (long long)FSIZE * 3 / 4);
+		}
+	}
+}
+
+static void crash_at(const char *point, int use_env)
+{
+	/* the local file of step 2 is durable from save.published on: then step 2 must survive */
+	uint64_t expect = (!strcmp(point, "save.written") || !strcmp(point, "save.synced")) ? 1 : 2;
+	unsigned char *big = malloc(FSIZE), *small = malloc(SMALL);
+	char sdir[4200];
+	struct env e;
+	ckpt_ctx *ctx;
+	uint64_t step = 0;
+	pid_t pid;
+	int st = 0;
+
+	printf("[%s%s] ", point, use_env ? ", env" : "");
+	fflush(stdout);
+	CU_ASSERT_FATAL(big && small);
+	CU_ASSERT_FATAL(env_new(&e, "crash") == 0);
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0)
+		crash_child(&e, point, use_env);
+	CU_ASSERT(waitpid(pid, &st, 0) == pid);
+	if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
+		fprintf(stderr, "child at %s: %s %d\n", point,
+			WIFEXITED(st) ? "exit status" : "signal",
+			WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+	CU_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	check_leftovers(&e, point);
+
+	/* recover: the open cleans the dead process's temporary files and re-drains */
+	ctx = open_kv(&e, fault_kv);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+	CU_ASSERT(ckpt_wait(ctx, CKPT_STEP_ALL) == CKPT_OK);
+	CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_OK);
+	CU_ASSERT(step == expect);
+	CU_ASSERT(step_eq(ctx, expect, 0, big, small));
+	CU_ASSERT(step_eq(ctx, 1, 0, big, small));
+	CU_ASSERT(th_count_files(e.base, ".tmp.*") == 0);
+	step_dir(sdir, sizeof(sdir), e.shared, 2);
+	CU_ASSERT(th_count_files(sdir, "MANIFEST") == (expect == 2));
+	CU_ASSERT(th_count_files(sdir, "rank-*.ckz") == (expect == 2));
+	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
+
+	/* the shared tier alone: the newest committed step */
+	th_sh("rm -rf '%s'/job", e.local);
+	ctx = open_kv(&e, fault_kv);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+	CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_OK);
+	CU_ASSERT(step == expect);
+	CU_ASSERT(step_eq(ctx, expect, 0, big, small));
+	CU_ASSERT(step_eq(ctx, 1, 0, big, small));
+	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
+	free(big);
+	free(small);
+	env_free(&e);
+}
+
+static void test_save_written(void) { crash_at("save.written", 0); }
+static void test_save_synced(void) { crash_at("save.synced", 1); }
+static void test_save_published(void) { crash_at("save.published", 0); }
+static void test_drain_midway(void) { crash_at("drain.midway", 0); }
+static void test_drain_written(void) { crash_at("drain.written", 1); }
+static void test_drain_published(void) { crash_at("drain.published", 0); }
+static void test_commit_before(void) { crash_at("commit.before", 0); }
+static void test_commit_done(void) { crash_at("commit.done", 1); }
+
+/* ---- a kill while a committed step is saved again ---- */
+
+/* The child commits version 0 of steps 1 and 2, then saves version 1 of step 2 with the fault
+ * armed. Until version 1 is committed, version 0 must stay readable. */
+static void resave_child(const struct env *e, const char *point)
+{
+	const char *kv[] = { "chunk_size", "64K", "fault_kill_at", point, NULL };
+	unsigned char *big = malloc(FSIZE), *small = malloc(SMALL);
+	ckpt_ctx *ctx;
+
+	if (!big || !small)
+		_exit(10);
+	if (!(ctx = open_kv(e, fault_kv)))
+		_exit(11);
+	if (save_step(ctx, 1, 0, big, small) != CKPT_OK || save_step(ctx, 2, 0, big, small) ||
+	    ckpt_wait(ctx, CKPT_STEP_ALL) != CKPT_OK || ckpt_close(ctx) != CKPT_OK)
+		_exit(12);
+	if (!(ctx = open_kv(e, kv)))
+		_exit(14);
+	if (save_step(ctx, 2, 1, big, small) != CKPT_OK)
+		_exit(15);
+	ckpt_wait(ctx, 2);
+	ckpt_close(ctx);
+	_exit(0);
+}
+
+static void resave_crash_at(const char *point)
+{
+	/* which version of step 2 must win: the new one once its local file is published */
+	int v = (!strcmp(point, "save.written") || !strcmp(point, "save.synced")) ? 0 : 1;
+	unsigned char *big = malloc(FSIZE), *small = malloc(SMALL);
+	char sdir[4200];
+	struct env e;
+	ckpt_ctx *ctx;
+	uint64_t step = 0;
+	pid_t pid;
+	int st = 0;
+
+	printf("[%s] ", point);
+	fflush(stdout);
+	CU_ASSERT_FATAL(big && small);
+	CU_ASSERT_FATAL(env_new(&e, "crash-resave") == 0);
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0)
+		resave_child(&e, point);
+	CU_ASSERT(waitpid(pid, &st, 0) == pid);
+	CU_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	step_dir(sdir, sizeof(sdir), e.shared, 2);
+
+	/* before recovery, the shared tier still commits version 0, unless the kill came after the
+	 * new MANIFEST was in place */
+	ctx = open_kv(&e, fault_kv);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+	CU_ASSERT(ckpt_wait(ctx, CKPT_STEP_ALL) == CKPT_OK);
+	CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_OK);
+	CU_ASSERT(step == 2);
+	CU_ASSERT(step_eq(ctx, 2, v, big, small));
+	CU_ASSERT(step_eq(ctx, 1, 0, big, small));
+	CU_ASSERT(th_count_files(e.base, ".tmp.*") == 0);
+	CU_ASSERT(th_count_files(sdir, "MANIFEST") == 1);
+	/* the superseded save's shard is gone once the new one is committed */
+	if (th_count_files(sdir, "rank-*.ckz") != 1)
+		fprintf(stderr, "%s: %d shards left in %s\n", point,
+			th_count_files(sdir, "rank-*.ckz"), sdir);
+	CU_ASSERT(th_count_files(sdir, "rank-*.ckz") == 1);
+	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
+
+	th_sh("rm -rf '%s'/job", e.local);
+	ctx = open_kv(&e, fault_kv);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+	CU_ASSERT(step_eq(ctx, 2, v, big, small));
+	CU_ASSERT(step_eq(ctx, 1, 0, big, small));
+	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
+	free(big);
+	free(small);
+	env_free(&e);
+}
+
+static void test_resave_save_synced(void) { resave_crash_at("save.synced"); }
+static void test_resave_drain_midway(void) { resave_crash_at("drain.midway"); }
+static void test_resave_commit_before(void) { resave_crash_at("commit.before"); }
+static void test_resave_commit_done(void) { resave_crash_at("commit.done"); }
+
+/* ---- a kill at a random moment ---- */
+
+/* Saves steps latest+1, latest+2, ... of one 16 MiB region until killed. */
+static void loop_child(const struct env *e)
+{
+	unsigned char *d = malloc(BIG);
+	ckpt_region r = { "state", d, BIG };
+	ckpt_ctx *ctx;
+	uint64_t step = 0;
+
+	if (!d || !(ctx = open_kv(e, NULL)))
+		_exit(10);
+	if (ckpt_latest(ctx, &step) != CKPT_OK)
+		step = 0;
+	for (int i = 0; i < 500; i++) {
+		step++;
+		make_data(d, BIG, step);
+		if (ckpt_save(ctx, step, &r, 1) != CKPT_OK)
+			_exit(11);
+	}
+	_exit(12); /* the parent should have killed us long before */
+}
+
+static void test_random_kills(void)
+{
+	unsigned char *want = malloc(BIG);
+	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid() << 8;
+	uint64_t prev = 0;
+	struct env e;
+
+	CU_ASSERT_FATAL(want != NULL);
+	CU_ASSERT_FATAL(env_new(&e, "crash-rand") == 0);
+	srand(seed);
+	printf("(seed %u; delays ms:", seed);
+	for (int it = 0; it < 10; it++) {
+		/* spread over the open, the first saves and the steady state of the loop */
+		unsigned delay_us = (unsigned)(it * 60000) + (unsigned)(rand() % 60000);
+		uint64_t step = 0, committed = 0;
+		ckpt_ctx *ctx;
+		pid_t pid;
+		int st = 0, rc;
+
+		printf(" %u", delay_us / 1000);
+		fflush(stdout);
+		pid = fork();
+		CU_ASSERT_FATAL(pid >= 0);
+		if (pid == 0)
+			loop_child(&e);
+		usleep(delay_us);
+		kill(pid, SIGKILL);
+		CU_ASSERT(waitpid(pid, &st, 0) == pid);
+		CU_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+
+		ctx = open_kv(&e, NULL);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+		CU_ASSERT(ckpt_wait(ctx, CKPT_STEP_ALL) == CKPT_OK);
+		CU_ASSERT(th_count_files(e.base, ".tmp.*") == 0);
+		rc = ckpt_latest(ctx, &step);
+		if (prev) {
+			CU_ASSERT(rc == CKPT_OK); /* a step once complete never vanishes */
+		} else {
+			CU_ASSERT(rc == CKPT_OK || rc == CKPT_ENOENT);
+		}
+		if (rc == CKPT_OK) {
+			CU_ASSERT(step >= prev);
+			make_data(want, BIG, step);
+			CU_ASSERT(load_eq(ctx, step, "state", want, BIG));
+			prev = step;
+		}
+		CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
+
+		/* everything complete was committed by the recovery: shared alone has it */
+		th_sh("rm -rf '%s'/job", e.local);
+		ctx = open_kv(&e, NULL);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+		rc = ckpt_latest(ctx, &committed);
+		CU_ASSERT(rc == (prev ? CKPT_OK : CKPT_ENOENT));
+		if (rc == CKPT_OK) {
+			CU_ASSERT(committed == prev);
+			/* every committed step is one saved version, intact */
+			for (uint64_t s = committed; s > 0 && s + 3 > committed; s--) {
+				char dir[4200];
+
+				step_dir(dir, sizeof(dir), e.shared, s);
+				if (th_count_files(dir, "MANIFEST") != 1)
+					continue;
+				make_data(want, BIG, s);
+				CU_ASSERT(load_eq(ctx, s, "state", want, BIG));
+			}
+		}
+		CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
+	}
+	printf("; newest step %llu) ", (unsigned long long)prev);
+	free(want);
+	env_free(&e);
+}
+
+/* Only the variables a test sets may reach ckpt_config_new (a stray CKPT_FAULT_KILL_AT would kill
+ * us): drop every inherited CKPT_* but CKPT_TEST_DATA. */
+static void clean_environment(void)
+{
+	extern char **environ;
+	char name[256];
+
+	for (size_t i = 0; environ[i];) {
+		size_t n = strcspn(environ[i], "=");
+
+		if (strncmp(environ[i], "CKPT_", 5) || n >= sizeof(name) ||
+		    !strncmp(environ[i], "CKPT_TEST_DATA=", 15)) {
+			i++;
+			continue;
+		}
+		memcpy(name, environ[i], n);
+		name[n] = '\0';
+		unsetenv(name); /* environ shifts down: look at index i again */
+	}
+}
+
+int main(void)
+{
+	CU_pSuite s;
+
+	clean_environment();
+	load_real(); /* before any fork or thread */
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	s = CU_add_suite_with_setup_and_teardown("crash", NULL, NULL, NULL, teardown);
+	if (!s || !CU_add_test(s, "kill at save.written", test_save_written) ||
+	    !CU_add_test(s, "kill at save.synced", test_save_synced) ||
+	    !CU_add_test(s, "kill at save.published", test_save_published) ||
+	    !CU_add_test(s, "kill at drain.midway", test_drain_midway) ||
+	    !CU_add_test(s, "kill at drain.written", test_drain_written) ||
+	    !CU_add_test(s, "kill at drain.published", test_drain_published) ||
+	    !CU_add_test(s, "kill at commit.before", test_commit_before) ||
+	    !CU_add_test(s, "kill at commit.done", test_commit_done) ||
+	    !CU_add_test(s, "re-save killed at save.synced", test_resave_save_synced) ||
+	    !CU_add_test(s, "re-save killed at drain.midway", test_resave_drain_midway) ||
+	    !CU_add_test(s, "re-save killed at commit.before", test_resave_commit_before) ||
+	    !CU_add_test(s, "re-save killed at commit.done", test_resave_commit_done) ||
+	    !CU_add_test(s, "kill at random moments", test_random_kills)) {
+		CU_cleanup_registry();
+		return 1;
+	}
+	return th_run();
+}

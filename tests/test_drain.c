@@ -1,0 +1,574 @@
+/* SPDX-License-Identifier: MIT */
+/* Drain failures: full or broken shared tier, full local tier, backpressure, close deadlines. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "harness.h"
+
+#define MIB (1024u * 1024u)
+
+/*
+ * Each test works in E (removed by the tear-down) and keeps its open context in CTX, so that a
+ * fatal assertion still closes the context and unmounts every tmpfs before the directories go.
+ */
+static struct {
+	char *base;
+	char local[4096];
+	char shared[4096];
+} E;
+static ckpt_ctx *CTX;
+static char mounts[4][4096];
+static int nmounts;
+
+static int env_new(const char *tag)
+{
+	if (!(E.base = th_mkdtemp(tag)))
+		return -1;
+	snprintf(E.local, sizeof(E.local), "%s/local", E.base);
+	snprintf(E.shared, sizeof(E.shared), "%s/shared", E.base);
+	if (mkdir(E.local, 0755) < 0 || mkdir(E.shared, 0755) < 0)
+		return -1;
+	return 0;
+}
+
+/* Mount a tmpfs of `size` on dir (we run as root in the test containers); 0 on success. */
+static int mount_tmpfs(const char *dir, const char *size)
+{
+	if (nmounts == (int)(sizeof(mounts) / sizeof(mounts[0])))
+		return -1;
+	if (th_sh("mount -t tmpfs -o size=%s,mode=0755 tmpfs '%s' 2>/dev/null", size, dir) != 0)
+		return -1;
+	snprintf(mounts[nmounts++], sizeof(mounts[0]), "%s", dir);
+	return 0;
+}
+
+static void umount_all(void)
+{
+	while (nmounts > 0) {
+		const char *m = mounts[--nmounts];
+
+		if (th_sh("umount '%s' 2>/dev/null", m) != 0 && th_sh("umount -l '%s'", m) != 0)
+			fprintf(stderr, "could not unmount %s\n", m);
+	}
+}
+
+/* Dying of a signal skips atexit: unmount anyway (not async-signal-safe, but we are dying). */
+static void on_fatal_signal(int sig)
+{
+	umount_all();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void teardown(void)
+{
+	if (CTX) {
+		ckpt_close(CTX);
+		CTX = NULL;
+	}
+	umount_all();
+	if (E.base) {
+		th_rmtree(E.base);
+		free(E.base);
+		E.base = NULL;
+	}
+}
+
+static ckpt_ctx *open_kv(const char *const *kv)
+{
+	ckpt_config *cfg = NULL;
+	ckpt_ctx *ctx = NULL;
+	int rc;
+
+	if (ckpt_config_new(&cfg) != CKPT_OK)
+		return NULL;
+	if (ckpt_config_set(cfg, "local_dir", E.local) != CKPT_OK ||
+	    ckpt_config_set(cfg, "shared_dir", E.shared) != CKPT_OK ||
+	    ckpt_config_set(cfg, "name", "job") != CKPT_OK) {
+		ckpt_config_free(cfg);
+		return NULL;
+	}
+	for (size_t i = 0; kv && kv[i]; i += 2)
+		if (ckpt_config_set(cfg, kv[i], kv[i + 1]) != CKPT_OK) {
+			ckpt_config_free(cfg);
+			return NULL;
+		}
+	rc = ckpt_open(&ctx, cfg);
+	if (rc != CKPT_OK)
+		fprintf(stderr, "ckpt_open: %s: %s\n", ckpt_strerror(rc), ckpt_errmsg(NULL));
+	ckpt_config_free(cfg);
+	return ctx;
+}
+
+static int close_ctx(void)
+{
+	int rc = ckpt_close(CTX);
+
+	CTX = NULL;
+	return rc;
+}
+
+/* Real trained weights, perturbed by seed (see test_api.c); random bytes without the data. */
+static void make_data(void *buf, size_t n, uint64_t seed)
+{
+	static unsigned char *real;
+	static size_t real_n;
+	unsigned char *p = buf;
+
+	if (!real && (real = malloc(8 * MIB))) {
+		real_n = th_real_data("weights-fp32.bin", real, 8 * MIB);
+		if (!real_n) {
+			free(real);
+			real = NULL;
+		}
+	}
+	if (!real) {
+		th_fill(buf, n, seed);
+		return;
+	}
+	for (size_t off = 0; off < n;) {
+		size_t piece = n - off < real_n ? n - off : real_n;
+
+		memcpy(p + off, real, piece);
+		off += piece;
+	}
+	for (size_t i = 0; i < n; i += 4) {
+		uint64_t x = (seed + 1) * 0x9E3779B97F4A7C15ull ^ (i * 0xD1B54A32D192ED03ull);
+
+		x ^= x >> 29;
+		p[i] ^= (unsigned char)(x | 1);
+	}
+}
+
+static void step_dir(char *buf, size_t len, const char *tier, uint64_t step)
+{
+	snprintf(buf, len, "%s/job/step-%020llu", tier, (unsigned long long)step);
+}
+
+static int committed(uint64_t step)
+{
+	char dir[4200];
+
+	step_dir(dir, sizeof(dir), E.shared, step);
+	return th_count_files(dir, "MANIFEST") == 1 && th_count_files(dir, "rank-*.ckz") == 1;
+}
+
+static int state_of(uint64_t step)
+{
+	int state = -1;
+
+	return ckpt_poll(CTX, step, &state) == CKPT_OK ? state : -1;
+}
+
+/* Load step `step` (one region "w" of n bytes) and compare with data version `seed`. */
+static int load_eq(uint64_t step, size_t n, uint64_t seed)
+{
+	unsigned char *want = malloc(n), *got = malloc(n);
+	int rc = CKPT_ENOMEM, ok;
+
+	if (want && got) {
+		make_data(want, n, seed);
+		memset(got, 0xee, n);
+		if ((rc = ckpt_load(CTX, step, "w", got, n)) != CKPT_OK)
+			fprintf(stderr, "load step %llu: %s: %s\n", (unsigned long long)step,
+				ckpt_strerror(rc), ckpt_errmsg(CTX));
+	}
+	ok = rc == CKPT_OK && memcmp(want, got, n) == 0;
+	free(want);
+	free(got);
+	return ok;
+}
+
+/* Load step from the shared tier: its local directory is moved aside meanwhile. */
+static int load_shared_eq(uint64_t step, size_t n, uint64_t seed)
+{
+	char dir[4200], aside[4300];
+	int ok, had;
+
+	step_dir(dir, sizeof(dir), E.local, step);
+	snprintf(aside, sizeof(aside), "%s.aside", dir);
+	had = rename(dir, aside) == 0;
+	ok = load_eq(step, n, seed);
+	if (had && rename(aside, dir) != 0)
+		ok = 0;
+	return ok;
+}
+
+static int save(uint64_t step, size_t n, uint64_t seed)
+{
+	unsigned char *d = malloc(n);
+	ckpt_region r = { "w", d, n };
+	int rc;
+
+	if (!d)
+		return CKPT_ENOMEM;
+	make_data(d, n, seed);
+	rc = ckpt_save(CTX, step, &r, 1);
+	if (rc != CKPT_OK)
+		fprintf(stderr, "(save step %llu: %s: %s) ", (unsigned long long)step,
+			ckpt_strerror(rc), ckpt_errmsg(CTX));
+	free(d);
+	return rc;
+}
+
+/* ---- the shared tier fails ---- */
+
+/* The shared volume fills up: the drain fails with CKPT_ENOSPC naming the path, nothing partial
+ * stays on shared, the local copy is kept; once space is back the next save retries. */
+static void test_shared_full(void)
+{
+	char dir[4200];
+	int rc;
+
+	CU_ASSERT_FATAL(env_new("drain-sfull") == 0);
+	if (mount_tmpfs(E.shared, "4m") != 0) {
+		printf("\n  skipped: cannot mount a tmpfs on %s (needs root)\n", E.shared);
+		return;
+	}
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv(NULL));
+	CU_ASSERT(save(1, 1 * MIB, 1) == CKPT_OK);
+	CU_ASSERT(ckpt_wait(CTX, 1) == CKPT_OK);
+	CU_ASSERT(save(2, 8 * MIB, 2) == CKPT_OK); /* does not fit in the 3 MiB left */
+	rc = ckpt_wait(CTX, 2);
+	CU_ASSERT(rc == CKPT_ENOSPC);
+	printf("(%s) ", ckpt_errmsg(CTX));
+	CU_ASSERT_PTR_NOT_NULL(strstr(ckpt_errmsg(CTX), E.shared));
+	CU_ASSERT(state_of(2) == CKPT_STATE_FAILED);
+	CU_ASSERT(state_of(1) == CKPT_STATE_COMMITTED);
+	CU_ASSERT(ckpt_wait(CTX, CKPT_STEP_ALL) == CKPT_ENOSPC);
+	step_dir(dir, sizeof(dir), E.shared, 2);
+	CU_ASSERT(th_count_files(dir, "*") == 0); /* no partial shard, no temporary file */
+	CU_ASSERT(load_eq(2, 8 * MIB, 2));         /* the local copy */
+	CU_ASSERT(committed(1));
+	CU_ASSERT(load_shared_eq(1, 1 * MIB, 1));
+
+	/* space again: the next save retries step 2 */
+	CU_ASSERT_FATAL(th_sh("mount -o remount,size=64m '%s'", E.shared) == 0);
+	CU_ASSERT(save(3, 256 * 1024, 3) == CKPT_OK);
+	CU_ASSERT(ckpt_wait(CTX, CKPT_STEP_ALL) == CKPT_OK);
+	CU_ASSERT(ckpt_wait(CTX, 2) == CKPT_OK);
+	for (uint64_t s = 1; s <= 3; s++) {
+		CU_ASSERT(state_of(s) == CKPT_STATE_COMMITTED);
+		CU_ASSERT(committed(s));
+	}
+	CU_ASSERT(close_ctx() == CKPT_OK);
+	th_sh("rm -rf '%s'/job", E.local);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv(NULL));
+	CU_ASSERT(load_eq(1, 1 * MIB, 1));
+	CU_ASSERT(load_eq(2, 8 * MIB, 2));
+	CU_ASSERT(load_eq(3, 256 * 1024, 3));
+	CU_ASSERT(close_ctx() == CKPT_OK);
+	CU_ASSERT(th_count_files(E.shared, ".tmp.*") == 0);
+}
+
+/* The shared job directory disappears behind a regular file (a broken volume): the drain fails
+ * with a message naming the path; after repair the next save retries. */
+static void test_shared_broken(void)
+{
+	char job[4200], moved[4200];
+	int rc;
+
+	CU_ASSERT_FATAL(env_new("drain-sbroken") == 0);
+	snprintf(job, sizeof(job), "%s/job", E.shared);
+	snprintf(moved, sizeof(moved), "%s/job.moved", E.shared);
+	/* keep_local 1: retention must still keep every local copy that is not committed */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){ "keep_local", "1",
+									NULL }));
+	CU_ASSERT(save(1, 2 * MIB, 1) == CKPT_OK);
+	CU_ASSERT(ckpt_wait(CTX, 1) == CKPT_OK);
+	CU_ASSERT_FATAL(rename(job, moved) == 0);
+	CU_ASSERT_FATAL(th_sh("echo broken > '%s'", job) == 0);
+	CU_ASSERT(save(2, 2 * MIB, 2) == CKPT_OK);
+	CU_ASSERT(save(3, 2 * MIB, 3) == CKPT_OK);
+	rc = ckpt_wait(CTX, 2);
+	CU_ASSERT(rc < 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ckpt_errmsg(CTX), job));
+	CU_ASSERT(ckpt_wait(CTX, 3) < 0);
+	CU_ASSERT(state_of(2) == CKPT_STATE_FAILED);
+	CU_ASSERT(state_of(3) == CKPT_STATE_FAILED);
+	CU_ASSERT(load_eq(2, 2 * MIB, 2));
+	CU_ASSERT(load_eq(3, 2 * MIB, 3));
+
+	/* repaired: a save retries both failed steps */
+	CU_ASSERT_FATAL(unlink(job) == 0 && rename(moved, job) == 0);
+	CU_ASSERT(committed(1));
+	CU_ASSERT(load_shared_eq(1, 2 * MIB, 1));
+	CU_ASSERT(save(4, 64 * 1024, 4) == CKPT_OK);
+	CU_ASSERT(ckpt_wait(CTX, CKPT_STEP_ALL) == CKPT_OK);
+	for (uint64_t s = 1; s <= 4; s++)
+		CU_ASSERT(state_of(s) == CKPT_STATE_COMMITTED);
+	CU_ASSERT(load_shared_eq(2, 2 * MIB, 2));
+	CU_ASSERT(load_shared_eq(3, 2 * MIB, 3));
+	CU_ASSERT(close_ctx() == CKPT_OK);
+}
+
+/* When ckpt_wait reports a failed drain, the drain has cleaned up: no partial temporary file is
+ * left on the (full) shared tier to take the space a retry needs. Repeated, as a late cleanup
+ * would show only sometimes. */
+static void test_failed_drain_cleans_before_wait(void)
+{
+	char dir[4200];
+	int late = 0;
+
+	CU_ASSERT_FATAL(env_new("drain-late") == 0);
+	if (mount_tmpfs(E.shared, "1m") != 0) {
+		printf("\n  skipped: cannot mount a tmpfs on %s (needs root)\n", E.shared);
+		return;
+	}
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){ "chunk_size", "64K",
+									NULL }));
+	for (uint64_t s = 1; s <= 10; s++) {
+		CU_ASSERT(save(s, 2 * MIB, s) == CKPT_OK);
+		CU_ASSERT(ckpt_wait(CTX, CKPT_STEP_ALL) == CKPT_ENOSPC);
+		late += th_count_files(E.shared, ".tmp.*") != 0;
+		step_dir(dir, sizeof(dir), E.shared, s);
+		CU_ASSERT(th_count_files(dir, "rank-*") == 0);
+	}
+	if (late)
+		fprintf(stderr, "\n%d of 10 times a temporary file was still on shared after "
+			"ckpt_wait returned\n", late);
+	CU_ASSERT(late == 0);
+	CU_ASSERT(close_ctx() == CKPT_ENOSPC);
+	CU_ASSERT(th_count_files(E.shared, ".tmp.*") == 0);
+}
+
+/* ckpt_close reports a drain that failed; the next ckpt_open drains the kept local copy. */
+static void test_close_reports_failure(void)
+{
+	char job[4200], moved[4200];
+
+	CU_ASSERT_FATAL(env_new("drain-closefail") == 0);
+	snprintf(job, sizeof(job), "%s/job", E.shared);
+	snprintf(moved, sizeof(moved), "%s/job.moved", E.shared);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv(NULL));
+	CU_ASSERT_FATAL(rename(job, moved) == 0);
+	CU_ASSERT_FATAL(th_sh("echo broken > '%s'", job) == 0);
+	CU_ASSERT(save(1, 3 * MIB, 1) == CKPT_OK);
+	CU_ASSERT(close_ctx() < 0);
+
+	/* while the volume is broken, ckpt_open refuses it */
+	CU_ASSERT(open_kv(NULL) == NULL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ckpt_errmsg(NULL), job));
+
+	CU_ASSERT_FATAL(unlink(job) == 0 && rename(moved, job) == 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv(NULL));
+	CU_ASSERT(ckpt_wait(CTX, CKPT_STEP_ALL) == CKPT_OK);
+	CU_ASSERT(committed(1));
+	CU_ASSERT(close_ctx() == CKPT_OK);
+	th_sh("rm -rf '%s'/job", E.local);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv(NULL));
+	CU_ASSERT(load_eq(1, 3 * MIB, 1));
+	CU_ASSERT(close_ctx() == CKPT_OK);
+}
+
+/* A local copy damaged after ckpt_save is never published as good data. */
+static void test_corrupt_local_not_drained(void)
+{
+	char job[4200], moved[4200], path[4300];
+	int fd;
+	unsigned char b = 0;
+
+	CU_ASSERT_FATAL(env_new("drain-corrupt") == 0);
+	snprintf(job, sizeof(job), "%s/job", E.shared);
+	snprintf(moved, sizeof(moved), "%s/job.moved", E.shared);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){ "chunk_size", "64K",
+									NULL }));
+	/* hold the drain back with a broken shared tier, damage the local file, then repair */
+	CU_ASSERT_FATAL(rename(job, moved) == 0);
+	CU_ASSERT_FATAL(th_sh("echo broken > '%s'", job) == 0);
+	CU_ASSERT(save(1, 1 * MIB, 1) == CKPT_OK);
+	CU_ASSERT(ckpt_wait(CTX, 1) < 0);
+	step_dir(path, sizeof(path) - 32, E.local, 1);
+	strcat(path, "/rank-000000.ckl");
+	CU_ASSERT_FATAL((fd = open(path, O_RDWR)) >= 0);
+	CU_ASSERT(pread(fd, &b, 1, 4096 + 300000) == 1);
+	b ^= 1;
+	CU_ASSERT(pwrite(fd, &b, 1, 4096 + 300000) == 1);
+	close(fd);
+	CU_ASSERT_FATAL(unlink(job) == 0 && rename(moved, job) == 0);
+
+	CU_ASSERT(save(2, 1 * MIB, 2) == CKPT_OK); /* retries step 1 */
+	CU_ASSERT(ckpt_wait(CTX, 2) == CKPT_OK);
+	CU_ASSERT(ckpt_wait(CTX, 1) == CKPT_ECORRUPT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ckpt_errmsg(CTX), "checksum"));
+	CU_ASSERT(state_of(1) == CKPT_STATE_FAILED);
+	step_dir(path, sizeof(path), E.shared, 1);
+	CU_ASSERT(th_count_files(path, "*") == 0); /* not even the partial temporary file */
+	CU_ASSERT(ckpt_wait(CTX, CKPT_STEP_ALL) == CKPT_ECORRUPT);
+	{
+		unsigned char *buf = malloc(1 * MIB);
+
+		CU_ASSERT(buf && ckpt_load(CTX, 1, "w", buf, 1 * MIB) == CKPT_ECORRUPT);
+		free(buf);
+	}
+	CU_ASSERT(load_eq(2, 1 * MIB, 2));
+	CU_ASSERT(close_ctx() == CKPT_ECORRUPT);
+}
+
+/* ---- the local tier fails ---- */
+
+static void test_local_full(void)
+{
+	char dir[4200];
+	uint64_t step = 0;
+	int rc;
+
+	CU_ASSERT_FATAL(env_new("drain-lfull") == 0);
+	if (mount_tmpfs(E.local, "8m") != 0) {
+		printf("\n  skipped: cannot mount a tmpfs on %s (needs root)\n", E.local);
+		return;
+	}
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv(NULL));
+	CU_ASSERT(save(1, 1 * MIB, 1) == CKPT_OK);
+	CU_ASSERT(ckpt_wait(CTX, 1) == CKPT_OK);
+	rc = save(2, 16 * MIB, 2);
+	CU_ASSERT(rc == CKPT_ENOSPC);
+	printf("(%s) ", ckpt_errmsg(CTX));
+	CU_ASSERT_PTR_NOT_NULL(strstr(ckpt_errmsg(CTX), E.local)); /* names the file */
+	CU_ASSERT(th_count_files(E.local, ".tmp.*") == 0);
+	step_dir(dir, sizeof(dir), E.local, 2);
+	CU_ASSERT(th_count_files(dir, "*") == 0);
+	CU_ASSERT(ckpt_wait(CTX, 2) != CKPT_OK); /* step 2 was not saved */
+	CU_ASSERT(ckpt_latest(CTX, &step) == CKPT_OK);
+	CU_ASSERT(step == 1);
+	CU_ASSERT(load_eq(1, 1 * MIB, 1));
+	CU_ASSERT(load_shared_eq(1, 1 * MIB, 1));
+
+	/* the space is free again: saving goes on, and the failed save is no drain failure */
+	CU_ASSERT(save(3, 1 * MIB, 3) == CKPT_OK);
+	CU_ASSERT(ckpt_wait(CTX, 3) == CKPT_OK);
+	rc = ckpt_wait(CTX, CKPT_STEP_ALL);
+	if (rc != CKPT_OK)
+		fprintf(stderr, "\nckpt_wait(ALL) after a failed save, all saved steps committed: "
+			"%s: %s\n", ckpt_strerror(rc), ckpt_errmsg(CTX));
+	CU_ASSERT(rc == CKPT_OK);
+	CU_ASSERT(ckpt_latest(CTX, &step) == CKPT_OK);
+	CU_ASSERT(step == 3);
+	CU_ASSERT(load_eq(3, 1 * MIB, 3));
+	rc = close_ctx();
+	if (rc != CKPT_OK)
+		fprintf(stderr, "ckpt_close after a failed save, all saved steps committed: %s\n",
+			ckpt_strerror(rc));
+	CU_ASSERT(rc == CKPT_OK);
+}
+
+/* ---- backpressure and deadlines ---- */
+
+/* With max_pending steps waiting for the (slow) drain, ckpt_save first waits for the oldest. */
+static void test_backpressure(void)
+{
+	const size_t n = 4 * MIB;
+
+	CU_ASSERT_FATAL(env_new("drain-bp") == 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
+		"max_pending", "1", "compress_level", "19", "drain_threads", "1", NULL }));
+	CU_ASSERT(save(1, n, 1) == CKPT_OK);
+	CU_ASSERT(save(2, n, 2) == CKPT_OK);
+	CU_ASSERT(state_of(1) == CKPT_STATE_COMMITTED);
+	CU_ASSERT(committed(1));
+	CU_ASSERT(save(3, n, 3) == CKPT_OK);
+	CU_ASSERT(state_of(2) == CKPT_STATE_COMMITTED);
+	CU_ASSERT(ckpt_wait(CTX, CKPT_STEP_ALL) == CKPT_OK);
+	CU_ASSERT(close_ctx() == CKPT_OK);
+
+	/* max_pending 2: the third save waits for the first, not for the second */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
+		"max_pending", "2", "compress_level", "19", "drain_threads", "1", NULL }));
+	CU_ASSERT(save(4, n, 4) == CKPT_OK);
+	CU_ASSERT(save(5, n, 5) == CKPT_OK);
+	CU_ASSERT(save(6, n, 6) == CKPT_OK);
+	CU_ASSERT(state_of(4) == CKPT_STATE_COMMITTED);
+	CU_ASSERT(ckpt_wait(CTX, CKPT_STEP_ALL) == CKPT_OK);
+	for (uint64_t s = 4; s <= 6; s++)
+		CU_ASSERT(load_shared_eq(s, n, s));
+	CU_ASSERT(close_ctx() == CKPT_OK);
+}
+
+/* close_timeout 0 abandons a running drain; the next ckpt_open drains the local copy again. */
+static void test_close_timeout(void)
+{
+	const size_t n = 8 * MIB;
+	int rc;
+
+	CU_ASSERT_FATAL(env_new("drain-ctimeout") == 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
+		"close_timeout", "0.0", "compress_level", "19", NULL }));
+	CU_ASSERT(save(1, n, 1) == CKPT_OK);
+	rc = close_ctx();
+	printf("(close: %s) ", ckpt_strerror(rc));
+	CU_ASSERT(rc == CKPT_ETIMEDOUT || rc == CKPT_OK);
+	CU_ASSERT(th_count_files(E.base, ".tmp.*") == 0);
+	if (rc == CKPT_ETIMEDOUT)
+		CU_ASSERT(!committed(1));
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv(NULL));
+	if (rc == CKPT_ETIMEDOUT)
+		CU_ASSERT(state_of(1) == CKPT_STATE_LOCAL || state_of(1) == CKPT_STATE_COMMITTED);
+	CU_ASSERT(ckpt_wait(CTX, CKPT_STEP_ALL) == CKPT_OK);
+	if (rc == CKPT_ETIMEDOUT)
+		CU_ASSERT(ckpt_wait(CTX, 1) == CKPT_OK);
+	CU_ASSERT(committed(1));
+	CU_ASSERT(close_ctx() == CKPT_OK);
+	th_sh("rm -rf '%s'/job", E.local);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv(NULL));
+	CU_ASSERT(load_eq(1, n, 1));
+	CU_ASSERT(close_ctx() == CKPT_OK);
+}
+
+/* Only the variables a test sets may reach ckpt_config_new (a stray CKPT_FAULT_KILL_AT would kill
+ * us): drop every inherited CKPT_* but CKPT_TEST_DATA. */
+static void clean_environment(void)
+{
+	extern char **environ;
+	char name[256];
+
+	for (size_t i = 0; environ[i];) {
+		size_t n = strcspn(environ[i], "=");
+
+		if (strncmp(environ[i], "CKPT_", 5) || n >= sizeof(name) ||
+		    !strncmp(environ[i], "CKPT_TEST_DATA=", 15)) {
+			i++;
+			continue;
+		}
+		memcpy(name, environ[i], n);
+		name[n] = '\0';
+		unsetenv(name); /* environ shifts down: look at index i again */
+	}
+}
+
+int main(void)
+{
+	CU_pSuite s;
+	unsigned char warm[8];
+
+	clean_environment();
+	make_data(warm, sizeof(warm), 0);
+	atexit(umount_all); /* also on an early exit */
+	signal(SIGSEGV, on_fatal_signal);
+	signal(SIGABRT, on_fatal_signal);
+	signal(SIGBUS, on_fatal_signal);
+	signal(SIGINT, on_fatal_signal);
+	signal(SIGTERM, on_fatal_signal);
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	s = CU_add_suite_with_setup_and_teardown("drain", NULL, NULL, NULL, teardown);
+	if (!s || !CU_add_test(s, "shared tier full", test_shared_full) ||
+	    !CU_add_test(s, "shared tier broken", test_shared_broken) ||
+	    !CU_add_test(s, "failed drain cleans up before ckpt_wait returns",
+			 test_failed_drain_cleans_before_wait) ||
+	    !CU_add_test(s, "close reports a failed drain", test_close_reports_failure) ||
+	    !CU_add_test(s, "damaged local copy not drained", test_corrupt_local_not_drained) ||
+	    !CU_add_test(s, "local tier full", test_local_full) ||
+	    !CU_add_test(s, "backpressure", test_backpressure) ||
+	    !CU_add_test(s, "close_timeout 0", test_close_timeout)) {
+		CU_cleanup_registry();
+		return 1;
+	}
+	return th_run();
+}
