@@ -70,11 +70,13 @@ enum {
 /*
  * Configuration. ckpt_config_new() fills the defaults, then applies every CKPT_<KEY> environment
  * variable (e.g. CKPT_LOCAL_DIR for `local_dir`); ckpt_config_set() overrides a key afterwards.
- * Keys (see ckpt_config(7) / README.md for the full table):
+ * Keys (libckpt(7) and README.md give defaults and ranges):
  *   local_dir, shared_dir, name, compress_level, keep_local, keep_shared, drain_threads,
- *   io_backend (auto|uring|posix), chunk_size, max_pending, close_timeout, io_depth.
- * An unknown key or a bad value (in ckpt_config_set or in the environment) is CKPT_EINVAL; for
- * ckpt_config_new the first bad environment variable is named by ckpt_config_errmsg().
+ *   io_backend (auto|uring|posix), chunk_size, max_pending, close_timeout, io_depth, drain_nice,
+ *   mpi_timeout, fault_kill_at (tests only).
+ * ckpt_config_new fails only for lack of memory. An unknown key or a bad value given to
+ * ckpt_config_set is CKPT_EINVAL, described by ckpt_config_errmsg(). A bad CKPT_* variable is
+ * kept aside: ckpt_open then fails with CKPT_EINVAL naming it, unless the program set that key.
  */
 int ckpt_config_new(ckpt_config **out);
 int ckpt_config_set(ckpt_config *cfg, const char *key, const char *value);
@@ -90,7 +92,10 @@ void ckpt_config_free(ckpt_config *cfg); /* NULL is a no-op */
  * <shared_dir>/<name> when missing, removes temporary files abandoned by dead processes of this
  * host, and queues for draining every step that is complete locally but not committed on the
  * shared volume (the process died mid-drain). The config is copied; the caller may free it.
- * Returns CKPT_EINVAL for a missing/unusable directory or shared_dir inside local_dir.
+ * local_dir and shared_dir must exist: CKPT_ENOENT when one does not (a missing mount point is
+ * never created), CKPT_EPERM when one is not writable, CKPT_EINVAL when a key is unset, a path is
+ * not a directory, or shared_dir is local_dir or inside it. On failure *out is NULL and
+ * ckpt_errmsg(NULL) describes the failure (in the calling thread).
  */
 int ckpt_open(ckpt_ctx **out, const ckpt_config *cfg);
 
@@ -108,8 +113,9 @@ int ckpt_open_mpi_f(ckpt_ctx **out, const ckpt_config *cfg, int fortran_comm);
  * buffers. Draining to the shared volume continues in the background (see ckpt_wait).
  * Backpressure: when `max_pending` steps are already saved but not yet committed on shared,
  * ckpt_save first waits for the oldest of them to finish draining (or fail).
- * Saving a step number again replaces that step: the new copy becomes visible atomically once
- * committed, and the old one stays readable until then.
+ * Saving a step number again replaces that step: the local copy is replaced at once (atomically);
+ * on the shared volume the old save stays until the new one is committed, which replaces it
+ * atomically. A failed ckpt_save leaves the step as it was.
  * With MPI the call is collective: every rank passes the same step.
  * Errors: CKPT_EINVAL (bad step, regions, names, duplicates), CKPT_ENOSPC, CKPT_EIO, CKPT_EMPI.
  */
@@ -118,7 +124,9 @@ int ckpt_save(ckpt_ctx *ctx, uint64_t step, const ckpt_region *regions, size_t n
 /*
  * Wait until `step` (or every step saved so far, for CKPT_STEP_ALL) is committed on the shared
  * volume, and return its drain's result: CKPT_OK, or the error that stopped it (the local copy is
- * kept; ckpt_errmsg says what failed). CKPT_ENOENT when this context never saved `step`.
+ * kept; ckpt_errmsg says what failed). For CKPT_STEP_ALL, the error of the first step whose last
+ * drain failed. CKPT_ENOENT when this context neither saved `step` nor found it to re-drain at
+ * open.
  */
 int ckpt_wait(ckpt_ctx *ctx, uint64_t step);
 
@@ -134,8 +142,10 @@ enum {
 };
 int ckpt_poll(ckpt_ctx *ctx, uint64_t step, int *state);
 
-/* The newest step that is complete and verifiable, committed on shared or complete locally.
- * CKPT_ENOENT when there is none. With MPI: collective, every rank gets the same answer. */
+/* The newest (highest-numbered) step whose copy is complete and structurally intact (header,
+ * index, trailer and MANIFEST checksums; data checksums are verified by ckpt_load), committed on
+ * shared or complete locally. CKPT_ENOENT when there is none. With MPI: collective, every rank
+ * gets the same answer, and every rank then reads the same save of that step. */
 int ckpt_latest(ckpt_ctx *ctx, uint64_t *step);
 
 /*
@@ -166,14 +176,17 @@ int ckpt_list_regions(ckpt_ctx *ctx, uint64_t step, ckpt_region_info *out, size_
 /*
  * Read region `name` of `step` into `buf`, whose `size` must equal the region's size. Reads the
  * local copy when it is present and its checksum verifies; otherwise reads the shared copy,
- * decompressing and verifying every chunk. CKPT_ECORRUPT only when no intact copy exists.
+ * decompressing and verifying every chunk. CKPT_ECORRUPT when no intact copy of the same save
+ * exists: a damaged local copy of a re-saved step never falls back to an older save of it, so a
+ * step is never assembled from two saves.
  */
 int ckpt_load(ckpt_ctx *ctx, uint64_t step, const char *name, void *buf, size_t size);
 
 /*
  * Finish pending drains (waiting at most `close_timeout` seconds), stop the threads, free ctx.
- * Returns the first drain error seen, CKPT_ETIMEDOUT when drains were still running at the
- * deadline (their local copies stay and are drained again by the next ckpt_open), else CKPT_OK.
+ * Returns CKPT_ETIMEDOUT when drains were still running at the deadline (their local copies
+ * stay and are drained again by the next ckpt_open), else the error of the first step whose last
+ * drain failed, else CKPT_OK. With MPI it is collective.
  * NULL is a no-op returning CKPT_OK. ctx is freed in every case.
  */
 int ckpt_close(ckpt_ctx *ctx);

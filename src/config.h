@@ -47,7 +47,7 @@ const char *ckpt_config__key(size_t i);
 int ckpt_config__parse_size(const char *s, uint64_t *out);
 
 /* Crash tests: SIGKILL this process when `point` equals the fault_kill_at key's value. The points
- * are listed in docs/RELIABILITY.md and tests/test_crash.c. */
+ * are listed in docs/FORMAT.md (durability) and exercised by tests/test_crash.c. */
 void ckpt_config__fault(const char *fault_kill_at, const char *point);
 
 #endif
