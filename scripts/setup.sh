@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 PKGS="build-essential autoconf automake libtool pkg-config make gcc
 libzstd-dev libxxhash-dev liburing-dev libopenmpi-dev openmpi-bin libcunit1-dev
-zstd python3"
+zstd python3 python3-pytest python3-numpy python3-torch python3-mpi4py"
 
 missing=""
 for p in $PKGS; do

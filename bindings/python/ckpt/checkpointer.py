@@ -1,0 +1,456 @@
+# SPDX-License-Identifier: MIT
+"""Checkpointer: one open libckpt context (ckpt_open / ckpt_open_mpi_f) and its calls."""
+import collections
+import collections.abc
+import ctypes
+import enum
+import json
+import operator
+import os
+import threading
+import weakref
+
+from . import _lib
+from . import _objects
+from . import _tree
+from .errors import CkptError, InvalidArgument, NotFound, Corrupt, error_from_code
+
+# The region every step saved by this package carries, after the caller's regions: UTF-8 JSON
+# {"format": "libckpt-python", "version": 1,
+#  "regions": {name: {"kind": "bytes"|"bytearray"|"memoryview"|"numpy"|"torch", ...}},
+#  "state": <encoded tree, only for save_state>}.
+# Steps without it (saved from C) load as bytes.
+META_REGION = "__ckpt_meta__.json"
+META_FORMAT = "libckpt-python"
+META_VERSION = 1
+
+
+class State(enum.IntEnum):
+    """ckpt_poll's answer for a step saved by this context."""
+    NONE = 0       # never saved by this context
+    LOCAL = 1      # durable locally; drain queued or running
+    COMMITTED = 2  # committed on the shared volume
+    FAILED = 3     # drain failed; local copy kept; wait() raises the error
+
+
+Region = collections.namedtuple("Region", "name size kind dtype shape")
+Region.__doc__ = """One region of a step: its name, size in bytes, and what it was saved from
+(kind: "bytes", "bytearray", "memoryview", "numpy", "torch"; dtype and shape, or None)."""
+
+
+def _check_step(step):
+    if isinstance(step, bool):
+        raise TypeError("step must be an int, not bool")
+    step = operator.index(step)
+    if not 0 <= step < _lib.CKPT_STEP_ALL:
+        raise InvalidArgument(_lib.CKPT_EINVAL, "step %d is out of range (0 .. 2**64-2)" % step)
+    return step
+
+
+def _encode_name(name):
+    if not isinstance(name, str):
+        raise TypeError("region names are str, not %s" % type(name).__name__)
+    if "\0" in name:
+        raise InvalidArgument(_lib.CKPT_EINVAL, "region name %r contains a NUL character" % name,
+                              "save")
+    if name == META_REGION:
+        raise InvalidArgument(_lib.CKPT_EINVAL, "region name %r is reserved for the binding's "
+                              "metadata" % name, "save")
+    return name.encode("utf-8")
+
+
+def _option_value(key, value):
+    if isinstance(value, bool):
+        raise TypeError("option %s: a bool is not a valid value" % key)
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, (str, os.PathLike)):
+        return os.fspath(value)
+    raise TypeError("option %s: expected str, int, float or path, not %s"
+                    % (key, type(value).__name__))
+
+
+def _close_ctx(lib, handle):
+    # weakref.finalize target: a Checkpointer collected (or alive at exit) without close().
+    # ckpt_close finishes pending drains, so steps saved just before exit still reach the shared
+    # volume. Errors cannot be raised from here; close() reports them.
+    if handle.value:
+        lib.ckpt_close(handle)
+        handle.value = None
+
+
+class Checkpointer:
+    """An open checkpointer.
+
+    Checkpointer(local_dir, shared_dir, name=None, comm=None, **options)
+
+    local_dir, shared_dir, name and every other configuration key of libckpt (compress_level,
+    keep_local, keep_shared, drain_threads, io_backend, chunk_size, max_pending, close_timeout,
+    io_depth, drain_nice, mpi_timeout) may be given as keywords; a key left out (or None) keeps
+    its default or its CKPT_<KEY> environment variable. An unknown key or a bad value raises
+    InvalidArgument with the library's message.
+
+    comm: an mpi4py communicator (or its Fortran handle as an int) opens a checkpointer whose
+    steps commit atomically across all its ranks (ckpt_open_mpi_f; collective). Raises
+    NotSupported when libckpt was built without MPI.
+
+    Use it as a context manager, or call close(): close waits (at most close_timeout seconds)
+    for steps still draining to the shared volume. One object may be used from several
+    threads; its calls are serialized, as the C library serializes calls on one context.
+    """
+
+    def __init__(self, local_dir=None, shared_dir=None, name=None, comm=None, **options):
+        self._lib = lib = _lib.lib()
+        self._lock = threading.Lock()
+        self._ctx = ctypes.c_void_p()
+        self._finalizer = None
+        settings = {"local_dir": local_dir, "shared_dir": shared_dir, "name": name}
+        settings.update(options)
+        cfg = ctypes.c_void_p()
+        rc = lib.ckpt_config_new(ctypes.byref(cfg))
+        if rc < 0:
+            raise error_from_code(rc, _lib.decode(lib.ckpt_config_errmsg(cfg)), "ckpt_config_new")
+        try:
+            for key, value in settings.items():
+                if value is None:
+                    continue
+                rc = lib.ckpt_config_set(cfg, key.encode("utf-8"),
+                                         _option_value(key, value).encode("utf-8"))
+                if rc < 0:
+                    raise error_from_code(rc, _lib.decode(lib.ckpt_config_errmsg(cfg)),
+                                          "ckpt_config_set")
+            if comm is None:
+                rc = lib.ckpt_open(ctypes.byref(self._ctx), cfg)
+                fn = "ckpt_open"
+            else:
+                fcomm = comm if isinstance(comm, int) else comm.py2f()
+                rc = lib.ckpt_open_mpi_f(ctypes.byref(self._ctx), cfg, fcomm)
+                fn = "ckpt_open_mpi_f"
+            if rc < 0:
+                # ckpt_errmsg(NULL) is thread-local in C, and ctypes makes the call on this
+                # thread, so it is this open's message.
+                raise error_from_code(rc, _lib.decode(lib.ckpt_errmsg(None)), fn)
+        finally:
+            lib.ckpt_config_free(cfg)
+        self._finalizer = weakref.finalize(self, _close_ctx, lib, self._ctx)
+        r, n = ctypes.c_uint32(), ctypes.c_uint32()
+        self._call("ckpt_rank", lib.ckpt_rank, ctypes.byref(r), ctypes.byref(n))
+        self.rank, self.nranks = r.value, n.value
+
+    # ---- plumbing
+
+    def _call(self, fname, fn, *args):
+        with self._lock:
+            if not self._ctx.value:
+                raise InvalidArgument(_lib.CKPT_EINVAL, "the checkpointer is closed", fname)
+            rc = fn(self._ctx, *args)  # GIL released for the call (ctypes.CDLL)
+            if rc < 0:
+                raise error_from_code(rc, _lib.decode(self._lib.ckpt_errmsg(self._ctx)), fname)
+            return rc
+
+    @property
+    def closed(self):
+        return not self._ctx.value
+
+    def close(self):
+        """Finish pending drains (at most close_timeout seconds), stop the threads, free the
+        context. Raises the first drain error, or TimedOut (the local copies stay and are
+        drained by the next open). Closing twice is a no-op. Collective with MPI."""
+        with self._lock:
+            if not self._ctx.value:
+                return
+            if self._finalizer is not None:
+                self._finalizer.detach()
+            rc = self._lib.ckpt_close(self._ctx)  # frees the context whatever it returns
+            self._ctx.value = None
+        if rc < 0:
+            # The context is gone with its message; the code still says what happened.
+            raise error_from_code(rc, "a drain failed or did not finish before close_timeout; "
+                                  "the local copies are kept", "ckpt_close")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None:
+            self.close()
+            return False
+        try:
+            self.close()
+        except CkptError as close_error:  # do not hide the exception that is propagating
+            if hasattr(exc, "add_note"):
+                exc.add_note("and then close() failed: %s" % close_error)
+        return False
+
+    def __repr__(self):
+        state = "closed" if self.closed else "rank %d/%d" % (self.rank, self.nranks)
+        return "<ckpt.Checkpointer %s>" % state
+
+    # ---- saving
+
+    def save(self, step, regions):
+        """Save `regions` ({name: object}) as checkpoint `step`; return once it is durable on
+        the local tier (the objects may then be modified). Draining to the shared volume goes
+        on in the background (wait(), poll()). Saving a step again replaces it.
+
+        Objects: bytes, bytearray, memoryview (or any C-contiguous buffer), numpy.ndarray and
+        numpy scalars, torch.Tensor. C-contiguous (and Fortran-ordered) arrays and contiguous CPU
+        tensors are written from their own memory, without a copy; strided views and tensors
+        on other devices are copied to contiguous host memory first. Do not modify an object
+        while save() runs (other threads keep running: the GIL is released).
+        Collective with MPI: every rank passes the same step."""
+        self._save(step, regions, None)
+
+    def save_state(self, step, state):
+        """Save nested Python state (dicts, lists, tuples, scalars, strings, numpy arrays,
+        torch tensors, e.g. {"model": model.state_dict(), "epoch": 3}) as checkpoint `step`.
+        Arrays and tensors become regions (zero-copy as in save); the rest is JSON in the
+        metadata region. No pickle: load_state() never executes anything from a checkpoint."""
+        tree, leaves = _tree.encode(state)
+        self._save(step, collections.OrderedDict(leaves), tree)
+
+    def _save(self, step, regions, tree):
+        step = _check_step(step)
+        if not isinstance(regions, collections.abc.Mapping):
+            raise TypeError("regions must be a mapping {name: object}")
+        exports, names, meta = [], [], {}
+        try:
+            for name, obj in regions.items():
+                names.append(_encode_name(name))
+                ex = _objects.export(name, obj)
+                exports.append(ex)
+                meta[name] = ex.meta
+            doc = {"format": META_FORMAT, "version": META_VERSION, "regions": meta}
+            if tree is not None:
+                doc["state"] = tree
+            blob = json.dumps(doc, ensure_ascii=False, allow_nan=False,
+                              separators=(",", ":")).encode("utf-8")
+            arr = (_lib.ckpt_region * (len(exports) + 1))()
+            for i, ex in enumerate(exports):
+                arr[i].name = names[i]
+                arr[i].data = ex.address
+                arr[i].size = ex.size
+            arr[len(exports)].name = META_REGION.encode("ascii")
+            arr[len(exports)].data = ctypes.cast(ctypes.c_char_p(blob), ctypes.c_void_p)
+            arr[len(exports)].size = len(blob)
+            self._call("ckpt_save", self._lib.ckpt_save, step, arr, len(exports) + 1)
+        finally:
+            for ex in exports:
+                ex.release()
+
+    # ---- steps
+
+    def wait(self, step=None):
+        """Wait until `step` (None: every step saved so far by this context) is committed on the
+        shared volume. Raises the drain's error (the local copy is kept), NotFound when this
+        context never saved `step`."""
+        s = _lib.CKPT_STEP_ALL if step is None else _check_step(step)
+        self._call("ckpt_wait", self._lib.ckpt_wait, s)
+
+    def poll(self, step):
+        """State of `step` saved by this context, without blocking (a State)."""
+        st = ctypes.c_int()
+        self._call("ckpt_poll", self._lib.ckpt_poll, _check_step(step), ctypes.byref(st))
+        try:
+            return State(st.value)
+        except ValueError:
+            return st.value
+
+    def latest(self):
+        """The newest complete, verifiable step on either tier, or None when there is none.
+        Collective with MPI: every rank gets the same answer."""
+        s = ctypes.c_uint64()
+        try:
+            self._call("ckpt_latest", self._lib.ckpt_latest, ctypes.byref(s))
+        except NotFound:
+            return None
+        return s.value
+
+    def step_nranks(self, step):
+        """How many ranks saved `step`."""
+        n = ctypes.c_uint32()
+        self._call("ckpt_step_nranks", self._lib.ckpt_step_nranks, _check_step(step),
+                   ctypes.byref(n))
+        return n.value
+
+    def _resolve(self, step):
+        if step is None:
+            latest = self.latest()
+            if latest is None:
+                raise NotFound(_lib.CKPT_ENOENT, "no checkpoint to load: no complete step on "
+                               "either tier", "load")
+            return latest
+        return _check_step(step)
+
+    def _rank(self, rank):
+        if rank is None:
+            return self.rank
+        rank = operator.index(rank)
+        if not 0 <= rank < 2**32:
+            raise InvalidArgument(_lib.CKPT_EINVAL, "rank %d is out of range" % rank, "load")
+        return rank
+
+    def _list(self, step, rank):
+        count = ctypes.c_size_t()
+        while True:
+            cap = count.value
+            infos = (_lib.ckpt_region_info * max(cap, 1))()
+            # ckpt_list_regions lists this context's rank; other ranks' names come from their
+            # metadata region (every shard saved by this package has one).
+            self._call("ckpt_list_regions", self._lib.ckpt_list_regions, step, infos, cap,
+                       ctypes.byref(count))
+            if count.value <= cap:
+                return [(bytes(infos[i].name).decode("utf-8", "replace"), infos[i].size)
+                        for i in range(count.value)]
+
+    def _size(self, step, rank, name):
+        size = ctypes.c_size_t()
+        self._call("ckpt_region_size_rank", self._lib.ckpt_region_size_rank, step, rank,
+                   name.encode("utf-8"), ctypes.byref(size))
+        return size.value
+
+    def _load_into(self, step, rank, name, target):
+        try:
+            self._call("ckpt_load", self._lib.ckpt_load_rank, step, rank, name.encode("utf-8"),
+                       target.address, target.size)
+        except BaseException:
+            target.release()
+            raise
+        return target.finish()
+
+    def _step(self, step, rank):
+        """(metadata document, [(name, size)] of the caller's regions in saved order) of the
+        shard of (step, rank). The document is {} for a shard saved without this package."""
+        if rank == self.rank:
+            listing = self._list(step, rank)  # NotFound: no such step
+            has_meta = any(n == META_REGION for n, _ in listing)
+        else:
+            nranks = self.step_nranks(step)  # NotFound: no such step
+            if rank >= nranks:
+                raise NotFound(_lib.CKPT_ENOENT, "step %d was saved by %d ranks, not by rank %d"
+                               % (step, nranks, rank), "load")
+            listing = None
+            try:
+                self._size(step, rank, META_REGION)
+                has_meta = True
+            except NotFound:
+                has_meta = False
+        doc = self._meta(step, rank) if has_meta else {}
+        if listing is None:
+            if not doc:
+                raise NotFound(_lib.CKPT_ENOENT, "step %d rank %d has no %s region, so its "
+                               "region names are unknown; load them by name" %
+                               (step, rank, META_REGION), "load")
+            listing = [(n, self._size(step, rank, n)) for n in doc["regions"]]
+        return doc, [(n, s) for n, s in listing if n != META_REGION]
+
+    def _meta(self, step, rank):
+        size = self._size(step, rank, META_REGION)
+        buf = bytearray(size)
+        t = _objects._buffer_target(buf, lambda: bytes(buf))
+        blob = self._load_into(step, rank, META_REGION, t)
+        try:
+            doc = json.loads(blob.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise Corrupt(_lib.CKPT_ECORRUPT, "step %d: metadata region is not UTF-8 JSON: %s"
+                          % (step, e), "load") from None
+        if (not isinstance(doc, dict) or doc.get("format") != META_FORMAT
+                or not isinstance(doc.get("regions"), dict)):
+            raise Corrupt(_lib.CKPT_ECORRUPT, "step %d: metadata region is not a %s document"
+                          % (step, META_FORMAT), "load")
+        if (not isinstance(doc.get("version"), int) or isinstance(doc["version"], bool)
+                or doc["version"] > META_VERSION):
+            raise Corrupt(_lib.CKPT_ECORRUPT, "step %d: metadata version %r is not one this "
+                          "package reads (up to %d)" % (step, doc.get("version"), META_VERSION),
+                          "load")
+        return doc
+
+    def regions(self, step=None, rank=None):
+        """{name: Region} of a step (None: latest()), in the order they were saved; the
+        metadata region is not listed. `rank` reads another rank's shard (resharding)."""
+        step, rank = self._resolve(step), self._rank(rank)
+        doc, listing = self._step(step, rank)
+        metas = doc.get("regions", {})
+        out = {}
+        for name, size in listing:
+            m = _objects.check_meta(name, metas.get(name), size)
+            out[name] = Region(name, size, m["kind"], m.get("dtype", m.get("format")),
+                               tuple(m["shape"]) if "shape" in m else None)
+        return out
+
+    def load(self, step=None, into=None, names=None, raw=False, rank=None):
+        """Load a step (None: latest(); NotFound when there is none) as {name: object}, each
+        rebuilt as what it was saved from: bytes, bytearray, memoryview (format and shape),
+        numpy.ndarray (dtype, shape, memory order), torch.Tensor (dtype, shape; on the CPU).
+
+        into:  {name: object} to fill in place: a numpy array or torch tensor of the same dtype
+               and shape (in place without a copy when contiguous and on the CPU; otherwise read
+               into scratch memory and copied in), a bytearray or writable memoryview of the
+               region's size. Those very objects are returned in the mapping.
+        names: load only these regions (default: all).
+        raw:   return every region as bytes, whatever it was saved from.
+        rank:  read that rank's shard instead of this rank's (resharding)."""
+        step, rank = self._resolve(step), self._rank(rank)
+        doc, listing = self._step(step, rank)
+        metas = doc.get("regions", {})
+        into = into or {}
+        if names is None:
+            todo = list(listing)
+            have = {n for n, _ in todo}
+            todo += [(n, None) for n in into if n not in have]  # NotFound from C, below
+        else:
+            todo = [(n, None) for n in ([names] if isinstance(names, str) else names)]
+        out = {}
+        for name, size in todo:
+            if not isinstance(name, str) or name == META_REGION or "\0" in name:
+                raise InvalidArgument(_lib.CKPT_EINVAL, "bad region name %r" % (name,), "load")
+            if size is None:
+                size = self._size(step, rank, name)  # NotFound with the C message
+            out[name] = self._load_one(step, rank, name, size, metas.get(name), into.get(name),
+                                       raw)
+        return out
+
+    def _load_one(self, step, rank, name, size, meta, target, raw):
+        meta = _objects.check_meta(name, meta, size)
+        if target is not None:
+            t = _objects.existing_target(name, meta, size, target)
+        else:
+            t = _objects.new_target(name, meta, size, raw)
+        return self._load_into(step, rank, name, t)
+
+    def load_state(self, step=None, into=None, rank=None):
+        """Load what save_state() saved (None: latest()). `into` mirrors the state partially: a
+        tensor or array found in it at the same path as a stored one is filled in place (same
+        dtype and shape), e.g. into={"model": model.state_dict()}. Raises NotFound when the step
+        was not saved by save_state()."""
+        step, rank = self._resolve(step), self._rank(rank)
+        doc, _ = self._step(step, rank)
+        if "state" not in doc:
+            raise NotFound(_lib.CKPT_ENOENT, "step %d was not saved with save_state()" % step,
+                           "load_state")
+        metas = doc["regions"]
+
+        def load_leaf(name, existing):
+            if name not in metas:
+                raise Corrupt(_lib.CKPT_ECORRUPT, "state refers to region %r, which has no "
+                              "metadata" % name, "load_state")
+            if existing is not None and not (_objects.is_tensor(existing) or
+                                             _objects.is_ndarray(existing) or
+                                             isinstance(existing, (bytearray, memoryview))):
+                existing = None
+            return self._load_one(step, rank, name, self._size(step, rank, name), metas[name],
+                                  existing, False)
+
+        return _tree.decode(doc["state"], load_leaf, into)
+
+    def state_regions(self, step=None, rank=None):
+        """{path tuple: Region} of the tensors/arrays a save_state() step holds, without loading
+        them (e.g. to check shapes before loading in place)."""
+        step, rank = self._resolve(step), self._rank(rank)
+        doc, _ = self._step(step, rank)
+        if "state" not in doc:
+            raise NotFound(_lib.CKPT_ENOENT, "step %d was not saved with save_state()" % step,
+                           "state_regions")
+        regs = self.regions(step, rank)
+        return {path: regs[name] for name, path in _tree.leaf_paths(doc["state"]).items()
+                if name in regs}
