@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: MIT */
+/* Parallel, verifying decoder of compressed shards for the restore tool.
+ *
+ * Every chunk of a shared-tier shard is an independent zstd frame (docs/FORMAT.md), so threads
+ * claim chunks from one counter and decompress them straight to their place in the output, in any
+ * order. A region's XXH3 is one sequential hash over its raw bytes and cannot be combined from
+ * parts, so it is computed in a second pass, regions spread over the threads. The library's own
+ * reader (ckpt_shard__read_region) does the same checks on one thread, which is right for a
+ * training process but leaves the cores of a restore idle.
+ *
+ * Verifying without restoring keeps memory bounded: a region is decoded window by window (a few
+ * chunks per thread, in parallel) and each window is hashed in order into the region's running
+ * XXH3 before the next one overwrites it. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <xxhash.h>
+
+#include "codec.h"
+#include "io.h"
+#include "tool.h"
+
+/* Verify only: raw bytes decoded per window; more when needed to give every thread a chunk, up
+ * to WINDOW_MAX. */
+#define WINDOW_BYTES (256ull << 20)
+#define WINDOW_MAX (2ull << 30)
+
+struct item {
+	uint32_t region, chunk;
+};
+
+struct job {
+	struct ckpt_shard *s;
+	struct tool_shard_data *out; /* NULL: verify only */
+	uint64_t *region_off;        /* offset of each region in out->mem */
+	struct item *items;
+	size_t nitems;
+	size_t hi;                   /* phase 0 decodes items from `next` up to hi */
+	uint8_t *window;             /* verify only: where the items of one window decompress */
+	uint32_t win_c0;             /* chunk number of the window's first item */
+	_Atomic size_t next;
+	_Atomic int failed;
+	_Atomic uint64_t *progress;
+	size_t max_stored;
+	int phase;                   /* 0: chunks, 1: region checksums */
+	pthread_mutex_t mu;
+	int rc;
+	struct ckpt_err err;
+};
+
+struct worker {
+	struct job *job;
+	pthread_t thread;
+	struct ckpt_codec *codec;
+	uint8_t *stored;             /* one chunk's stored bytes */
+	struct ckpt_err err;
+};
+
+static uint64_t align_up(uint64_t v)
+{
+	return (v + CKPT_ALIGN - 1) & ~(uint64_t)(CKPT_ALIGN - 1);
+}
+
+/* The first failure wins; the others stop claiming work. */
+static void fail(struct job *j, int rc, const struct ckpt_err *e)
+{
+	pthread_mutex_lock(&j->mu);
+	if (!j->rc) {
+		j->rc = rc;
+		ckpt_err__copy(&j->err, e);
+	}
+	pthread_mutex_unlock(&j->mu);
+	atomic_store(&j->failed, 1);
+}
+
+static int do_chunk(struct worker *w, const struct item *it)
+{
+	struct job *j = w->job;
+	const struct ckpt_region_meta *r = &j->s->idx.regions[it->region];
+	const struct ckpt_chunk *ch = &r->chunks[it->chunk];
+	uint64_t raw = ckpt_fmt__chunk_raw(r, it->chunk);
+	uint8_t *dst;
+	int rc;
+
+	if ((rc = ckpt_io__pread_full(j->s->fd, w->stored, ch->stored_size, ch->offset, &w->err,
+				      j->s->path)) < 0)
+		return rc;
+	/* The stored bytes are checked before the decompressor sees them: zstd is then never fed
+	 * damaged input, and the message can say which chunk of which region is bad. */
+	if (ckpt_codec__xxh3(w->stored, ch->stored_size) != ch->stored_xxh3)
+		return ckpt_err__set(&w->err, CKPT_ECORRUPT,
+				     "%s: region '%s' chunk %u checksum mismatch", j->s->path, r->name,
+				     it->chunk);
+	dst = j->out ? (uint8_t *)j->out->mem + j->region_off[it->region] +
+			       (uint64_t)it->chunk * r->chunk_raw
+		     : j->window + (uint64_t)(it->chunk - j->win_c0) * r->chunk_raw;
+	if ((rc = ckpt_codec__decompress(w->codec, dst, raw, w->stored, ch->stored_size,
+					 &w->err)) < 0) {
+		char msg[CKPT_ERRMSG_MAX];
+
+		memcpy(msg, w->err.msg, sizeof(msg));
+		return ckpt_err__set(&w->err, rc, "%s: region '%s' chunk %u: %s", j->s->path, r->name,
+				     it->chunk, msg);
+	}
+	if (j->progress)
+		atomic_fetch_add(j->progress, raw);
+	return CKPT_OK;
+}
+
+static int do_region(struct worker *w, uint32_t i)
+{
+	struct job *j = w->job;
+	const struct ckpt_region_meta *r = &j->s->idx.regions[i];
+
+	if (ckpt_codec__xxh3((uint8_t *)j->out->mem + j->region_off[i], r->raw_size) != r->raw_xxh3)
+		return ckpt_err__set(&w->err, CKPT_ECORRUPT, "%s: region '%s' checksum mismatch",
+				     j->s->path, r->name);
+	return CKPT_OK;
+}
+
+static void *work(void *arg)
+{
+	struct worker *w = arg;
+	struct job *j = w->job;
+	size_t n = j->phase ? j->s->idx.nregions : j->hi, i;
+	int rc;
+
+	while (!atomic_load(&j->failed) && (i = atomic_fetch_add(&j->next, 1)) < n) {
+		rc = j->phase ? do_region(w, (uint32_t)i) : do_chunk(w, &j->items[i]);
+		if (rc < 0) {
+			fail(j, rc, &w->err);
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* Run one phase on nthreads threads (the calling thread is one of them): phase 0 decodes items
+ * lo..hi, phase 1 checks every region's checksum. */
+static void run_phase(struct job *j, struct worker *ws, unsigned nthreads, int phase, size_t lo,
+		      size_t hi)
+{
+	unsigned started = 1;
+
+	j->phase = phase;
+	j->hi = hi;
+	atomic_store(&j->next, lo);
+	for (unsigned t = 1; t < nthreads; t++) {
+		if (pthread_create(&ws[t].thread, NULL, work, &ws[t]) != 0)
+			break; /* fewer threads: slower, not wrong */
+		started++;
+	}
+	work(&ws[0]);
+	for (unsigned t = 1; t < started; t++)
+		pthread_join(ws[t].thread, NULL);
+}
+
+void tool_shard_data_free(struct tool_shard_data *d)
+{
+	if (!d)
+		return;
+	if (d->mem)
+		munmap(d->mem, d->len);
+	free(d->regs);
+	memset(d, 0, sizeof(*d));
+}
+
+/* How many chunks of r one window holds (at least one, at most r->nchunks). */
+static uint64_t window_chunks(const struct ckpt_region_meta *r, unsigned nthreads)
+{
+	uint64_t per;
+
+	if (!r->chunk_raw)
+		return 1;
+	per = WINDOW_BYTES / r->chunk_raw;
+	if (per < nthreads)
+		per = nthreads < WINDOW_MAX / r->chunk_raw ? nthreads : WINDOW_MAX / r->chunk_raw;
+	if (per > r->nchunks)
+		per = r->nchunks;
+	return per ? per : 1;
+}
+
+/* Verify only: decode each region window by window and hash the windows in order. */
+static int verify_windows(struct job *j, struct worker *ws, unsigned nthreads, struct ckpt_err *err)
+{
+	XXH3_state_t *st = XXH3_createState();
+	size_t k = 0;
+	int rc = CKPT_OK;
+
+	if (!st)
+		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory verifying %s", j->s->path);
+	for (uint32_t i = 0; i < j->s->idx.nregions && !rc; i++) {
+		const struct ckpt_region_meta *r = &j->s->idx.regions[i];
+		uint32_t w = (uint32_t)window_chunks(r, nthreads);
+
+		XXH3_64bits_reset(st);
+		for (uint32_t c0 = 0; c0 < r->nchunks && !rc; c0 += w) {
+			uint32_t c1 = r->nchunks - c0 < w ? r->nchunks : c0 + w;
+			uint64_t bytes = 0;
+
+			j->win_c0 = c0;
+			run_phase(j, ws, nthreads, 0, k + c0, k + c1);
+			if (j->rc) {
+				rc = j->rc;
+				ckpt_err__copy(err, &j->err);
+				break;
+			}
+			for (uint32_t c = c0; c < c1; c++)
+				bytes += ckpt_fmt__chunk_raw(r, c);
+			XXH3_64bits_update(st, j->window, bytes);
+		}
+		k += r->nchunks;
+		if (!rc && XXH3_64bits_digest(st) != r->raw_xxh3)
+			rc = ckpt_err__set(err, CKPT_ECORRUPT, "%s: region '%s' checksum mismatch",
+					   j->s->path, r->name);
+	}
+	XXH3_freeState(st);
+	return rc;
+}
+
+int tool_read_shard(struct tool_shard_data *out, struct ckpt_shard *s, unsigned nthreads,
+		    _Atomic uint64_t *progress, struct ckpt_err *err)
+{
+	struct job j;
+	struct worker *ws = NULL;
+	uint64_t total = 0, window = 0;
+	uint32_t nreg = s->idx.nregions;
+	int rc = CKPT_OK;
+
+	memset(&j, 0, sizeof(j));
+	pthread_mutex_init(&j.mu, NULL);
+	j.s = s;
+	j.out = out;
+	j.progress = progress;
+	if (out)
+		memset(out, 0, sizeof(*out));
+	if (!(s->hdr.flags & CKPT_FLAG_COMPRESSED)) {
+		rc = ckpt_err__set(err, CKPT_EINVAL, "%s is not a shared-tier shard", s->path);
+		goto out;
+	}
+	if (nthreads < 1)
+		nthreads = 1;
+
+	/* Plan: one item per chunk, region by region; each region at an aligned offset. */
+	rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory planning the read of %s", s->path);
+	if (!(j.region_off = calloc(nreg ? nreg : 1, sizeof(*j.region_off))))
+		goto out;
+	for (uint32_t i = 0; i < nreg; i++) {
+		const struct ckpt_region_meta *r = &s->idx.regions[i];
+
+		j.region_off[i] = total;
+		total += align_up(r->raw_size);
+		j.nitems += r->nchunks;
+		for (uint32_t c = 0; c < r->nchunks; c++)
+			if (r->chunks[c].stored_size > j.max_stored)
+				j.max_stored = (size_t)r->chunks[c].stored_size;
+		if (r->nchunks && window_chunks(r, nthreads) * r->chunk_raw > window)
+			window = window_chunks(r, nthreads) * r->chunk_raw;
+	}
+	if (!(j.items = calloc(j.nitems ? j.nitems : 1, sizeof(*j.items))))
+		goto out;
+	for (uint32_t i = 0, k = 0; i < nreg; i++)
+		for (uint32_t c = 0; c < s->idx.regions[i].nchunks; c++)
+			j.items[k++] = (struct item){ i, c };
+	if (out) {
+		if (total > SIZE_MAX) {
+			rc = ckpt_err__set(err, CKPT_ENOMEM, "%s: %llu bytes do not fit in memory",
+					   s->path, (unsigned long long)total);
+			goto out;
+		}
+		out->len = total ? (size_t)total : CKPT_ALIGN;
+		/* An anonymous mapping: page-aligned, and returned to the system at once by munmap
+		 * however big the shard. */
+		out->mem = mmap(NULL, out->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+				-1, 0);
+		if (out->mem == MAP_FAILED) {
+			out->mem = NULL;
+			rc = ckpt_err__errno(err, errno, "memory for the %llu bytes of %s",
+					     (unsigned long long)total, s->path);
+			goto out;
+		}
+		if (!(out->regs = calloc(nreg ? nreg : 1, sizeof(*out->regs))))
+			goto out;
+		out->n = nreg;
+		for (uint32_t i = 0; i < nreg; i++)
+			out->regs[i] = (ckpt_region){ s->idx.regions[i].name,
+						      (uint8_t *)out->mem + j.region_off[i],
+						      (size_t)s->idx.regions[i].raw_size };
+	} else if (window > SIZE_MAX || !(j.window = malloc((size_t)window + 1))) {
+		goto out;
+	}
+	if (nthreads > j.nitems)
+		nthreads = j.nitems ? (unsigned)j.nitems : 1;
+	if (!(ws = calloc(nthreads, sizeof(*ws))))
+		goto out;
+	for (unsigned t = 0; t < nthreads; t++) {
+		ws[t].job = &j;
+		if (ckpt_codec__new(&ws[t].codec, 1) < 0 || !(ws[t].stored = malloc(j.max_stored + 1)))
+			goto out;
+	}
+	ckpt_err__clear(err);
+	rc = CKPT_OK;
+
+	if (!out) {
+		rc = verify_windows(&j, ws, nthreads, err);
+		goto out;
+	}
+	run_phase(&j, ws, nthreads, 0, 0, j.nitems);
+	if (!j.rc)
+		run_phase(&j, ws, nthreads < nreg ? nthreads : (nreg ? nreg : 1), 1, 0, 0);
+	if (j.rc) {
+		rc = j.rc;
+		ckpt_err__copy(err, &j.err);
+	}
+out:
+	for (unsigned t = 0; ws && t < nthreads; t++) {
+		ckpt_codec__free(ws[t].codec);
+		free(ws[t].stored);
+	}
+	free(ws);
+	free(j.items);
+	free(j.region_off);
+	free(j.window);
+	pthread_mutex_destroy(&j.mu);
+	if (rc < 0 && out)
+		tool_shard_data_free(out);
+	return rc;
+}
