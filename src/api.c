@@ -582,6 +582,10 @@ int ckpt_api__open_step(struct ckpt_ctx *ctx, uint64_t step, uint32_t rank,
 		ckpt_fmt__manifest_free(&m);
 		if (rc == CKPT_OK) {
 			*shared = 1;
+			if (lrc != CKPT_ENOENT)
+				ckpt_config__log(ctx->cfg, 1, "step %llu: local copy unusable (%s); "
+						 "using the shared copy", (unsigned long long)step,
+						 lerr.msg);
 			return CKPT_OK;
 		}
 	}
@@ -710,6 +714,8 @@ int ckpt_api__load(struct ckpt_ctx *ctx, uint64_t step, uint32_t rank, const cha
 	}
 	if ((rc = ckpt_shard__read_region(s, r, buf, ctx->codec, &ctx->err)) == CKPT_OK || shared)
 		goto out;
+	ckpt_config__log(ctx->cfg, 1, "step %llu region '%s': local copy unusable (%s); reading the "
+			 "shared copy", (unsigned long long)step, name, ctx->err.msg);
 	/* The local copy failed its checksum or could not be read: fall back to the committed
 	 * shared copy, but only to the same save, so one step never mixes two saves. */
 	first = ctx->err;

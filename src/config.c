@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,7 @@ static const struct key keys[CKPT_NKEYS] = {
 	{ "drain_nice", K_INT, OFF(drain_nice), 0, 19, "10" },
 	{ "mpi_timeout", K_SECONDS, OFF(mpi_timeout), 1, 86400 * 7, "600" },
 	{ "fault_kill_at", K_STR, OFF(fault_kill_at), 0, 0, NULL },
+	{ "log_level", K_INT, OFF(log_level), 0, 2, "1" },
 };
 
 const char *ckpt_config__key(size_t i)
@@ -343,4 +345,18 @@ void ckpt_config__fault(const char *fault_kill_at, const char *point)
 {
 	if (fault_kill_at && !strcmp(fault_kill_at, point))
 		raise(SIGKILL);
+}
+
+void ckpt_config__log(const struct ckpt_config *cfg, int level, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	if (!cfg || cfg->log_level < level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	/* one write per line, so that lines of concurrent ranks do not interleave */
+	fprintf(stderr, "libckpt: %s: %s\n", level <= 1 ? "warning" : "info", line);
 }

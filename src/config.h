@@ -13,7 +13,7 @@ enum ckpt_backend { CKPT_BACKEND_AUTO = 0, CKPT_BACKEND_URING = 1, CKPT_BACKEND_
 /* Where a value came from, for diagnostics. */
 enum ckpt_origin { CKPT_FROM_DEFAULT = 0, CKPT_FROM_ENV = 1, CKPT_FROM_SET = 2, CKPT_FROM_BAD_ENV = 3 };
 
-#define CKPT_NKEYS 15
+#define CKPT_NKEYS 16
 
 struct ckpt_config {
 	char *local_dir;
@@ -31,6 +31,7 @@ struct ckpt_config {
 	int drain_nice;           /* nice value of drain threads */
 	double mpi_timeout;       /* seconds a rank waits for the others */
 	char *fault_kill_at;      /* testing: SIGKILL this process at the named point */
+	int log_level;            /* 0 silent, 1 warnings (stderr), 2 info */
 	enum ckpt_origin origin[CKPT_NKEYS];
 	struct ckpt_err err;      /* last ckpt_config_set failure */
 	char getbuf[CKPT_NKEYS][32]; /* ckpt_config_get of numbers: one buffer per key */
@@ -49,5 +50,10 @@ int ckpt_config__parse_size(const char *s, uint64_t *out);
 /* Crash tests: SIGKILL this process when `point` equals the fault_kill_at key's value. The points
  * are listed in docs/FORMAT.md (durability) and exercised by tests/test_crash.c. */
 void ckpt_config__fault(const char *fault_kill_at, const char *point);
+
+/* "libckpt: warning: ..." on stderr when log_level >= 1 (info: >= 2). For what a user must see
+ * although the call succeeded: a fallback to another copy, a shared_dir that is not persistent. */
+void ckpt_config__log(const struct ckpt_config *cfg, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #endif

@@ -18,6 +18,7 @@ static const struct {
 	{ "drain_threads", "2" },   { "io_backend", "auto" }, { "chunk_size", "4194304" },
 	{ "max_pending", "2" },     { "close_timeout", "600" }, { "io_depth", "4" },
 	{ "drain_nice", "10" },     { "mpi_timeout", "600" }, { "fault_kill_at", "" },
+	{ "log_level", "1" },
 };
 #define NDEFAULTS (sizeof(defaults) / sizeof(defaults[0]))
 
@@ -184,6 +185,10 @@ static const struct set_case set_cases[] = {
 	{ "mpi_timeout", "0.5", NULL },
 	{ "mpi_timeout", "0", NULL },
 	{ "fault_kill_at", "after-write", "after-write" },
+	{ "log_level", "0", "0" },
+	{ "log_level", "2", "2" },
+	{ "log_level", "3", NULL },
+	{ "log_level", "-1", NULL },
 };
 
 static void test_set_values(void)
@@ -346,6 +351,7 @@ static const struct set_case env_cases[] = {
 	{ "drain_nice", "0", "0" },
 	{ "mpi_timeout", "30", "30" },
 	{ "fault_kill_at", "before-rename", "before-rename" },
+	{ "log_level", "2", "2" },
 };
 
 static void test_env_applied(void)
