@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -132,4 +133,122 @@ int th_run(void)
 	}
 	CU_cleanup_registry();
 	return (failures || tests_failed || suites_failed || CU_get_error()) ? 1 : 0;
+}
+
+void th_make_data(void *buf, size_t n, uint64_t seed)
+{
+	static unsigned char *real;
+	static size_t real_n;
+	unsigned char *p = buf;
+
+	if (!real && (real = malloc(8u << 20))) {
+		real_n = th_real_data("weights-fp32.bin", real, 8u << 20);
+		if (!real_n) {
+			free(real);
+			real = NULL;
+		}
+	}
+	if (!real) {
+		th_fill(buf, n, seed);
+		return;
+	}
+	for (size_t off = 0; off < n;) {
+		size_t piece = n - off < real_n ? n - off : real_n;
+
+		memcpy(p + off, real, piece);
+		off += piece;
+	}
+	for (size_t i = 0; i < n; i += 4) {
+		uint64_t x = (seed + 1) * 0x9E3779B97F4A7C15ull ^ (i * 0xD1B54A32D192ED03ull);
+
+		x ^= x >> 29;
+		p[i] ^= (unsigned char)(x | 1);
+	}
+}
+
+void th_clean_environment(void)
+{
+	extern char **environ;
+	char name[256];
+
+	for (size_t i = 0; environ[i];) {
+		size_t n = strcspn(environ[i], "=");
+
+		if (strncmp(environ[i], "CKPT_", 5) || n >= sizeof(name) ||
+		    !strncmp(environ[i], "CKPT_TEST_DATA=", 15)) {
+			i++;
+			continue;
+		}
+		memcpy(name, environ[i], n);
+		name[n] = '\0';
+		unsetenv(name); /* environ shifts down: look at index i again */
+	}
+}
+
+/* Directories of the running tests, removed by th_env_teardown also after a fatal assertion. */
+static char *live[8];
+
+int th_env_new(struct th_env *e, const char *tag)
+{
+	memset(e, 0, sizeof(*e));
+	if (!(e->base = th_mkdtemp(tag)))
+		return -1;
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (!live[i]) {
+			live[i] = e->base;
+			break;
+		}
+	snprintf(e->local, sizeof(e->local), "%s/local", e->base);
+	snprintf(e->shared, sizeof(e->shared), "%s/shared", e->base);
+	if (mkdir(e->local, 0755) < 0 || mkdir(e->shared, 0755) < 0)
+		return -1;
+	return 0;
+}
+
+void th_env_free(struct th_env *e)
+{
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (live[i] == e->base)
+			live[i] = NULL;
+	th_rmtree(e->base);
+	free(e->base);
+	e->base = NULL;
+}
+
+void th_env_teardown(void)
+{
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (live[i]) {
+			th_rmtree(live[i]);
+			free(live[i]);
+			live[i] = NULL;
+		}
+}
+
+ckpt_ctx *th_open(const struct th_env *e, const char *const *kv)
+{
+	ckpt_config *cfg = NULL;
+	ckpt_ctx *ctx = NULL;
+	int rc;
+
+	if (ckpt_config_new(&cfg) != CKPT_OK)
+		return NULL;
+	if (ckpt_config_set(cfg, "local_dir", e->local) != CKPT_OK ||
+	    ckpt_config_set(cfg, "shared_dir", e->shared) != CKPT_OK ||
+	    ckpt_config_set(cfg, "name", "job") != CKPT_OK) {
+		ckpt_config_free(cfg);
+		return NULL;
+	}
+	for (size_t i = 0; kv && kv[i]; i += 2)
+		if (ckpt_config_set(cfg, kv[i], kv[i + 1]) != CKPT_OK) {
+			fprintf(stderr, "config %s=%s: %s\n", kv[i], kv[i + 1],
+				ckpt_config_errmsg(cfg));
+			ckpt_config_free(cfg);
+			return NULL;
+		}
+	rc = ckpt_open(&ctx, cfg);
+	if (rc != CKPT_OK)
+		fprintf(stderr, "ckpt_open: %s: %s\n", ckpt_strerror(rc), ckpt_errmsg(NULL));
+	ckpt_config_free(cfg);
+	return ctx;
 }

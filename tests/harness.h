@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ckpt.h"
+
 /* A fresh directory under $TMPDIR (or /tmp), removed by th_rmtree. Returns a malloc'd path. */
 char *th_mkdtemp(const char *tag);
 /* rm -rf path (no-op for NULL). */
@@ -20,6 +22,27 @@ size_t th_real_data(const char *file, void *buf, size_t n);
 int th_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Count the files below dir whose name matches glob pattern (fnmatch). */
 int th_count_files(const char *dir, const char *pattern);
+/* Real trained fp32 weights (../shared/data, 8 MiB, tiled), with the low byte of every 4-byte value
+ * perturbed by `seed` so that every version differs; pseudo-random bytes without the data. */
+void th_make_data(void *buf, size_t n, uint64_t seed);
+/* Unset every inherited CKPT_* variable except CKPT_TEST_DATA, so that a user's environment
+ * cannot change what a test means. */
+void th_clean_environment(void);
+
+/* A test's directories <base>/local and <base>/shared, both created. th_env_teardown (a suite
+ * cleanup, also safe after a fatal assertion) removes those still alive. */
+struct th_env {
+	char *base;
+	char local[4096];
+	char shared[4096];
+};
+int th_env_new(struct th_env *e, const char *tag);
+void th_env_free(struct th_env *e);
+void th_env_teardown(void);
+/* ckpt_open with local_dir/shared_dir of e, name "job", then the key/value pairs of kv
+ * (NULL-terminated, may be NULL). NULL on failure, with the reason on stderr. */
+ckpt_ctx *th_open(const struct th_env *e, const char *const *kv);
+
 /* Run the registered suites with the basic runner and return the exit status the program should
  * use: non-zero when any assertion failed or any test/suite could not run. */
 int th_run(void);

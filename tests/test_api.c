@@ -17,125 +17,12 @@
 
 /* ---- helpers ---- */
 
-/* A test's directories: <base>/local and <base>/shared, both created. */
-struct env {
-	char *base;
-	char local[4096];
-	char shared[4096];
-};
-
-/* Directories of the running test, removed by the tear-down also after a fatal assertion. */
-static char *live[4];
-
-static int env_new(struct env *e, const char *tag)
-{
-	memset(e, 0, sizeof(*e));
-	if (!(e->base = th_mkdtemp(tag)))
-		return -1;
-	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
-		if (!live[i]) {
-			live[i] = e->base;
-			break;
-		}
-	snprintf(e->local, sizeof(e->local), "%s/local", e->base);
-	snprintf(e->shared, sizeof(e->shared), "%s/shared", e->base);
-	if (mkdir(e->local, 0755) < 0 || mkdir(e->shared, 0755) < 0)
-		return -1;
-	return 0;
-}
-
-static void env_free(struct env *e)
-{
-	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
-		if (live[i] == e->base)
-			live[i] = NULL;
-	th_rmtree(e->base);
-	free(e->base);
-	e->base = NULL;
-}
-
-static void teardown(void)
-{
-	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
-		if (live[i]) {
-			th_rmtree(live[i]);
-			free(live[i]);
-			live[i] = NULL;
-		}
-}
-
-static ckpt_ctx *open_kv(const struct env *e, const char *const *kv)
-{
-	ckpt_config *cfg = NULL;
-	ckpt_ctx *ctx = NULL;
-	int rc;
-
-	if (ckpt_config_new(&cfg) != CKPT_OK)
-		return NULL;
-	if (ckpt_config_set(cfg, "local_dir", e->local) != CKPT_OK ||
-	    ckpt_config_set(cfg, "shared_dir", e->shared) != CKPT_OK ||
-	    ckpt_config_set(cfg, "name", "job") != CKPT_OK) {
-		ckpt_config_free(cfg);
-		return NULL;
-	}
-	for (size_t i = 0; kv && kv[i]; i += 2)
-		if (ckpt_config_set(cfg, kv[i], kv[i + 1]) != CKPT_OK) {
-			fprintf(stderr, "config %s=%s: %s\n", kv[i], kv[i + 1],
-				ckpt_config_errmsg(cfg));
-			ckpt_config_free(cfg);
-			return NULL;
-		}
-	rc = ckpt_open(&ctx, cfg);
-	if (rc != CKPT_OK)
-		fprintf(stderr, "ckpt_open: %s: %s\n", ckpt_strerror(rc), ckpt_errmsg(NULL));
-	ckpt_config_free(cfg);
-	return ctx;
-}
-
-static ckpt_ctx *open_env(const struct env *e)
-{
-	return open_kv(e, NULL);
-}
-
-/* Real trained fp32 weights (8 MiB), perturbed in the low mantissa byte of every value by
- * `seed` so that every version differs; pseudo-random bytes when the data files are missing. */
-static void make_data(void *buf, size_t n, uint64_t seed)
-{
-	static unsigned char *real;
-	static size_t real_n;
-	unsigned char *p = buf;
-
-	if (!real && (real = malloc(8 * MIB))) {
-		real_n = th_real_data("weights-fp32.bin", real, 8 * MIB);
-		if (!real_n) {
-			free(real);
-			real = NULL;
-		}
-	}
-	if (!real) {
-		th_fill(buf, n, seed);
-		return;
-	}
-	for (size_t off = 0; off < n;) {
-		size_t piece = n - off < real_n ? n - off : real_n;
-
-		memcpy(p + off, real, piece);
-		off += piece;
-	}
-	for (size_t i = 0; i < n; i += 4) {
-		uint64_t x = (seed + 1) * 0x9E3779B97F4A7C15ull ^ (i * 0xD1B54A32D192ED03ull);
-
-		x ^= x >> 29;
-		p[i] ^= (unsigned char)(x | 1);
-	}
-}
-
 static void step_dir(char *buf, size_t len, const char *tier, uint64_t step)
 {
 	snprintf(buf, len, "%s/job/step-%020llu", tier, (unsigned long long)step);
 }
 
-static void local_file(char *buf, size_t len, const struct env *e, uint64_t step)
+static void local_file(char *buf, size_t len, const struct th_env *e, uint64_t step)
 {
 	snprintf(buf, len, "%s/job/step-%020llu/rank-000000.ckl", e->local,
 		 (unsigned long long)step);
@@ -232,7 +119,7 @@ static int load_eq(ckpt_ctx *ctx, uint64_t step, const char *name, const void *e
 	return ok;
 }
 
-static void wipe_local(const struct env *e)
+static void wipe_local(const struct th_env *e)
 {
 	th_sh("rm -rf '%s'/job", e->local);
 }
@@ -241,7 +128,7 @@ static void wipe_local(const struct env *e)
 
 static void test_null_args(void)
 {
-	struct env e;
+	struct th_env e;
 	ckpt_config *cfg;
 	ckpt_ctx *ctx;
 	ckpt_region_info info[1];
@@ -251,7 +138,7 @@ static void test_null_args(void)
 	int state;
 	char buf[4];
 
-	CU_ASSERT_FATAL(env_new(&e, "api-null") == 0);
+	CU_ASSERT_FATAL(th_env_new(&e, "api-null") == 0);
 	CU_ASSERT(ckpt_config_new(NULL) == CKPT_EINVAL);
 	CU_ASSERT(ckpt_config_set(NULL, "name", "x") == CKPT_EINVAL);
 	CU_ASSERT(ckpt_config_get(NULL, "name") == NULL);
@@ -294,7 +181,7 @@ static void test_null_args(void)
 	CU_ASSERT_PTR_NOT_NULL(ckpt_errmsg(NULL));
 
 	/* NULLs past a valid context */
-	ctx = open_env(&e);
+	ctx = th_open(&e, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT_STRING_EQUAL(ckpt_errmsg(ctx), "");
 	CU_ASSERT(ckpt_save(ctx, 1, NULL, 1) == CKPT_EINVAL);
@@ -313,7 +200,7 @@ static void test_null_args(void)
 	/* and still usable */
 	CU_ASSERT(load_eq(ctx, 1, "a", "x", 1));
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
-	env_free(&e);
+	th_env_free(&e);
 }
 
 static void test_strerror_version(void)
@@ -355,14 +242,14 @@ static int try_open(const char *local, const char *shared, ckpt_ctx **ctx)
 
 static void test_open_errors(void)
 {
-	struct env e;
+	struct th_env e;
 	ckpt_ctx *ctx;
 	char path[4200], file[4200];
 	int rc;
 
 	unsetenv("CKPT_LOCAL_DIR");
 	unsetenv("CKPT_SHARED_DIR");
-	CU_ASSERT_FATAL(env_new(&e, "api-open") == 0);
+	CU_ASSERT_FATAL(th_env_new(&e, "api-open") == 0);
 
 	rc = try_open(NULL, e.shared, &ctx);
 	CU_ASSERT(rc == CKPT_EINVAL);
@@ -422,21 +309,21 @@ static void test_open_errors(void)
 	rc = try_open(path, e.shared, &ctx);
 	CU_ASSERT(rc == CKPT_OK);
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
-	env_free(&e);
+	th_env_free(&e);
 }
 
 static void test_env_vars(void)
 {
-	struct env e;
+	struct th_env e;
 	ckpt_config *cfg;
 	ckpt_ctx *ctx = NULL;
 	ckpt_region r = { "w", NULL, 3 * MIB + 5 };
 	void *data = malloc(r.size);
 	char job[4200];
 
-	CU_ASSERT_FATAL(env_new(&e, "api-env") == 0);
+	CU_ASSERT_FATAL(th_env_new(&e, "api-env") == 0);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(data);
-	make_data(data, r.size, 11);
+	th_make_data(data, r.size, 11);
 	r.data = data;
 	setenv("CKPT_LOCAL_DIR", e.local, 1);
 	setenv("CKPT_SHARED_DIR", e.shared, 1);
@@ -479,7 +366,7 @@ static void test_env_vars(void)
 	unsetenv("CKPT_SHARED_DIR");
 	unsetenv("CKPT_NAME");
 	free(data);
-	env_free(&e);
+	th_env_free(&e);
 }
 
 /* ---- round trips ---- */
@@ -496,24 +383,24 @@ static void roundtrip(const char *tag, const char *const *kv)
 	ckpt_region regs[NR];
 	ckpt_region_info info[NR + 2];
 	unsigned char *mem[NR], *raw[NR];
-	struct env e;
+	struct th_env e;
 	ckpt_ctx *ctx;
 	uint64_t step = 0;
 	size_t count = 99, sz;
 	int state = -1;
 
-	CU_ASSERT_FATAL(env_new(&e, tag) == 0);
+	CU_ASSERT_FATAL(th_env_new(&e, tag) == 0);
 	for (int i = 0; i < NR; i++) {
 		/* one byte in front of each buffer: regions start at odd addresses */
 		raw[i] = malloc(sizes[i] + 2);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(raw[i]);
 		mem[i] = raw[i] + 1;
-		make_data(mem[i], sizes[i], 100 + (uint64_t)i);
+		th_make_data(mem[i], sizes[i], 100 + (uint64_t)i);
 		regs[i] = (ckpt_region){ names[i], mem[i], sizes[i] };
 	}
 	regs[0].data = NULL; /* NULL data is fine for size 0 */
 
-	ctx = open_kv(&e, kv);
+	ctx = th_open(&e, kv);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_ENOENT);
 	CU_ASSERT(ckpt_save(ctx, 42, regs, NR) == CKPT_OK);
@@ -523,7 +410,7 @@ static void roundtrip(const char *tag, const char *const *kv)
 	for (int i = 0; i < NR; i++)
 		memset(mem[i], 0, sizes[i]);
 	for (int i = 0; i < NR; i++)
-		make_data(mem[i], sizes[i], 100 + (uint64_t)i);
+		th_make_data(mem[i], sizes[i], 100 + (uint64_t)i);
 	CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_OK);
 	CU_ASSERT(step == 42);
 	CU_ASSERT(ckpt_wait(ctx, 42) == CKPT_OK);
@@ -562,7 +449,7 @@ static void roundtrip(const char *tag, const char *const *kv)
 	}
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 
-	ctx = open_kv(&e, kv);
+	ctx = th_open(&e, kv);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_OK);
 	CU_ASSERT(step == 42);
@@ -572,7 +459,7 @@ static void roundtrip(const char *tag, const char *const *kv)
 	CU_ASSERT(th_count_files(e.base, ".tmp.*") == 0);
 	for (int i = 0; i < NR; i++)
 		free(raw[i]);
-	env_free(&e);
+	th_env_free(&e);
 }
 
 static void test_roundtrip_default(void)
@@ -591,13 +478,13 @@ static void test_roundtrip_uring(void)
 {
 #ifdef HAVE_LIBURING
 	static const char *const kv[] = { "io_backend", "uring", NULL };
-	struct env e;
+	struct th_env e;
 	ckpt_config *cfg;
 	ckpt_ctx *ctx = NULL;
 	int rc;
 
 	/* io_uring may be forbidden by a seccomp profile: then ckpt_open says so (ENOTSUP). */
-	CU_ASSERT_FATAL(env_new(&e, "api-uring-probe") == 0);
+	CU_ASSERT_FATAL(th_env_new(&e, "api-uring-probe") == 0);
 	CU_ASSERT_FATAL(ckpt_config_new(&cfg) == CKPT_OK);
 	ckpt_config_set(cfg, "local_dir", e.local);
 	ckpt_config_set(cfg, "shared_dir", e.shared);
@@ -605,7 +492,7 @@ static void test_roundtrip_uring(void)
 	rc = ckpt_open(&ctx, cfg);
 	ckpt_config_free(cfg);
 	ckpt_close(ctx);
-	env_free(&e);
+	th_env_free(&e);
 	if (rc == CKPT_ENOTSUP) {
 		printf("\n  skipped: io_uring unavailable here: %s\n", ckpt_errmsg(NULL));
 		return;
@@ -644,16 +531,16 @@ static void test_large_regions(void)
 	const size_t big = 20 * MIB, odd = 20 * MIB - 3;
 	unsigned char *a = NULL, *braw = malloc(odd + 1);
 	ckpt_region regs[2];
-	struct env e;
+	struct th_env e;
 	ckpt_ctx *ctx;
 
-	CU_ASSERT_FATAL(env_new(&e, "api-big") == 0);
+	CU_ASSERT_FATAL(th_env_new(&e, "api-big") == 0);
 	CU_ASSERT_FATAL(posix_memalign((void **)&a, 4096, big) == 0 && braw);
-	make_data(a, big, 1);
-	make_data(braw + 1, odd, 2);
+	th_make_data(a, big, 1);
+	th_make_data(braw + 1, odd, 2);
 	regs[0] = (ckpt_region){ "aligned-20M", a, big };
 	regs[1] = (ckpt_region){ "unaligned-20M", braw + 1, odd };
-	ctx = open_env(&e);
+	ctx = th_open(&e, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(ckpt_save(ctx, 1, regs, 2) == CKPT_OK);
 	CU_ASSERT(load_eq(ctx, 1, "aligned-20M", a, big));
@@ -665,7 +552,7 @@ static void test_large_regions(void)
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	free(a);
 	free(braw);
-	env_free(&e);
+	th_env_free(&e);
 }
 
 static void test_many_regions(void)
@@ -676,7 +563,7 @@ static void test_many_regions(void)
 	char (*names)[16] = calloc(N, sizeof(*names));
 	unsigned char *data;
 	size_t total = 0, off = 0, count = 0;
-	struct env e;
+	struct th_env e;
 	ckpt_ctx *ctx;
 	int bad = 0;
 
@@ -684,14 +571,14 @@ static void test_many_regions(void)
 	for (int i = 0; i < N; i++)
 		total += (size_t)(i * 37 % 3001);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(data = malloc(total));
-	make_data(data, total, 5);
+	th_make_data(data, total, 5);
 	for (int i = 0; i < N; i++) {
 		snprintf(names[i], sizeof(names[i]), "r%04d", N - 1 - i); /* not sorted by name */
 		regs[i] = (ckpt_region){ names[i], data + off, (size_t)(i * 37 % 3001) };
 		off += regs[i].size;
 	}
-	CU_ASSERT_FATAL(env_new(&e, "api-many") == 0);
-	ctx = open_env(&e);
+	CU_ASSERT_FATAL(th_env_new(&e, "api-many") == 0);
+	ctx = th_open(&e, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(ckpt_save(ctx, 9, regs, N) == CKPT_OK);
 	CU_ASSERT(ckpt_wait(ctx, 9) == CKPT_OK);
@@ -712,19 +599,19 @@ static void test_many_regions(void)
 	free(regs);
 	free(info);
 	free(names);
-	env_free(&e);
+	th_env_free(&e);
 }
 
 /* A step without regions is a valid (empty) checkpoint. */
 static void test_zero_regions(void)
 {
-	struct env e;
+	struct th_env e;
 	ckpt_ctx *ctx;
 	size_t count = 99;
 	uint64_t step = 0;
 
-	CU_ASSERT_FATAL(env_new(&e, "api-zero") == 0);
-	ctx = open_env(&e);
+	CU_ASSERT_FATAL(th_env_new(&e, "api-zero") == 0);
+	ctx = th_open(&e, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(ckpt_save(ctx, 5, NULL, 0) == CKPT_OK);
 	CU_ASSERT(ckpt_wait(ctx, 5) == CKPT_OK);
@@ -737,12 +624,12 @@ static void test_zero_regions(void)
 	CU_ASSERT(ckpt_list_regions(ctx, 5, NULL, 0, &count) == CKPT_OK);
 	CU_ASSERT(count == 0);
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
-	env_free(&e);
+	th_env_free(&e);
 }
 
 /* ---- invalid saves and loads ---- */
 
-static void expect_bad_save(ckpt_ctx *ctx, const struct env *e, uint64_t step,
+static void expect_bad_save(ckpt_ctx *ctx, const struct th_env *e, uint64_t step,
 			    const ckpt_region *regs, size_t n, const char *what)
 {
 	char dir[4200];
@@ -763,7 +650,7 @@ static void test_bad_regions(void)
 {
 	char longname[CKPT_NAME_MAX + 2], maxname[CKPT_NAME_MAX + 1];
 	ckpt_region r[3];
-	struct env e;
+	struct th_env e;
 	ckpt_ctx *ctx;
 	uint64_t step = 0;
 	int state = -1;
@@ -772,8 +659,8 @@ static void test_bad_regions(void)
 	longname[sizeof(longname) - 1] = '\0'; /* 256 bytes */
 	memset(maxname, 'm', sizeof(maxname) - 1);
 	maxname[sizeof(maxname) - 1] = '\0'; /* 255 bytes: the longest allowed */
-	CU_ASSERT_FATAL(env_new(&e, "api-bad") == 0);
-	ctx = open_env(&e);
+	CU_ASSERT_FATAL(th_env_new(&e, "api-bad") == 0);
+	ctx = th_open(&e, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 
 	r[0] = (ckpt_region){ "a", "1234", 4 };
@@ -806,23 +693,23 @@ static void test_bad_regions(void)
 	CU_ASSERT(ckpt_wait(ctx, 7) == CKPT_OK);
 	CU_ASSERT(load_eq(ctx, 7, maxname, "x", 1));
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
-	env_free(&e);
+	th_env_free(&e);
 }
 
 static void test_load_errors(void)
 {
 	ckpt_region r = { "w", NULL, 10000 };
-	struct env e;
+	struct th_env e;
 	ckpt_ctx *ctx;
 	unsigned char *data = malloc(20000);
 	size_t sz = 0, count = 0;
 	int state;
 
-	CU_ASSERT_FATAL(env_new(&e, "api-lerr") == 0);
+	CU_ASSERT_FATAL(th_env_new(&e, "api-lerr") == 0);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(data);
-	make_data(data, 20000, 3);
+	th_make_data(data, 20000, 3);
 	r.data = data;
-	ctx = open_env(&e);
+	ctx = th_open(&e, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(ckpt_wait(ctx, 1) == CKPT_ENOENT);
 	CU_ASSERT(strlen(ckpt_errmsg(ctx)) > 0);
@@ -846,7 +733,7 @@ static void test_load_errors(void)
 	}
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	free(data);
-	env_free(&e);
+	th_env_free(&e);
 }
 
 /* ---- drain states ---- */
@@ -856,14 +743,14 @@ static void test_poll_states(void)
 	ckpt_region r = { "w", NULL, 2 * MIB };
 	char job[4200], moved[4200];
 	unsigned char *d1 = malloc(r.size), *d2 = malloc(r.size);
-	struct env e;
+	struct th_env e;
 	ckpt_ctx *ctx;
 	int state = -1, rc;
 
-	CU_ASSERT_FATAL(env_new(&e, "api-poll") == 0 && d1 && d2);
-	make_data(d1, r.size, 1);
-	make_data(d2, r.size, 2);
-	ctx = open_env(&e);
+	CU_ASSERT_FATAL(th_env_new(&e, "api-poll") == 0 && d1 && d2);
+	th_make_data(d1, r.size, 1);
+	th_make_data(d2, r.size, 2);
+	ctx = th_open(&e, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(ckpt_poll(ctx, 1, &state) == CKPT_OK);
 	CU_ASSERT(state == CKPT_STATE_NONE);
@@ -904,14 +791,14 @@ static void test_poll_states(void)
 	}
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	wipe_local(&e);
-	ctx = open_env(&e);
+	ctx = th_open(&e, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(load_eq(ctx, 2, "w", d2, r.size));
 	CU_ASSERT(load_eq(ctx, 3, "w", d1, r.size));
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	free(d1);
 	free(d2);
-	env_free(&e);
+	th_env_free(&e);
 }
 
 /* ckpt_latest: the newest step that is complete on either tier; broken candidates are skipped. */
@@ -920,15 +807,15 @@ static void test_latest_across_tiers(void)
 	ckpt_region r = { "w", NULL, 300000 };
 	unsigned char *d = malloc(4 * r.size);
 	char dir[4200], path[4400];
-	struct env e;
+	struct th_env e;
 	ckpt_ctx *ctx;
 	uint64_t step = 0;
 	int rc;
 
-	CU_ASSERT_FATAL(env_new(&e, "api-latest") == 0 && d);
+	CU_ASSERT_FATAL(th_env_new(&e, "api-latest") == 0 && d);
 	for (int i = 0; i < 4; i++)
-		make_data(d + (size_t)i * r.size, r.size, 20 + (uint64_t)i);
-	ctx = open_kv(&e, (const char *const[]){ "keep_local", "10", "keep_shared", "10", NULL });
+		th_make_data(d + (size_t)i * r.size, r.size, 20 + (uint64_t)i);
+	ctx = th_open(&e, (const char *const[]){ "keep_local", "10", "keep_shared", "10", NULL });
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	for (uint64_t s = 1; s <= 3; s++) {
 		r.data = d + (s - 1) * r.size;
@@ -981,7 +868,7 @@ static void test_latest_across_tiers(void)
 	CU_ASSERT(rc == CKPT_ECORRUPT || rc == CKPT_ENOENT);
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	free(d);
-	env_free(&e);
+	th_env_free(&e);
 }
 
 /* Saving a step again replaces it; the shared tier keeps only the newest save's shard. */
@@ -990,17 +877,17 @@ static void test_resave_same_step(void)
 	ckpt_region r = { "w", NULL, 3 * MIB };
 	unsigned char *v[4];
 	char dir[4200];
-	struct env e;
+	struct th_env e;
 	ckpt_ctx *ctx;
 	uint64_t step = 0;
 
-	CU_ASSERT_FATAL(env_new(&e, "api-resave") == 0);
+	CU_ASSERT_FATAL(th_env_new(&e, "api-resave") == 0);
 	for (int i = 0; i < 4; i++) {
 		CU_ASSERT_PTR_NOT_NULL_FATAL(v[i] = malloc(r.size));
-		make_data(v[i], r.size, 40 + (uint64_t)i);
+		th_make_data(v[i], r.size, 40 + (uint64_t)i);
 	}
 	step_dir(dir, sizeof(dir), e.shared, 7);
-	ctx = open_kv(&e, (const char *const[]){ "max_pending", "4", NULL });
+	ctx = th_open(&e, (const char *const[]){ "max_pending", "4", NULL });
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	r.data = v[0];
 	CU_ASSERT(ckpt_save(ctx, 7, &r, 1) == CKPT_OK);
@@ -1024,7 +911,7 @@ static void test_resave_same_step(void)
 	wipe_local(&e);
 	CU_ASSERT(load_eq(ctx, 7, "w", v[3], r.size));
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
-	ctx = open_env(&e);
+	ctx = th_open(&e, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_OK);
 	CU_ASSERT(step == 7);
@@ -1034,7 +921,7 @@ static void test_resave_same_step(void)
 	CU_ASSERT(th_count_files(e.base, ".tmp.*") == 0);
 	for (int i = 0; i < 4; i++)
 		free(v[i]);
-	env_free(&e);
+	th_env_free(&e);
 }
 
 static void test_retention(void)
@@ -1042,14 +929,14 @@ static void test_retention(void)
 	ckpt_region r = { "w", NULL, 512 * 1024 };
 	unsigned char *d = malloc(r.size);
 	char job[4200], dir[4200];
-	struct env e;
+	struct th_env e;
 	ckpt_ctx *ctx;
 
-	CU_ASSERT_FATAL(env_new(&e, "api-keep") == 0 && d);
-	ctx = open_kv(&e, (const char *const[]){ "keep_local", "1", "keep_shared", "2", NULL });
+	CU_ASSERT_FATAL(th_env_new(&e, "api-keep") == 0 && d);
+	ctx = th_open(&e, (const char *const[]){ "keep_local", "1", "keep_shared", "2", NULL });
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	for (uint64_t s = 1; s <= 6; s++) {
-		make_data(d, r.size, s);
+		th_make_data(d, r.size, s);
 		r.data = d;
 		CU_ASSERT(ckpt_save(ctx, s, &r, 1) == CKPT_OK);
 		CU_ASSERT(ckpt_wait(ctx, s) == CKPT_OK);
@@ -1065,12 +952,12 @@ static void test_retention(void)
 	CU_ASSERT(th_count_files(job, "rank-*.ckz") == 2);
 	step_dir(dir, sizeof(dir), e.shared, 5);
 	CU_ASSERT(th_count_files(dir, "MANIFEST") == 1);
-	make_data(d, r.size, 5);
+	th_make_data(d, r.size, 5);
 	CU_ASSERT(load_eq(ctx, 5, "w", d, r.size));
 
 	/* back-to-back saves without waiting end in the same counts */
 	for (uint64_t s = 7; s <= 12; s++) {
-		make_data(d, r.size, s);
+		th_make_data(d, r.size, s);
 		CU_ASSERT(ckpt_save(ctx, s, &r, 1) == CKPT_OK);
 	}
 	CU_ASSERT(ckpt_wait(ctx, CKPT_STEP_ALL) == CKPT_OK);
@@ -1081,7 +968,7 @@ static void test_retention(void)
 	CU_ASSERT(count_step_dirs(job) == 1);
 	CU_ASSERT(th_count_files(job, "rank-*.ckl") == 1);
 	free(d);
-	env_free(&e);
+	th_env_free(&e);
 }
 
 /* A job that rolls back to earlier step numbers (restart from an older checkpoint) must keep its
@@ -1091,16 +978,16 @@ static void test_retention_rollback(void)
 	ckpt_region r = { "w", NULL, 256 * 1024 };
 	unsigned char *d = malloc(r.size);
 	char job[4200];
-	struct env e;
+	struct th_env e;
 	ckpt_ctx *ctx;
 	uint64_t steps[] = { 10, 11, 12, 6, 7, 8 };
 
-	CU_ASSERT_FATAL(env_new(&e, "api-rollback") == 0 && d);
-	ctx = open_kv(&e, (const char *const[]){ "keep_local", "1", "keep_shared", "3", NULL });
+	CU_ASSERT_FATAL(th_env_new(&e, "api-rollback") == 0 && d);
+	ctx = th_open(&e, (const char *const[]){ "keep_local", "1", "keep_shared", "3", NULL });
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	r.data = d;
 	for (size_t i = 0; i < 6; i++) {
-		make_data(d, r.size, steps[i]);
+		th_make_data(d, r.size, steps[i]);
 		CU_ASSERT(ckpt_save(ctx, steps[i], &r, 1) == CKPT_OK);
 		CU_ASSERT(ckpt_wait(ctx, steps[i]) == CKPT_OK);
 	}
@@ -1109,17 +996,17 @@ static void test_retention_rollback(void)
 	CU_ASSERT(th_count_files(job, "MANIFEST") == 6);
 	wipe_local(&e);
 	for (size_t i = 0; i < 6; i++) {
-		make_data(d, r.size, steps[i]);
+		th_make_data(d, r.size, steps[i]);
 		CU_ASSERT(load_eq(ctx, steps[i], "w", d, r.size));
 	}
 	/* one more step: the oldest of the rollback (6) is neither kept set any more */
-	make_data(d, r.size, 9);
+	th_make_data(d, r.size, 9);
 	CU_ASSERT(ckpt_save(ctx, 9, &r, 1) == CKPT_OK);
 	CU_ASSERT(ckpt_wait(ctx, 9) == CKPT_OK);
 	CU_ASSERT(th_count_files(job, "MANIFEST") == 6);
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	free(d);
-	env_free(&e);
+	th_env_free(&e);
 }
 
 /* ---- corruption ---- */
@@ -1129,15 +1016,15 @@ static void test_corrupt_local_falls_back(void)
 	ckpt_region r[2] = { { "a", NULL, 1 * MIB }, { "b", NULL, 5000 } };
 	unsigned char *a = malloc(r[0].size), *b = malloc(r[1].size);
 	char path[4200];
-	struct env e;
+	struct th_env e;
 	ckpt_ctx *ctx;
 
-	CU_ASSERT_FATAL(env_new(&e, "api-clocal") == 0 && a && b);
-	make_data(a, r[0].size, 7);
-	make_data(b, r[1].size, 8);
+	CU_ASSERT_FATAL(th_env_new(&e, "api-clocal") == 0 && a && b);
+	th_make_data(a, r[0].size, 7);
+	th_make_data(b, r[1].size, 8);
 	r[0].data = a;
 	r[1].data = b;
-	ctx = open_env(&e);
+	ctx = th_open(&e, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(ckpt_save(ctx, 1, r, 2) == CKPT_OK);
 	CU_ASSERT(ckpt_wait(ctx, 1) == CKPT_OK);
@@ -1149,7 +1036,7 @@ static void test_corrupt_local_falls_back(void)
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 
 	/* corrupt and not committed: no fallback, ECORRUPT naming the file */
-	ctx = open_kv(&e, (const char *const[]){ "keep_local", "5", NULL });
+	ctx = th_open(&e, (const char *const[]){ "keep_local", "5", NULL });
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(ckpt_save(ctx, 2, r, 2) == CKPT_OK);
 	CU_ASSERT(ckpt_wait(ctx, 2) == CKPT_OK);
@@ -1163,7 +1050,7 @@ static void test_corrupt_local_falls_back(void)
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	free(a);
 	free(b);
-	env_free(&e);
+	th_env_free(&e);
 }
 
 static void test_corrupt_shared(void)
@@ -1171,14 +1058,14 @@ static void test_corrupt_shared(void)
 	ckpt_region r = { "w", NULL, 2 * MIB };
 	unsigned char *d = malloc(r.size);
 	char dir[4200], ckz[4400];
-	struct env e;
+	struct th_env e;
 	ckpt_ctx *ctx;
 	int rc;
 
-	CU_ASSERT_FATAL(env_new(&e, "api-cshared") == 0 && d);
-	make_data(d, r.size, 9);
+	CU_ASSERT_FATAL(th_env_new(&e, "api-cshared") == 0 && d);
+	th_make_data(d, r.size, 9);
 	r.data = d;
-	ctx = open_env(&e);
+	ctx = th_open(&e, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(ckpt_save(ctx, 1, &r, 1) == CKPT_OK);
 	CU_ASSERT(ckpt_wait(ctx, 1) == CKPT_OK);
@@ -1194,7 +1081,7 @@ static void test_corrupt_shared(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(ckpt_errmsg(ctx), dir));
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	free(d);
-	env_free(&e);
+	th_env_free(&e);
 }
 
 /* ---- close ---- */
@@ -1205,23 +1092,23 @@ static void test_close_finishes_drains(void)
 	enum { NS = 4 };
 	ckpt_region r = { "w", NULL, 4 * MIB };
 	unsigned char *d[NS];
-	struct env e;
+	struct th_env e;
 	ckpt_ctx *ctx;
 	uint64_t step = 0;
 
-	CU_ASSERT_FATAL(env_new(&e, "api-close") == 0);
-	ctx = open_kv(&e, (const char *const[]){ "max_pending", "8", "compress_level", "3",
+	CU_ASSERT_FATAL(th_env_new(&e, "api-close") == 0);
+	ctx = th_open(&e, (const char *const[]){ "max_pending", "8", "compress_level", "3",
 						 "keep_shared", "0", NULL });
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	for (int i = 0; i < NS; i++) {
 		CU_ASSERT_PTR_NOT_NULL_FATAL(d[i] = malloc(r.size));
-		make_data(d[i], r.size, 60 + (uint64_t)i);
+		th_make_data(d[i], r.size, 60 + (uint64_t)i);
 		r.data = d[i];
 		CU_ASSERT(ckpt_save(ctx, (uint64_t)i + 1, &r, 1) == CKPT_OK);
 	}
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	wipe_local(&e);
-	ctx = open_env(&e);
+	ctx = th_open(&e, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_OK);
 	CU_ASSERT(step == NS);
@@ -1230,7 +1117,7 @@ static void test_close_finishes_drains(void)
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	for (int i = 0; i < NS; i++)
 		free(d[i]);
-	env_free(&e);
+	th_env_free(&e);
 }
 
 /* ---- threads ---- */
@@ -1250,7 +1137,7 @@ static void *saver(void *arg)
 	ckpt_region r = { "w", d, t->size };
 
 	for (int s = 1; d && s <= t->nsteps; s++) {
-		make_data(d, t->size, (uint64_t)s);
+		th_make_data(d, t->size, (uint64_t)s);
 		if (ckpt_save(t->ctx, (uint64_t)s, &r, 1) != CKPT_OK)
 			t->save_errors++;
 		if (s % 4 == 0 && ckpt_wait(t->ctx, (uint64_t)s) != CKPT_OK)
@@ -1288,7 +1175,7 @@ static void *poller(void *arg)
 			t->load_errors++;
 			continue;
 		}
-		make_data(want, t->size, step);
+		th_make_data(want, t->size, step);
 		if (ckpt_load(t->ctx, step, "w", buf, t->size) != CKPT_OK ||
 		    memcmp(buf, want, t->size)) {
 			fprintf(stderr, "poller: step %llu: %s\n", (unsigned long long)step,
@@ -1306,12 +1193,12 @@ static void test_threads(void)
 {
 	struct tshared t = { NULL, 1 * MIB + 17, 24, 0, 0, 0, 0, 0 };
 	pthread_t a, b;
-	struct env e;
+	struct th_env e;
 	uint64_t step = 0;
 
-	CU_ASSERT_FATAL(env_new(&e, "api-thr") == 0);
+	CU_ASSERT_FATAL(th_env_new(&e, "api-thr") == 0);
 	/* keep_shared 0: a step the poller found stays loadable while the saver moves on */
-	t.ctx = open_kv(&e, (const char *const[]){ "keep_shared", "0", "max_pending", "3", NULL });
+	t.ctx = th_open(&e, (const char *const[]){ "keep_shared", "0", "max_pending", "3", NULL });
 	CU_ASSERT_PTR_NOT_NULL_FATAL(t.ctx);
 	CU_ASSERT_FATAL(pthread_create(&b, NULL, poller, &t) == 0);
 	CU_ASSERT_FATAL(pthread_create(&a, NULL, saver, &t) == 0);
@@ -1325,28 +1212,7 @@ static void test_threads(void)
 	CU_ASSERT(step == (uint64_t)t.nsteps);
 	CU_ASSERT(ckpt_close(t.ctx) == CKPT_OK);
 	printf("(%d poller rounds) ", t.polls);
-	env_free(&e);
-}
-
-/* Only the variables a test sets may reach ckpt_config_new (a stray CKPT_FAULT_KILL_AT would kill
- * us): drop every inherited CKPT_* but CKPT_TEST_DATA. */
-static void clean_environment(void)
-{
-	extern char **environ;
-	char name[256];
-
-	for (size_t i = 0; environ[i];) {
-		size_t n = strcspn(environ[i], "=");
-
-		if (strncmp(environ[i], "CKPT_", 5) || n >= sizeof(name) ||
-		    !strncmp(environ[i], "CKPT_TEST_DATA=", 15)) {
-			i++;
-			continue;
-		}
-		memcpy(name, environ[i], n);
-		name[n] = '\0';
-		unsetenv(name); /* environ shifts down: look at index i again */
-	}
+	th_env_free(&e);
 }
 
 int main(void)
@@ -1354,11 +1220,11 @@ int main(void)
 	CU_pSuite s;
 	unsigned char warm[8];
 
-	clean_environment();
-	make_data(warm, sizeof(warm), 0); /* load the real data once, before any thread runs */
+	th_clean_environment();
+	th_make_data(warm, sizeof(warm), 0); /* load the real data once, before any thread runs */
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 1;
-	s = CU_add_suite_with_setup_and_teardown("api", NULL, NULL, NULL, teardown);
+	s = CU_add_suite_with_setup_and_teardown("api", NULL, NULL, NULL, th_env_teardown);
 	if (!s || !CU_add_test(s, "NULL arguments", test_null_args) ||
 	    !CU_add_test(s, "strerror and version", test_strerror_version) ||
 	    !CU_add_test(s, "ckpt_open errors", test_open_errors) ||

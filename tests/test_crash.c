@@ -19,78 +19,6 @@
 #define FSIZE (4 * MIB)  /* the fault-point test's main region: 64 chunks of 64 KiB */
 #define SMALL 1000
 
-struct env {
-	char *base;
-	char local[4096];
-	char shared[4096];
-};
-
-/* Directories of the running test, removed by the tear-down also after a fatal assertion. */
-static char *live[4];
-
-static int env_new(struct env *e, const char *tag)
-{
-	memset(e, 0, sizeof(*e));
-	if (!(e->base = th_mkdtemp(tag)))
-		return -1;
-	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
-		if (!live[i]) {
-			live[i] = e->base;
-			break;
-		}
-	snprintf(e->local, sizeof(e->local), "%s/local", e->base);
-	snprintf(e->shared, sizeof(e->shared), "%s/shared", e->base);
-	if (mkdir(e->local, 0755) < 0 || mkdir(e->shared, 0755) < 0)
-		return -1;
-	return 0;
-}
-
-static void env_free(struct env *e)
-{
-	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
-		if (live[i] == e->base)
-			live[i] = NULL;
-	th_rmtree(e->base);
-	free(e->base);
-	e->base = NULL;
-}
-
-static void teardown(void)
-{
-	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
-		if (live[i]) {
-			th_rmtree(live[i]);
-			free(live[i]);
-			live[i] = NULL;
-		}
-}
-
-static ckpt_ctx *open_kv(const struct env *e, const char *const *kv)
-{
-	ckpt_config *cfg = NULL;
-	ckpt_ctx *ctx = NULL;
-	int rc;
-
-	if (ckpt_config_new(&cfg) != CKPT_OK)
-		return NULL;
-	if (ckpt_config_set(cfg, "local_dir", e->local) != CKPT_OK ||
-	    ckpt_config_set(cfg, "shared_dir", e->shared) != CKPT_OK ||
-	    ckpt_config_set(cfg, "name", "job") != CKPT_OK) {
-		ckpt_config_free(cfg);
-		return NULL;
-	}
-	for (size_t i = 0; kv && kv[i]; i += 2)
-		if (ckpt_config_set(cfg, kv[i], kv[i + 1]) != CKPT_OK) {
-			ckpt_config_free(cfg);
-			return NULL;
-		}
-	rc = ckpt_open(&ctx, cfg);
-	if (rc != CKPT_OK)
-		fprintf(stderr, "ckpt_open: %s: %s\n", ckpt_strerror(rc), ckpt_errmsg(NULL));
-	ckpt_config_free(cfg);
-	return ctx;
-}
-
 /* 16 MiB of real training state (fp32 weights then AdamW moments), its low mantissa bytes
  * perturbed by `seed` so that every version differs. Loaded before any fork. */
 static unsigned char *real;
@@ -181,7 +109,7 @@ static const char *const fault_kv[] = { "chunk_size", "64K", NULL };
 
 /* The child: step 1 saved and committed without faults; then step 2 with the fault armed, through
  * the configuration key or (use_env) the CKPT_FAULT_KILL_AT environment variable. */
-static void crash_child(const struct env *e, const char *point, int use_env)
+static void crash_child(const struct th_env *e, const char *point, int use_env)
 {
 	const char *kv[] = { "chunk_size", "64K", "fault_kill_at", point, NULL };
 	unsigned char *big = malloc(FSIZE), *small = malloc(SMALL);
@@ -189,7 +117,7 @@ static void crash_child(const struct env *e, const char *point, int use_env)
 
 	if (!big || !small)
 		_exit(10);
-	if (!(ctx = open_kv(e, fault_kv)))
+	if (!(ctx = th_open(e, fault_kv)))
 		_exit(11);
 	if (save_step(ctx, 1, 0, big, small) != CKPT_OK || ckpt_wait(ctx, 1) != CKPT_OK)
 		_exit(12);
@@ -199,7 +127,7 @@ static void crash_child(const struct env *e, const char *point, int use_env)
 		setenv("CKPT_FAULT_KILL_AT", point, 1);
 		kv[2] = NULL;
 	}
-	if (!(ctx = open_kv(e, kv)))
+	if (!(ctx = th_open(e, kv)))
 		_exit(14);
 	if (save_step(ctx, 2, 0, big, small) != CKPT_OK)
 		_exit(15);
@@ -209,7 +137,7 @@ static void crash_child(const struct env *e, const char *point, int use_env)
 }
 
 /* What the files must look like right after the kill, before anyone recovers. */
-static void check_leftovers(const struct env *e, const char *point)
+static void check_leftovers(const struct th_env *e, const char *point)
 {
 	char ldir[4200], sdir[4200], lfile[4300];
 	struct stat st;
@@ -264,7 +192,7 @@ static void crash_at(const char *point, int use_env)
 	uint64_t expect = (!strcmp(point, "save.written") || !strcmp(point, "save.synced")) ? 1 : 2;
 	unsigned char *big = malloc(FSIZE), *small = malloc(SMALL);
 	char sdir[4200];
-	struct env e;
+	struct th_env e;
 	ckpt_ctx *ctx;
 	uint64_t step = 0;
 	pid_t pid;
@@ -273,7 +201,7 @@ static void crash_at(const char *point, int use_env)
 	printf("[%s%s] ", point, use_env ? ", env" : "");
 	fflush(stdout);
 	CU_ASSERT_FATAL(big && small);
-	CU_ASSERT_FATAL(env_new(&e, "crash") == 0);
+	CU_ASSERT_FATAL(th_env_new(&e, "crash") == 0);
 	pid = fork();
 	CU_ASSERT_FATAL(pid >= 0);
 	if (pid == 0)
@@ -287,7 +215,7 @@ static void crash_at(const char *point, int use_env)
 	check_leftovers(&e, point);
 
 	/* recover: the open cleans the dead process's temporary files and re-drains */
-	ctx = open_kv(&e, fault_kv);
+	ctx = th_open(&e, fault_kv);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(ckpt_wait(ctx, CKPT_STEP_ALL) == CKPT_OK);
 	CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_OK);
@@ -302,7 +230,7 @@ static void crash_at(const char *point, int use_env)
 
 	/* the shared tier alone: the newest committed step */
 	th_sh("rm -rf '%s'/job", e.local);
-	ctx = open_kv(&e, fault_kv);
+	ctx = th_open(&e, fault_kv);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_OK);
 	CU_ASSERT(step == expect);
@@ -311,7 +239,7 @@ static void crash_at(const char *point, int use_env)
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	free(big);
 	free(small);
-	env_free(&e);
+	th_env_free(&e);
 }
 
 static void test_save_written(void) { crash_at("save.written", 0); }
@@ -327,7 +255,7 @@ static void test_commit_done(void) { crash_at("commit.done", 1); }
 
 /* The child commits version 0 of steps 1 and 2, then saves version 1 of step 2 with the fault
  * armed. Until version 1 is committed, version 0 must stay readable. */
-static void resave_child(const struct env *e, const char *point)
+static void resave_child(const struct th_env *e, const char *point)
 {
 	const char *kv[] = { "chunk_size", "64K", "fault_kill_at", point, NULL };
 	unsigned char *big = malloc(FSIZE), *small = malloc(SMALL);
@@ -335,12 +263,12 @@ static void resave_child(const struct env *e, const char *point)
 
 	if (!big || !small)
 		_exit(10);
-	if (!(ctx = open_kv(e, fault_kv)))
+	if (!(ctx = th_open(e, fault_kv)))
 		_exit(11);
 	if (save_step(ctx, 1, 0, big, small) != CKPT_OK || save_step(ctx, 2, 0, big, small) ||
 	    ckpt_wait(ctx, CKPT_STEP_ALL) != CKPT_OK || ckpt_close(ctx) != CKPT_OK)
 		_exit(12);
-	if (!(ctx = open_kv(e, kv)))
+	if (!(ctx = th_open(e, kv)))
 		_exit(14);
 	if (save_step(ctx, 2, 1, big, small) != CKPT_OK)
 		_exit(15);
@@ -355,7 +283,7 @@ static void resave_crash_at(const char *point)
 	int v = (!strcmp(point, "save.written") || !strcmp(point, "save.synced")) ? 0 : 1;
 	unsigned char *big = malloc(FSIZE), *small = malloc(SMALL);
 	char sdir[4200];
-	struct env e;
+	struct th_env e;
 	ckpt_ctx *ctx;
 	uint64_t step = 0;
 	pid_t pid;
@@ -364,7 +292,7 @@ static void resave_crash_at(const char *point)
 	printf("[%s] ", point);
 	fflush(stdout);
 	CU_ASSERT_FATAL(big && small);
-	CU_ASSERT_FATAL(env_new(&e, "crash-resave") == 0);
+	CU_ASSERT_FATAL(th_env_new(&e, "crash-resave") == 0);
 	pid = fork();
 	CU_ASSERT_FATAL(pid >= 0);
 	if (pid == 0)
@@ -375,7 +303,7 @@ static void resave_crash_at(const char *point)
 
 	/* before recovery, the shared tier still commits version 0, unless the kill came after the
 	 * new MANIFEST was in place */
-	ctx = open_kv(&e, fault_kv);
+	ctx = th_open(&e, fault_kv);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(ckpt_wait(ctx, CKPT_STEP_ALL) == CKPT_OK);
 	CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_OK);
@@ -392,14 +320,14 @@ static void resave_crash_at(const char *point)
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 
 	th_sh("rm -rf '%s'/job", e.local);
-	ctx = open_kv(&e, fault_kv);
+	ctx = th_open(&e, fault_kv);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(step_eq(ctx, 2, v, big, small));
 	CU_ASSERT(step_eq(ctx, 1, 0, big, small));
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	free(big);
 	free(small);
-	env_free(&e);
+	th_env_free(&e);
 }
 
 static void test_resave_save_synced(void) { resave_crash_at("save.synced"); }
@@ -410,14 +338,14 @@ static void test_resave_commit_done(void) { resave_crash_at("commit.done"); }
 /* ---- a kill at a random moment ---- */
 
 /* Saves steps latest+1, latest+2, ... of one 16 MiB region until killed. */
-static void loop_child(const struct env *e)
+static void loop_child(const struct th_env *e)
 {
 	unsigned char *d = malloc(BIG);
 	ckpt_region r = { "state", d, BIG };
 	ckpt_ctx *ctx;
 	uint64_t step = 0;
 
-	if (!d || !(ctx = open_kv(e, NULL)))
+	if (!d || !(ctx = th_open(e, NULL)))
 		_exit(10);
 	if (ckpt_latest(ctx, &step) != CKPT_OK)
 		step = 0;
@@ -435,10 +363,10 @@ static void test_random_kills(void)
 	unsigned char *want = malloc(BIG);
 	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid() << 8;
 	uint64_t prev = 0;
-	struct env e;
+	struct th_env e;
 
 	CU_ASSERT_FATAL(want != NULL);
-	CU_ASSERT_FATAL(env_new(&e, "crash-rand") == 0);
+	CU_ASSERT_FATAL(th_env_new(&e, "crash-rand") == 0);
 	srand(seed);
 	printf("(seed %u; delays ms:", seed);
 	for (int it = 0; it < 10; it++) {
@@ -460,7 +388,7 @@ static void test_random_kills(void)
 		CU_ASSERT(waitpid(pid, &st, 0) == pid);
 		CU_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
 
-		ctx = open_kv(&e, NULL);
+		ctx = th_open(&e, NULL);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 		CU_ASSERT(ckpt_wait(ctx, CKPT_STEP_ALL) == CKPT_OK);
 		CU_ASSERT(th_count_files(e.base, ".tmp.*") == 0);
@@ -480,7 +408,7 @@ static void test_random_kills(void)
 
 		/* everything complete was committed by the recovery: shared alone has it */
 		th_sh("rm -rf '%s'/job", e.local);
-		ctx = open_kv(&e, NULL);
+		ctx = th_open(&e, NULL);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 		rc = ckpt_latest(ctx, &committed);
 		CU_ASSERT(rc == (prev ? CKPT_OK : CKPT_ENOENT));
@@ -501,39 +429,18 @@ static void test_random_kills(void)
 	}
 	printf("; newest step %llu) ", (unsigned long long)prev);
 	free(want);
-	env_free(&e);
-}
-
-/* Only the variables a test sets may reach ckpt_config_new (a stray CKPT_FAULT_KILL_AT would kill
- * us): drop every inherited CKPT_* but CKPT_TEST_DATA. */
-static void clean_environment(void)
-{
-	extern char **environ;
-	char name[256];
-
-	for (size_t i = 0; environ[i];) {
-		size_t n = strcspn(environ[i], "=");
-
-		if (strncmp(environ[i], "CKPT_", 5) || n >= sizeof(name) ||
-		    !strncmp(environ[i], "CKPT_TEST_DATA=", 15)) {
-			i++;
-			continue;
-		}
-		memcpy(name, environ[i], n);
-		name[n] = '\0';
-		unsetenv(name); /* environ shifts down: look at index i again */
-	}
+	th_env_free(&e);
 }
 
 int main(void)
 {
 	CU_pSuite s;
 
-	clean_environment();
+	th_clean_environment();
 	load_real(); /* before any fork or thread */
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 1;
-	s = CU_add_suite_with_setup_and_teardown("crash", NULL, NULL, NULL, teardown);
+	s = CU_add_suite_with_setup_and_teardown("crash", NULL, NULL, NULL, th_env_teardown);
 	if (!s || !CU_add_test(s, "kill at save.written", test_save_written) ||
 	    !CU_add_test(s, "kill at save.synced", test_save_synced) ||
 	    !CU_add_test(s, "kill at save.published", test_save_published) ||

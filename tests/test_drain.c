@@ -114,38 +114,6 @@ static int close_ctx(void)
 	return rc;
 }
 
-/* Real trained weights, perturbed by seed (see test_api.c); random bytes without the data. */
-static void make_data(void *buf, size_t n, uint64_t seed)
-{
-	static unsigned char *real;
-	static size_t real_n;
-	unsigned char *p = buf;
-
-	if (!real && (real = malloc(8 * MIB))) {
-		real_n = th_real_data("weights-fp32.bin", real, 8 * MIB);
-		if (!real_n) {
-			free(real);
-			real = NULL;
-		}
-	}
-	if (!real) {
-		th_fill(buf, n, seed);
-		return;
-	}
-	for (size_t off = 0; off < n;) {
-		size_t piece = n - off < real_n ? n - off : real_n;
-
-		memcpy(p + off, real, piece);
-		off += piece;
-	}
-	for (size_t i = 0; i < n; i += 4) {
-		uint64_t x = (seed + 1) * 0x9E3779B97F4A7C15ull ^ (i * 0xD1B54A32D192ED03ull);
-
-		x ^= x >> 29;
-		p[i] ^= (unsigned char)(x | 1);
-	}
-}
-
 static void step_dir(char *buf, size_t len, const char *tier, uint64_t step)
 {
 	snprintf(buf, len, "%s/job/step-%020llu", tier, (unsigned long long)step);
@@ -173,7 +141,7 @@ static int load_eq(uint64_t step, size_t n, uint64_t seed)
 	int rc = CKPT_ENOMEM, ok;
 
 	if (want && got) {
-		make_data(want, n, seed);
+		th_make_data(want, n, seed);
 		memset(got, 0xee, n);
 		if ((rc = ckpt_load(CTX, step, "w", got, n)) != CKPT_OK)
 			fprintf(stderr, "load step %llu: %s: %s\n", (unsigned long long)step,
@@ -208,7 +176,7 @@ static int save(uint64_t step, size_t n, uint64_t seed)
 
 	if (!d)
 		return CKPT_ENOMEM;
-	make_data(d, n, seed);
+	th_make_data(d, n, seed);
 	rc = ckpt_save(CTX, step, &r, 1);
 	if (rc != CKPT_OK)
 		fprintf(stderr, "(save step %llu: %s: %s) ", (unsigned long long)step,
@@ -521,34 +489,13 @@ static void test_close_timeout(void)
 	CU_ASSERT(close_ctx() == CKPT_OK);
 }
 
-/* Only the variables a test sets may reach ckpt_config_new (a stray CKPT_FAULT_KILL_AT would kill
- * us): drop every inherited CKPT_* but CKPT_TEST_DATA. */
-static void clean_environment(void)
-{
-	extern char **environ;
-	char name[256];
-
-	for (size_t i = 0; environ[i];) {
-		size_t n = strcspn(environ[i], "=");
-
-		if (strncmp(environ[i], "CKPT_", 5) || n >= sizeof(name) ||
-		    !strncmp(environ[i], "CKPT_TEST_DATA=", 15)) {
-			i++;
-			continue;
-		}
-		memcpy(name, environ[i], n);
-		name[n] = '\0';
-		unsetenv(name); /* environ shifts down: look at index i again */
-	}
-}
-
 int main(void)
 {
 	CU_pSuite s;
 	unsigned char warm[8];
 
-	clean_environment();
-	make_data(warm, sizeof(warm), 0);
+	th_clean_environment();
+	th_make_data(warm, sizeof(warm), 0);
 	atexit(umount_all); /* also on an early exit */
 	signal(SIGSEGV, on_fatal_signal);
 	signal(SIGABRT, on_fatal_signal);
