@@ -156,6 +156,8 @@ int main(int argc, char **argv)
 	       "%llu\n  local (ephemeral NVMe): %s\n  shared (persistent volume): %s\n",
 	       ckpt_version(), n, (unsigned long long)steps, (unsigned long long)every, local,
 	       shared);
+	printf("  (both are directories of one disk here, so libckpt warns that shared_dir is not "
+	       "persistent;\n   on a cluster, shared_dir is a PersistentVolumeClaim or Slurm's /home)\n");
 
 	/* 1. the reference: an uninterrupted run */
 	model_init(&ref, n);

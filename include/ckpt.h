@@ -73,7 +73,8 @@ enum {
  * Keys (libckpt(7) and README.md give defaults and ranges):
  *   local_dir, shared_dir, name, compress_level, keep_local, keep_shared, drain_threads,
  *   io_backend (auto|uring|posix), chunk_size, max_pending, close_timeout, io_depth, drain_nice,
- *   mpi_timeout, fault_kill_at (tests only).
+ *   mpi_timeout, log_level, require_persistent (0|1), cluster (auto|none|slurm|kubernetes),
+ *   fault_kill_at (tests only).
  * ckpt_config_new fails only for lack of memory. An unknown key or a bad value given to
  * ckpt_config_set is CKPT_EINVAL, described by ckpt_config_errmsg(). A bad CKPT_* variable is
  * kept aside: ckpt_open then fails with CKPT_EINVAL naming it, unless the program set that key.
@@ -94,8 +95,10 @@ void ckpt_config_free(ckpt_config *cfg); /* NULL is a no-op */
  * shared volume (the process died mid-drain). The config is copied; the caller may free it.
  * local_dir and shared_dir must exist: CKPT_ENOENT when one does not (a missing mount point is
  * never created), CKPT_EPERM when one is not writable, CKPT_EINVAL when a key is unset, a path is
- * not a directory, or shared_dir is local_dir or inside it. On failure *out is NULL and
- * ckpt_errmsg(NULL) describes the failure (in the calling thread).
+ * not a directory, or shared_dir is local_dir or inside it. A shared_dir that would not outlive
+ * this node (tmpfs, a container's overlay, a node's disk, /home on Kubernetes, the filesystem of
+ * local_dir) gets one warning on stderr, or CKPT_EINVAL with require_persistent=1. On failure
+ * *out is NULL and ckpt_errmsg(NULL) describes the failure (in the calling thread).
  */
 int ckpt_open(ckpt_ctx **out, const ckpt_config *cfg);
 

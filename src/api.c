@@ -11,6 +11,7 @@
 #include "api.h"
 #include "internal.h"
 #include "step.h"
+#include "storage.h"
 
 /* ckpt_open failures have no context to carry their message: ckpt_errmsg(NULL) reads this. */
 static __thread struct ckpt_err open_err;
@@ -160,6 +161,10 @@ int ckpt_api__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank,
 				     "shared_dir %s is %s local_dir %s: the shared copy must live on "
 				     "another (persistent) volume", shared,
 				     strcmp(shared, local) ? "inside" : "the same directory as", local);
+	/* A shared_dir that would not outlive this node (tmpfs, overlay, a node disk, /home on
+	 * Kubernetes, local_dir's filesystem) is a warning, or an error with require_persistent. */
+	if ((rc = ckpt_storage__check(cfg, local, shared, rank, err)) < 0)
+		return rc;
 	if (!(ctx = calloc(1, sizeof(*ctx))))
 		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory for a context");
 	pthread_mutex_init(&ctx->api_mu, NULL);

@@ -14,7 +14,7 @@
 #include "ckpt.h"
 #include "config.h"
 
-enum ktype { K_PATH, K_NAME, K_INT, K_UINT, K_SIZE, K_BACKEND, K_SECONDS, K_STR };
+enum ktype { K_PATH, K_NAME, K_INT, K_UINT, K_SIZE, K_BACKEND, K_SECONDS, K_STR, K_CLUSTER };
 
 struct key {
 	const char *name;
@@ -44,7 +44,26 @@ static const struct key keys[CKPT_NKEYS] = {
 	{ "mpi_timeout", K_SECONDS, OFF(mpi_timeout), 1, 86400 * 7, "600" },
 	{ "fault_kill_at", K_STR, OFF(fault_kill_at), 0, 0, NULL },
 	{ "log_level", K_INT, OFF(log_level), 0, 2, "1" },
+	/* 0 on every cluster type: a warning cannot break a run that worked before; production job
+	 * templates set CKPT_REQUIRE_PERSISTENT=1 (docs/STORAGE.md). */
+	{ "require_persistent", K_INT, OFF(require_persistent), 0, 1, "0" },
+	{ "cluster", K_CLUSTER, OFF(cluster), 0, 0, "auto" },
 };
+
+static const char *const cluster_names[] = { "auto", "none", "slurm", "kubernetes" };
+
+const char *ckpt_config__cluster_name(enum ckpt_cluster c)
+{
+	return (unsigned)c < sizeof(cluster_names) / sizeof(cluster_names[0]) ? cluster_names[c] :
+	       "auto";
+}
+
+const char *ckpt_config__env(const char *name)
+{
+	const char *v = name ? getenv(name) : NULL;
+
+	return v && *v ? v : NULL;
+}
 
 const char *ckpt_config__key(size_t i)
 {
@@ -163,6 +182,15 @@ static int set_key(struct ckpt_config *cfg, const struct key *k, const char *v, 
 					     "%s: bad value for key '%s' (auto, uring or posix): '%s'",
 					     from, k->name, v);
 		return CKPT_OK;
+	case K_CLUSTER:
+		for (size_t i = 0; i < sizeof(cluster_names) / sizeof(cluster_names[0]); i++)
+			if (!strcmp(v, cluster_names[i])) {
+				cfg->cluster = (enum ckpt_cluster)i;
+				return CKPT_OK;
+			}
+		return ckpt_err__set(&cfg->err, CKPT_EINVAL,
+				     "%s: bad value for key '%s' (auto, none, slurm or kubernetes): "
+				     "'%s'", from, k->name, v);
 	}
 bad:
 	return ckpt_err__set(&cfg->err, CKPT_EINVAL, "%s: bad value for key '%s': '%s'", from,
@@ -279,6 +307,8 @@ const char *ckpt_config_get(const ckpt_config *cfg, const char *key)
 	case K_BACKEND:
 		return cfg->io_backend == CKPT_BACKEND_URING ? "uring" :
 		       cfg->io_backend == CKPT_BACKEND_POSIX ? "posix" : "auto";
+	case K_CLUSTER:
+		return ckpt_config__cluster_name(cfg->cluster);
 	}
 	return buf;
 }

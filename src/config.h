@@ -10,10 +10,18 @@
 
 enum ckpt_backend { CKPT_BACKEND_AUTO = 0, CKPT_BACKEND_URING = 1, CKPT_BACKEND_POSIX = 2 };
 
+/* Where the job runs, which decides what /home is (storage.c). AUTO: from the environment. */
+enum ckpt_cluster {
+	CKPT_CLUSTER_AUTO = 0,
+	CKPT_CLUSTER_NONE = 1,
+	CKPT_CLUSTER_SLURM = 2,
+	CKPT_CLUSTER_KUBERNETES = 3,
+};
+
 /* Where a value came from, for diagnostics. */
 enum ckpt_origin { CKPT_FROM_DEFAULT = 0, CKPT_FROM_ENV = 1, CKPT_FROM_SET = 2, CKPT_FROM_BAD_ENV = 3 };
 
-#define CKPT_NKEYS 16
+#define CKPT_NKEYS 18
 
 struct ckpt_config {
 	char *local_dir;
@@ -32,6 +40,8 @@ struct ckpt_config {
 	double mpi_timeout;       /* seconds a rank waits for the others */
 	char *fault_kill_at;      /* testing: SIGKILL this process at the named point */
 	int log_level;            /* 0 silent, 1 warnings (stderr), 2 info */
+	int require_persistent;   /* 1: ckpt_open refuses a shared_dir that is not persistent */
+	enum ckpt_cluster cluster; /* slurm, kubernetes, none; auto: from the environment */
 	enum ckpt_origin origin[CKPT_NKEYS];
 	struct ckpt_err err;      /* last ckpt_config_set failure */
 	char getbuf[CKPT_NKEYS][32]; /* ckpt_config_get of numbers: one buffer per key */
@@ -46,6 +56,13 @@ int ckpt_config__check(const struct ckpt_config *cfg, struct ckpt_err *err);
 const char *ckpt_config__key(size_t i);
 /* Parse a size such as "4M", "65536", "1G" into bytes. 0 on success, -1 on a bad value. */
 int ckpt_config__parse_size(const char *s, uint64_t *out);
+
+/* The process environment, for the modules that need more than CKPT_<KEY> (the cluster type,
+ * the launcher's rank): getenv(name), or NULL when unset or empty. Keeping every getenv() in this
+ * file keeps the list of variables the library reads in one place. */
+const char *ckpt_config__env(const char *name);
+/* "auto", "none", "slurm", "kubernetes". */
+const char *ckpt_config__cluster_name(enum ckpt_cluster c);
 
 /* Crash tests: SIGKILL this process when `point` equals the fault_kill_at key's value. The points
  * are listed in docs/FORMAT.md (durability) and exercised by tests/test_crash.c. */

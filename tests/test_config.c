@@ -18,7 +18,7 @@ static const struct {
 	{ "drain_threads", "2" },   { "io_backend", "auto" }, { "chunk_size", "4194304" },
 	{ "max_pending", "2" },     { "close_timeout", "600" }, { "io_depth", "4" },
 	{ "drain_nice", "10" },     { "mpi_timeout", "600" }, { "fault_kill_at", "" },
-	{ "log_level", "1" },
+	{ "log_level", "1" },       { "require_persistent", "0" }, { "cluster", "auto" },
 };
 #define NDEFAULTS (sizeof(defaults) / sizeof(defaults[0]))
 
@@ -189,6 +189,17 @@ static const struct set_case set_cases[] = {
 	{ "log_level", "2", "2" },
 	{ "log_level", "3", NULL },
 	{ "log_level", "-1", NULL },
+	{ "require_persistent", "1", "1" },
+	{ "require_persistent", "0", "0" },
+	{ "require_persistent", "2", NULL },
+	{ "require_persistent", "yes", NULL },
+	{ "cluster", "slurm", "slurm" },
+	{ "cluster", "kubernetes", "kubernetes" },
+	{ "cluster", "none", "none" },
+	{ "cluster", "auto", "auto" },
+	{ "cluster", "k8s", NULL },
+	{ "cluster", "Slurm", NULL },
+	{ "cluster", "", NULL },
 };
 
 static void test_set_values(void)
@@ -352,6 +363,8 @@ static const struct set_case env_cases[] = {
 	{ "mpi_timeout", "30", "30" },
 	{ "fault_kill_at", "before-rename", "before-rename" },
 	{ "log_level", "2", "2" },
+	{ "require_persistent", "1", "1" },
+	{ "cluster", "kubernetes", "kubernetes" },
 };
 
 static void test_env_applied(void)

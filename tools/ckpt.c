@@ -27,6 +27,7 @@
 #include "config.h"
 #include "shard.h"
 #include "step.h"
+#include "storage.h"
 #include "store.h"
 #include "tool.h"
 
@@ -75,8 +76,9 @@ static void say(const char *fmt, ...)
 }
 
 static const char usage_restore[] =
-	"usage: %s --shared-dir DIR --local-dir DIR --name NAME [--step N] [--rank R[,R-R...]]\n"
-	"       [--threads N] [--verify-only] [--dry-run] [--json] [--quiet]\n"
+	"usage: %s --shared-dir DIR --local-dir DIR --name NAME [--step N]\n"
+	"       [--rank R[,R-R...]|auto] [--threads N] [--verify-only] [--dry-run] [--json]\n"
+	"       [--quiet]\n"
 	"Brings the newest committed step (or step N) of job NAME from the shared volume back to\n"
 	"the local directory in the library's local format. Options default to CKPT_SHARED_DIR,\n"
 	"CKPT_LOCAL_DIR and CKPT_NAME.\n";
@@ -94,7 +96,13 @@ static const char usage_main[] =
 	"  restore  --shared-dir DIR --local-dir DIR --name NAME [--step N] [--rank LIST]\n"
 	"           [--threads N] [--verify-only] [--dry-run] [--json] [--quiet]\n"
 	"           bring a committed step back to the local directory (also: ckpt-restore)\n"
+	"  doctor   [--shared-dir DIR] [--local-dir DIR] [--set KEY=VALUE]... [--bytes SIZE]\n"
+	"           [--json] [--quiet]\n"
+	"           check the directories (filesystem, persistence, free space, bandwidth),\n"
+	"           io_uring, the MPI build and the effective configuration\n"
 	"  help     this text\n"
+	"--rank auto means this process's rank, from the launcher's environment\n"
+	"(OMPI_COMM_WORLD_RANK, PMI_RANK, MV2_COMM_WORLD_RANK, PMIX_RANK, SLURM_PROCID).\n"
 	"Directories and name default to CKPT_SHARED_DIR, CKPT_LOCAL_DIR, CKPT_NAME.\n"
 	"Exit status: 0 success; 1 nothing to restore or verify (no committed step);\n"
 	"2 damaged (the requested step, or every step); 3 I/O error; 64 bad usage.\n"
@@ -134,7 +142,8 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
 	return 0;
 }
 
-/* "3", "0,2", "4-7,9" or "all". */
+/* "3", "0,2", "4-7,9", "all", or "auto": this process's rank from its launcher (srun, mpirun),
+ * so that `srun ckpt-restore --rank auto` restores one shard per task. */
 static int parse_ranks(struct opts *o, const char *s)
 {
 	const char *p = s;
@@ -144,6 +153,16 @@ static int parse_ranks(struct opts *o, const char *s)
 	o->nranges = 0;
 	if (!strcmp(s, "all"))
 		return 0;
+	if (!strcmp(s, "auto")) {
+		uint32_t r;
+
+		if (ckpt_storage__launcher_rank(&r, NULL, NULL) < 0 || r >= CKPT_MAX_RANKS ||
+		    !(o->ranks = malloc(sizeof(*o->ranks))))
+			return -2;
+		o->ranks[0] = (struct range){ r, r };
+		o->nranges = 1;
+		return 0;
+	}
 	while (*p) {
 		uint64_t lo, hi;
 		char *end;
@@ -292,8 +311,13 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 			o->have_step = 1;
 			break;
 		case O_RANK:
-			if (parse_ranks(o, optarg))
-				return usage_error("bad rank list '%s' (e.g. 0 or 0,2 or 4-7)", optarg);
+			if ((rc = parse_ranks(o, optarg)) == -2)
+				return usage_error("--rank auto: no rank in the environment (set by srun "
+						   "or mpirun: SLURM_PROCID, OMPI_COMM_WORLD_RANK, "
+						   "PMI_RANK, PMIX_RANK)");
+			if (rc)
+				return usage_error("bad rank list '%s' (e.g. 0 or 0,2 or 4-7, auto)",
+						   optarg);
 			break;
 		case O_THREADS:
 			if (parse_uint(optarg, 1024, &o->threads) || !o->threads)
@@ -1644,6 +1668,11 @@ int main(int argc, char **argv)
 		if (!strcmp(c, "--version")) {
 			printf("ckpt (libckpt) %s\n", ckpt_version());
 			return TOOL_EXIT_OK;
+		}
+		/* doctor has options of its own (--set, --bytes) and reads no checkpoint */
+		if (!strcmp(c, "doctor")) {
+			signal(SIGPIPE, SIG_IGN);
+			return tool_doctor_main(argc - 1, argv + 1);
 		}
 		if (!strcmp(c, "ls") || !strcmp(c, "list"))
 			o.cmd = CMD_LS;

@@ -111,4 +111,11 @@ void tool_progress_destroy(struct tool_progress *p);
 void tool_progress_msg(struct tool_progress *p, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* ---- doctor.c ---- */
+
+/* `ckpt doctor ARGS` (argv[0] is "doctor"): filesystem, persistence verdict, free space and
+ * bandwidth of both tiers, io_uring, MPI build, cluster, launcher rank, and the effective
+ * configuration with origins; human-readable or --json. Returns the exit status (ckpt(1)). */
+int tool_doctor_main(int argc, char **argv);
+
 #endif
