@@ -1,0 +1,248 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# A real one-node Slurm cluster (munged, slurmctld, slurmd, started and stopped here) runs
+# examples/slurm/train.sbatch: a reference job; a job whose rank 1 is killed; the node is replaced
+# (its local directory wiped); the resubmitted job restores the newest committed step with
+# ckpt-restore (one task per rank, --rank auto), resumes from it and ends with the reference job's
+# checksum.
+#
+# Needs root (slurmd starts job steps as their owner), Debian's slurmd, slurmctld, slurm-client
+# and munge (scripts/setup.sh installs them), and an MPI build. Exit 77 (skip) otherwise.
+# Nothing outside a temporary directory is used: own munge key and socket, own slurm.conf
+# (SLURM_CONF), own ports, state and spool directories, all removed at the end.
+set -u
+B=$(pwd)
+SRC=${srcdir:-.}
+SRC=$(cd "$SRC" && pwd)
+TRAIN_BIN=${TRAIN_BIN:-$B/examples/mpi_train}
+CKPT_BIN=${CKPT_BIN:-$B/tools/ckpt}
+NP=4
+# Small enough for two cores. Rank 1 dies at step 70 once step 60 is committed (--crash-at).
+EVERY=20
+ARGS="--params 262144 --steps 120 --every $EVERY"
+CRASH_AT=70
+WANT=$(((CRASH_AT - 1) / EVERY * EVERY)) # the step that must come back
+
+skip() { echo "SKIP: $*"; exit 77; }
+[ "${HAVE_MPI:-1}" = 1 ] || skip "libckpt built without MPI"
+[ "$(id -u)" -eq 0 ] || skip "slurmd must run as root to start job steps"
+for p in munged slurmctld slurmd sbatch srun sinfo scontrol scancel; do
+	command -v "$p" >/dev/null 2>&1 ||
+		skip "$p not found: apt-get install slurmd slurmctld slurm-client munge (scripts/setup.sh)"
+done
+if [ ! -x "$TRAIN_BIN" ] || [ ! -x "$CKPT_BIN" ]; then
+	skip "build examples/mpi_train and tools/ckpt first"
+fi
+
+base=$(mktemp -d "${TMPDIR:-/tmp}/ckpt-slurm-XXXXXX") || exit 1
+chmod 755 "$base" # munged wants its socket's directories searchable by all
+passed=0 failed=0
+started=$(date +%s)
+
+# A daemon that exited is a zombie until init reaps it, which some containers' init does slowly.
+alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
+stop_all() {
+	export SLURM_CONF="$base/slurm.conf"
+	scancel --quiet --full "--user=$(id -un)" >/dev/null 2>&1
+	# Each daemon by the id in its own pid file: never by name, other Slurms may be running.
+	for f in "$base/slurmd.pid" "$base/slurmctld.pid" "$base/munge/munged.pid"; do
+		[ -s "$f" ] || continue
+		pid=$(cat "$f")
+		kill "$pid" 2>/dev/null || continue
+		for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
+		alive "$pid" && kill -9 "$pid" 2>/dev/null
+	done
+	rm -rf "$base"
+}
+trap stop_all EXIT
+trap 'exit 1' INT TERM
+
+pass() { passed=$((passed + 1)); echo "PASS: $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
+check() { # check NAME COMMAND...: PASS when the command succeeds
+	name=$1
+	shift
+	if "$@"; then pass "$name"; else fail "$name"; fi
+}
+show_logs() {
+	for f in "$@" "$base"/log/*.log; do
+		[ -f "$f" ] && { echo "---- $f"; tail -n 25 "$f" | sed 's/^/    /'; }
+	done
+}
+
+# ---- a one-node cluster. The node claims 4 CPUs on however many cores the machine has
+# (SlurmdParameters=config_overrides) so that 4 ranks fit. proctrack/linuxproc and task/none:
+# no cgroups, which containers often lack and which a test does not need.
+host=$(hostname -s)
+port=$((20000 + $$ % 20000 / 2 * 2))
+while ss -ltn 2>/dev/null | grep -qE ":($port|$((port + 1)))\b"; do port=$((port + 2)); done
+mkdir -p "$base/munge" "$base/run" "$base/state" "$base/spool" "$base/log" "$base/bin" "$base/shared"
+chmod 700 "$base/munge"
+head -c 1024 /dev/urandom >"$base/munge/munge.key"
+chmod 400 "$base/munge/munge.key"
+cat >"$base/slurm.conf" <<EOF
+ClusterName=ckpttest
+SlurmctldHost=$host(127.0.0.1)
+SlurmctldPort=$port
+SlurmdPort=$((port + 1))
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$base/run/munge.socket
+StateSaveLocation=$base/state
+SlurmdSpoolDir=$base/spool
+SlurmctldPidFile=$base/slurmctld.pid
+SlurmdPidFile=$base/slurmd.pid
+SlurmctldLogFile=$base/log/slurmctld.log
+SlurmdLogFile=$base/log/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SchedulerType=sched/builtin
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=none
+ReturnToService=2
+SlurmdParameters=config_overrides
+KillWait=5
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$NP RealMemory=1000 State=UNKNOWN
+PartitionName=test Nodes=$host Default=YES MaxTime=30 State=UP
+EOF
+export SLURM_CONF="$base/slurm.conf"
+
+t=$(date +%s)
+munged --force --socket="$base/run/munge.socket" --key-file="$base/munge/munge.key" \
+	--pid-file="$base/munge/munged.pid" --seed-file="$base/munge/seed" \
+	--log-file="$base/log/munged.log" &&
+	slurmctld -f "$SLURM_CONF" && slurmd -f "$SLURM_CONF" -N "$host"
+rc=$?
+state=
+for _ in $(seq 150); do
+	[ $rc -eq 0 ] || break
+	state=$(sinfo -h -n "$host" -o %T 2>/dev/null)
+	[ "$state" = idle ] && break
+	sleep 0.2
+done
+if [ "$state" = idle ]; then
+	pass "munged, slurmctld and slurmd started; node $host idle ($(($(date +%s) - t)) s)"
+else
+	fail "the cluster did not come up (node state '${state:-none}')"
+	show_logs
+	echo "slurm: $passed passed, $failed failed"
+	exit 1
+fi
+if srun --mpi=list 2>&1 | grep -qw pmix; then
+	pass "srun offers --mpi=pmix (Slurm's PMIx plugin, Open MPI's ext3x component)"
+else
+	fail "srun --mpi=list has no pmix"
+fi
+
+# ---- the job's environment: sbatch exports it to the batch script, srun to every rank
+ln -s "$CKPT_BIN" "$base/bin/ckpt-restore" # the same program, chosen by argv[0]
+export CKPT_SHARED_DIR="$base/shared" CKPT_LOCAL_DIR="$base/nvme" CKPT_RESTORE="$base/bin/ckpt-restore"
+export TRAIN="$TRAIN_BIN"
+# Both directories are on this machine's disk: libckpt warns that shared_dir is not persistent,
+# and the job script's default CKPT_REQUIRE_PERSISTENT=1 would refuse it. A test cluster of one
+# node has no shared volume to offer; on a real cluster $HOME (NFS) passes.
+export CKPT_REQUIRE_PERSISTENT=0
+# Loopback only: no warnings about missing high-speed networks. Root may run mpirun (test 5).
+export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# The batch script runs in the submit directory (output file paths are relative to it).
+cd "$base" || exit 1
+
+job_state() { # the state slurmctld holds for job NAME's last submission
+	scontrol show job "$(cat "$base/$1.jobid")" 2>/dev/null |
+		sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p'
+}
+submit() { # submit NAME TRAIN_ARGS: runs the job to its end; prints 0 if it COMPLETED, else its state
+	CKPT_NAME=$1 TRAIN_ARGS=$2 sbatch --parsable --job-name="$1" --nodes=1 \
+		--ntasks-per-node=$NP --time=5 --output="$base/$1.out" \
+		"$SRC/examples/slurm/train.sbatch" >"$base/$1.jobid" 2>"$base/sbatch.err" ||
+		{ echo "not-submitted"; return; }
+	# (sbatch --wait polls every few seconds; polling here keeps the test short)
+	for _ in $(seq 1500); do
+		case $(job_state "$1") in
+		COMPLETED) echo 0; return ;;
+		PENDING | RUNNING | CONFIGURING | COMPLETING | "") sleep 0.2 ;;
+		*) job_state "$1"; return ;;
+		esac
+	done
+	scancel "$(cat "$base/$1.jobid")"
+	echo "TIMEOUT(test)"
+}
+checksum() { sed -n 's/^done: .*checksum \([0-9a-f]*\)$/\1/p' "$1"; }
+
+# 1. the reference: an uninterrupted job
+t=$(date +%s)
+rc=$(submit ref "$ARGS")
+ref=$(checksum "$base/ref.out")
+if [ "$rc" = 0 ] && [ -n "$ref" ] && grep -q '^restore: no committed checkpoint yet' "$base/ref.out" &&
+	grep -q '^training: srun --kill-on-bad-exit=1 --mpi=pmix ' "$base/ref.out"; then
+	pass "reference job: sbatch, restore step (nothing yet), srun --mpi=pmix, $NP ranks," \
+		"checksum $ref ($(($(date +%s) - t)) s)"
+else
+	fail "reference job (state $rc)"
+	show_logs "$base/sbatch.err" "$base/ref.out"
+fi
+
+# 2. the same training, rank 1 killed at step $CRASH_AT: the step, and so the job, fails
+t=$(date +%s)
+rc=$(submit run "$ARGS --crash-at $CRASH_AT")
+if [ "$rc" = FAILED ] && grep -q "rank 1 killed at step $CRASH_AT" "$base/run.out"; then
+	pass "rank 1 killed at step $CRASH_AT: the job fails (state $rc) ($(($(date +%s) - t)) s)"
+else
+	fail "crashing job: state $rc"
+	show_logs "$base/sbatch.err" "$base/run.out"
+fi
+
+# 3. the node is replaced: its NVMe comes back empty. The newest committed step is what must come
+# back (steps saved after it were never committed and are lost with the node).
+rm -rf "$CKPT_LOCAL_DIR"
+committed=$(env -u CKPT_LOCAL_DIR "$CKPT_BIN" ls --shared-dir "$CKPT_SHARED_DIR" --name run 2>/dev/null |
+	awk '$1 == "run" && $3 == "committed" { s = $2 } END { print s }')
+if [ "$committed" = "$WANT" ]; then
+	pass "node replaced (local directory wiped); newest committed step on the shared directory: $committed"
+else
+	fail "the newest committed step on the shared directory is '${committed}', not $WANT"
+	"$CKPT_BIN" ls --shared-dir "$CKPT_SHARED_DIR" 2>&1 | sed 's/^/    /'
+fi
+
+# 4. resubmitted: ckpt-restore once per node puts step $committed back on the new NVMe, the
+# training resumes from it and finishes exactly as the reference did
+t=$(date +%s)
+rc=$(submit run "$ARGS")
+if [ "$rc" = 0 ]; then
+	pass "resubmitted job completes ($(($(date +%s) - t)) s)"
+else
+	fail "resubmitted job (state $rc)"
+	show_logs "$base/sbatch.err" "$base/run.out"
+fi
+check "restore step: each of the $NP tasks (--rank auto) restored its rank's shard of step $committed" \
+	test "$(grep -cE "^$host task [0-9]+: restored step ${committed:-x} of job 'run' .*\(1 written, 0 already present\)" \
+		"$base/run.out")" = $NP
+check "training resumed from the committed step $committed" \
+	grep -q "^resumed from step ${committed:-x}\$" "$base/run.out"
+got=$(checksum "$base/run.out")
+check "final checksum equals the uninterrupted job's (${got:-none} = ${ref:-none})" \
+	test -n "$got" -a "$got" = "$ref"
+
+# 5. resubmitted on a node that still holds the newest step: the restore step only verifies it.
+# The ranks start with mpirun this time, the launcher the README names as the alternative.
+intact() {
+	out="$base/run.out"
+	[ "$1" = 0 ] &&
+		[ "$(grep -cE "^$host task [0-9]+: restored step 120 .*\(0 written, 1 already present\)" "$out")" = $NP ] &&
+		grep -q '^training: mpirun ' "$out" && grep -q "^libckpt .*: $NP ranks" "$out" &&
+		grep -q '^resumed from step 120$' "$out"
+}
+rc=$(LAUNCH=mpirun submit run "$ARGS")
+check "restore on an intact node: nothing rewritten; mpirun in the allocation resumes at 120" \
+	intact "$rc"
+
+[ $failed -eq 0 ] || show_logs "$base/run.out"
+echo "slurm: $(($(date +%s) - started)) s in all"
+echo "slurm: $passed passed, $failed failed"
+[ $failed -eq 0 ]
