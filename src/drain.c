@@ -72,6 +72,13 @@ static void job_free(struct drain_job *j)
 	free(j);
 }
 
+/* Start reading item k of the local shard into the page cache, without waiting for it. */
+static void prefetch(const struct drain_job *j, uint32_t k)
+{
+	posix_fadvise(j->src->fd, (off_t)j->items[k].src_off, (off_t)j->items[k].raw,
+		      POSIX_FADV_WILLNEED);
+}
+
 /* Open the local shard and the output file; plan the chunks. Runs without ctx->mu. */
 static int job_setup(struct ckpt_ctx *ctx, struct ckpt_step_rec *rec, struct drain_job **out,
 		     struct ckpt_err *err)
@@ -119,6 +126,10 @@ static int job_setup(struct ckpt_ctx *ctx, struct ckpt_step_rec *rec, struct dra
 			j->items[j->nitems++] = (struct item){ i, c, s->chunks[0].offset + c * cs,
 							       ckpt_fmt__chunk_raw(m, c) };
 	}
+	/* The local copy was written with O_DIRECT: none of it is cached. Ask for the first chunk
+	 * of every drain thread now; process_chunk asks for the following ones. */
+	for (uint32_t k = 0; k < j->nitems && k < ctx->cfg->drain_threads; k++)
+		prefetch(j, k);
 
 	if ((rc = ckpt_store__step_dir(j->stepdir, sizeof(j->stepdir), ctx->shared_job,
 				       rec->step)) < 0 ||
@@ -172,6 +183,12 @@ static void process_chunk(struct worker *w, struct drain_job *j, uint32_t i)
 	uint64_t h;
 	int rc;
 
+	/* Threads claim chunks in turn, so this thread's next one is most likely i + threads:
+	 * have the kernel read it while we compress this one, so that the pread below does not
+	 * leave a core idle waiting for the device (bench/ckpt_bench, 256 MiB, with the writeback
+	 * change below: drain/zstd CLI 0.82-0.85x -> 0.99-1.10x, 2 threads on 2 cores). */
+	if (i + ctx->cfg->drain_threads < j->nitems)
+		prefetch(j, i + ctx->cfg->drain_threads);
 	if ((rc = ckpt_io__pread_full(j->src->fd, w->raw, it->raw, it->src_off, &err,
 				      j->src->path)) < 0 ||
 	    (rc = ckpt_codec__compress(w->codec, w->out, w->out_cap, w->raw, it->raw, &csize,
@@ -200,6 +217,12 @@ static void process_chunk(struct worker *w, struct drain_job *j, uint32_t i)
 	}
 	if ((rc = ckpt_io__pwrite_full(j->out_fd, w->out, csize, j->out_off, &err, j->tmp)) < 0)
 		goto fail;
+#ifdef SYNC_FILE_RANGE_WRITE
+	/* Start writing this chunk back now, without waiting: the device works while we compress
+	 * the next chunks, instead of all at once in job_finish's fsync, which stays the
+	 * durability point (this call is advisory and reports no durable state). */
+	sync_file_range(j->out_fd, (off_t)j->out_off, (off_t)csize, SYNC_FILE_RANGE_WRITE);
+#endif
 	m->chunks[it->chunk] = (struct ckpt_chunk){ j->out_off, csize, h };
 	pthread_mutex_lock(&ctx->mu);
 	j->out_off += csize;
