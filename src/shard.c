@@ -97,18 +97,20 @@ static int write_region(struct wjob *j, const ckpt_region *r, uint64_t off, uint
 
 		if ((rc = get_slot(j, &slot)) < 0)
 			return rc;
-		if (!j->direct || (((uintptr_t)p % CKPT_ALIGN) == 0 && left >= CKPT_ALIGN)) {
-			/* The caller's memory goes to the device as it is: no copy. */
-			piece = left < j->w->bufsize ? left : j->w->bufsize;
-			if (j->direct)
-				piece &= ~(size_t)(CKPT_ALIGN - 1);
+		piece = left < j->w->bufsize ? left : j->w->bufsize;
+		if (!j->direct) {
+			/* Buffered I/O (no O_DIRECT on this filesystem): the kernel copies anyway. */
 			XXH3_64bits_update(st, p, piece);
 			src = p;
 			len = piece;
 		} else {
-			/* Unaligned memory or the tail: copy through an aligned buffer, zero-padded to
-			 * the block size O_DIRECT requires; hash the copy while it is in cache. */
-			piece = left < j->w->bufsize ? left : j->w->bufsize;
+			/* O_DIRECT always goes through our aligned buffers, zero-padded to the block
+			 * size, hashing the copy while it is in cache. Even when the caller's memory is
+			 * aligned: handing it to the device directly measured slower here (bench/,
+			 * 256 MiB: 1.15x the raw write, against 0.97-1.00x through the buffers). The
+			 * copy overlaps the writes in flight; our likely gain is that the same few
+			 * buffers are pinned for each write instead of ever new ranges of the caller's
+			 * memory. Registering them (io_uring_register_buffers) is a possible next step. */
 			memcpy(j->w->bufs[slot], p, piece);
 			len = (size_t)align_up(piece);
 			memset((char *)j->w->bufs[slot] + piece, 0, len - piece);
