@@ -61,6 +61,7 @@ enum {
 	CKPT_ETIMEDOUT = -8, /* a wait ran past its time limit */
 	CKPT_EPERM = -9,     /* permission denied on a directory or file */
 	CKPT_EMPI = -10,     /* an MPI call failed, or ranks disagreed */
+	CKPT_EBUSY = -11,    /* the job (this rank) is open in another process on this node */
 	/* more codes may follow, each a distinct negative value, never renumbered */
 };
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -127,6 +128,36 @@ static void sweep_superseded(struct ckpt_ctx *ctx)
 	free(steps);
 }
 
+/* Two processes saving the same rank of one job would replace each other's local copies under
+ * their drains. An exclusive fcntl record lock per rank (released when the process dies) refuses
+ * the second at open. fcntl, not flock: a flock would be inherited by fork()ed children (data
+ * loader workers) and refuse the parent's own later reopen. It guards one node's local tier,
+ * where the race is; the ranks of one job lock their own files. */
+static int lock_job(struct ckpt_ctx *ctx, struct ckpt_err *err)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
+	char path[CKPT_PATH_MAX + 32];
+
+	snprintf(path, sizeof(path), "%s/.lock-rank-%06u", ctx->local_job, ctx->rank);
+	ctx->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (ctx->lock_fd < 0)
+		return ckpt_err__errno(err, errno, "open lock file %s", path);
+
+	if (fcntl(ctx->lock_fd, F_SETLK, &fl) < 0) {
+		int e = errno;
+
+		close(ctx->lock_fd);
+		ctx->lock_fd = -1;
+		if (e == EACCES || e == EAGAIN)
+			return ckpt_err__set(err, CKPT_EBUSY,
+					     "job '%s' rank %u is already open in another process on this node "
+					     "(lock %s): one process per rank and job",
+					     ctx->cfg->name, ctx->rank, path);
+		return ckpt_err__errno(err, e, "lock %s", path);
+	}
+	return CKPT_OK;
+}
+
 static void ctx_free(struct ckpt_ctx *ctx)
 {
 	if (!ctx)
@@ -137,6 +168,8 @@ static void ctx_free(struct ckpt_ctx *ctx)
 	ckpt_shard__writer_free(ctx->writer);
 	ckpt_codec__free(ctx->codec);
 	ckpt_config_free(ctx->cfg);
+	if (ctx->lock_fd >= 0)
+		close(ctx->lock_fd); /* releases the job lock */
 	pthread_mutex_destroy(&ctx->api_mu);
 	pthread_mutex_destroy(&ctx->mu);
 	pthread_cond_destroy(&ctx->cv);
@@ -167,6 +200,7 @@ int ckpt_api__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank,
 		return rc;
 	if (!(ctx = calloc(1, sizeof(*ctx))))
 		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory for a context");
+	ctx->lock_fd = -1;
 	pthread_mutex_init(&ctx->api_mu, NULL);
 	pthread_mutex_init(&ctx->mu, NULL);
 	pthread_cond_init(&ctx->cv, NULL);
@@ -187,6 +221,8 @@ int ckpt_api__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank,
 	}
 	if ((rc = ckpt_store__mkdirs(ctx->local_job, err)) < 0 ||
 	    (rc = ckpt_store__mkdirs(ctx->shared_job, err)) < 0)
+		goto fail;
+	if ((rc = lock_job(ctx, err)) < 0)
 		goto fail;
 	if ((rc = ckpt_shard__writer_new(&ctx->writer, cfg->io_backend, cfg->io_depth, err)) < 0)
 		goto fail;
@@ -371,6 +407,8 @@ int ckpt_api__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 		rc = ckpt_store__mkdirs(dir, &ctx->err); /* the job directory went away */
 	else
 		rc = CKPT_OK;
+	if (rc == CKPT_OK)
+		rc = ckpt_store__check_step_dir(dir, &ctx->err);
 	if (rc == CKPT_OK)
 		rc = ckpt_shard__write_local(ctx->writer, dir, base, &h, regs, n,
 					     ctx->cfg->fault_kill_at, &ctx->err);

@@ -133,7 +133,8 @@ static int job_setup(struct ckpt_ctx *ctx, struct ckpt_step_rec *rec, struct dra
 
 	if ((rc = ckpt_store__step_dir(j->stepdir, sizeof(j->stepdir), ctx->shared_job,
 				       rec->step)) < 0 ||
-	    (rc = ckpt_store__mkdirs(j->stepdir, err)) < 0)
+	    (rc = ckpt_store__mkdirs(j->stepdir, err)) < 0 ||
+	    (rc = ckpt_store__check_step_dir(j->stepdir, err)) < 0)
 		goto fail;
 	ckpt_store__shared_name(j->final, sizeof(j->final), ctx->rank, j->save_id);
 	if ((rc = ckpt_store__tmp_path(j->tmp, sizeof(j->tmp), j->stepdir, j->final)) < 0) {

@@ -21,6 +21,7 @@ const char *ckpt_strerror(int rc)
 	case CKPT_ETIMEDOUT: return "timed out";
 	case CKPT_EPERM: return "permission denied";
 	case CKPT_EMPI: return "MPI error or ranks disagree";
+	case CKPT_EBUSY: return "the job is open in another process";
 	default: return "unknown libckpt error code";
 	}
 }

@@ -20,6 +20,8 @@ int ckpt_step__open_local(struct ckpt_shard **out, const char *local_job, uint64
 	*out = NULL;
 	if ((rc = ckpt_store__step_dir(dir, sizeof(dir), local_job, step)) < 0)
 		return ckpt_err__set(err, rc, "path too long: %s", local_job);
+	if ((rc = ckpt_store__check_step_dir(dir, err)) < 0)
+		return rc;
 	ckpt_store__local_name(base, sizeof(base), rank);
 	snprintf(path, sizeof(path), "%s/%s", dir, base);
 	if ((rc = ckpt_shard__open(out, path, err)) < 0)
@@ -87,6 +89,8 @@ int ckpt_step__manifest(const char *shared_job, uint64_t step, struct ckpt_manif
 	memset(m, 0, sizeof(*m));
 	if ((rc = ckpt_store__step_dir(dir, sizeof(dir), shared_job, step)) < 0)
 		return ckpt_err__set(err, rc, "path too long: %s", shared_job);
+	if ((rc = ckpt_store__check_step_dir(dir, err)) < 0)
+		return rc;
 	snprintf(path, sizeof(path), "%s/%s", dir, CKPT_MANIFEST_NAME);
 	if ((rc = ckpt_store__read_file(path, &buf, &len, ckpt_fmt__manifest_size(CKPT_MAX_RANKS),
 					err)) < 0)

@@ -91,6 +91,19 @@ const char *ckpt_store__hostname(void)
 	return host;
 }
 
+int ckpt_store__check_step_dir(const char *path, struct ckpt_err *err)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return ckpt_err__errno(err, errno, "step directory %s", path);
+	if (!S_ISDIR(st.st_mode))
+		return ckpt_err__set(err, CKPT_ECORRUPT,
+				     "%s is a %s, not a step directory: not followed", path,
+				     S_ISLNK(st.st_mode) ? "symbolic link" : "non-directory");
+	return CKPT_OK;
+}
+
 int ckpt_store__fsync_dir(const char *path, struct ckpt_err *err)
 {
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -265,7 +278,12 @@ int ckpt_store__list_steps(const char *jobdir, uint64_t **steps, size_t *n, stru
 		return ckpt_err__errno(err, errno, "open directory %s", jobdir);
 	}
 	while ((e = readdir(d))) {
+		struct stat st;
+
 		if (ckpt_store__parse_step(e->d_name, &step))
+			continue;
+		/* only real directories: a planted symlink is not a step of this job */
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
 			continue;
 		if (cnt == cap) {
 			uint64_t *nv = realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*v));

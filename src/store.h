@@ -24,6 +24,10 @@ void ckpt_store__shared_name(char *buf, size_t len, uint32_t rank, uint64_t save
 /* Parse "step-NNNN..." into *step; 0 on success. */
 int ckpt_store__parse_step(const char *name, uint64_t *step);
 
+/* A step directory must be a real directory: a symlink planted in its place (pointing into
+ * another job or anywhere else) is never followed. CKPT_ENOENT when absent, CKPT_ECORRUPT for a
+ * symlink or another kind of file. */
+int ckpt_store__check_step_dir(const char *path, struct ckpt_err *err);
 /* mkdir -p; each directory it creates is made durable by fsync of its parent. */
 int ckpt_store__mkdirs(const char *path, struct ckpt_err *err);
 /* fsync a directory so that entries created or renamed in it survive a crash. */

@@ -12,7 +12,7 @@ above this package), or the dynamic loader (an installed libckpt.so.1). NumPy, P
 mpi4py are optional."""
 from ._lib import CKPT_NAME_MAX, CKPT_STEP_ALL, LibraryNotFound, library_path
 from .checkpointer import META_REGION, Checkpointer, Region, State
-from .errors import (CkptError, Corrupt, CkptIOError, InvalidArgument, MPIError, NoSpace,
+from .errors import (Busy, CkptError, Corrupt, CkptIOError, InvalidArgument, MPIError, NoSpace,
                      NotFound, NotSupported, OutOfMemory, PermissionDenied, TimedOut,
                      error_from_code)
 from .torch_state import Restored, rng_state, set_rng_state, torch_load, torch_save
@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Checkpointer", "Region", "State", "META_REGION", "CKPT_NAME_MAX", "CKPT_STEP_ALL",
     "CkptError", "InvalidArgument", "OutOfMemory", "CkptIOError", "NoSpace", "NotFound",
-    "Corrupt", "NotSupported", "TimedOut", "PermissionDenied", "MPIError", "error_from_code",
+    "Corrupt", "NotSupported", "TimedOut", "PermissionDenied", "MPIError", "Busy", "error_from_code",
     "LibraryNotFound", "library_path", "version", "strerror",
     "torch_save", "torch_load", "Restored", "rng_state", "set_rng_state",
 ]

@@ -4,7 +4,7 @@ from . import _lib
 
 __all__ = [
     "CkptError", "InvalidArgument", "OutOfMemory", "CkptIOError", "NoSpace", "NotFound",
-    "Corrupt", "NotSupported", "TimedOut", "PermissionDenied", "MPIError", "error_from_code",
+    "Corrupt", "NotSupported", "TimedOut", "PermissionDenied", "MPIError", "Busy", "error_from_code",
 ]
 
 
@@ -95,12 +95,18 @@ class MPIError(CkptError):
     code = _lib.CKPT_EMPI
 
 
+class Busy(CkptError):
+    """CKPT_EBUSY: the job (this rank) is already open in another process on this node."""
+    code = _lib.CKPT_EBUSY
+
+
 _CLASSES = {c.code: c for c in (InvalidArgument, OutOfMemory, CkptIOError, NoSpace, NotFound,
-                                Corrupt, NotSupported, TimedOut, PermissionDenied, MPIError)}
+                                Corrupt, NotSupported, TimedOut, PermissionDenied, MPIError,
+                                Busy)}
 _NAMES = {
     -1: "CKPT_EINVAL", -2: "CKPT_ENOMEM", -3: "CKPT_EIO", -4: "CKPT_ENOSPC", -5: "CKPT_ENOENT",
     -6: "CKPT_ECORRUPT", -7: "CKPT_ENOTSUP", -8: "CKPT_ETIMEDOUT", -9: "CKPT_EPERM",
-    -10: "CKPT_EMPI",
+    -10: "CKPT_EMPI", -11: "CKPT_EBUSY",
 }
 
 
