@@ -119,7 +119,8 @@ int ckpt_open_mpi_f(ckpt_ctx **out, const ckpt_config *cfg, int fortran_comm);
  * ckpt_save first waits for the oldest of them to finish draining (or fail).
  * Saving a step number again replaces that step: the local copy is replaced at once (atomically);
  * on the shared volume the old save stays until the new one is committed, which replaces it
- * atomically. A failed ckpt_save leaves the step as it was.
+ * atomically. A failed ckpt_save leaves the step as it was, except when only the last directory
+ * fsync failed: the new save is then in place (the error is still returned) and is drained.
  * With MPI the call is collective: every rank passes the same step.
  * Errors: CKPT_EINVAL (bad step, regions, names, duplicates), CKPT_ENOSPC, CKPT_EIO, CKPT_EMPI.
  */

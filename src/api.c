@@ -222,6 +222,17 @@ int ckpt_api__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank,
 	if ((rc = ckpt_store__mkdirs(ctx->local_job, err)) < 0 ||
 	    (rc = ckpt_store__mkdirs(ctx->shared_job, err)) < 0)
 		goto fail;
+	{
+		struct stat st;
+
+		snprintf(ctx->shared_root, sizeof(ctx->shared_root), "%s", shared);
+		if (stat(shared, &st) < 0) {
+			rc = ckpt_err__errno(err, errno, "stat %s", shared);
+			goto fail;
+		}
+		ctx->shared_dev = (uint64_t)st.st_dev;
+		ctx->shared_ino = (uint64_t)st.st_ino;
+	}
 	if ((rc = lock_job(ctx, err)) < 0)
 		goto fail;
 	if ((rc = ckpt_shard__writer_new(&ctx->writer, cfg->io_backend, cfg->io_depth, err)) < 0)
@@ -379,7 +390,7 @@ int ckpt_api__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 				 (uint32_t)n, CKPT_ALIGN, ckpt_store__now_ns() };
 	struct ckpt_step_rec *rec;
 	char dir[CKPT_PATH_MAX], base[64];
-	int rc, prev_state, new_dir;
+	int rc, prev_state, new_dir, published = 0;
 
 	if ((rc = ckpt_store__step_dir(dir, sizeof(dir), ctx->local_job, step)) < 0)
 		return ckpt_err__set(&ctx->err, rc, "path too long: %s", ctx->local_job);
@@ -414,9 +425,20 @@ int ckpt_api__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 					     ctx->cfg->fault_kill_at, &ctx->err);
 	if (rc == CKPT_OK && new_dir)
 		rc = ckpt_store__fsync_dir(ctx->local_job, &ctx->err);
+	/* A failure after the rename (a directory fsync) leaves the new save under its final name:
+	 * the error is reported, and the copy is drained like any other (single process; with MPI
+	 * the ranks agree on the failure and the next ckpt_open_mpi re-drains it). */
+	if (rc < 0 && !ctx->mpi) {
+		struct ckpt_shard *s;
+
+		if (ckpt_step__open_local(&s, ctx->local_job, step, ctx->rank, NULL) == CKPT_OK) {
+			published = s->hdr.save_id == save_id;
+			ckpt_shard__close(s);
+		}
+	}
 
 	pthread_mutex_lock(&ctx->mu);
-	if (rc < 0) {
+	if (rc < 0 && !published) {
 		/* The save failed and said so: the step is as it was (never saved, or its previous
 		 * save). That is no drain failure for ckpt_wait(CKPT_STEP_ALL) or ckpt_close to
 		 * report again, and there is no local copy to retry. */
@@ -582,6 +604,26 @@ int ckpt_api__candidates(struct ckpt_ctx *ctx, uint64_t **out, size_t *n)
 	return CKPT_OK;
 }
 
+/* A step that ckpt_latest passes over because a copy of it is damaged (not merely absent or in
+ * progress): say so, or the caller gets an older step and no reason. */
+static void warn_damaged(struct ckpt_ctx *ctx, uint64_t step)
+{
+	struct ckpt_err e = { "" };
+	struct ckpt_manifest m;
+	struct ckpt_shard *s;
+	int rc;
+
+	if ((rc = ckpt_step__open_local(&s, ctx->local_job, step, ctx->rank, &e)) == CKPT_OK)
+		ckpt_shard__close(s);
+	if (rc == CKPT_OK || rc == CKPT_ENOENT) {
+		if ((rc = ckpt_step__manifest(ctx->shared_job, step, &m, 1, &e)) == CKPT_OK)
+			ckpt_fmt__manifest_free(&m);
+	}
+	if (rc != CKPT_OK && rc != CKPT_ENOENT)
+		ckpt_config__log(ctx->cfg, 1, "step %llu is damaged, skipped: %s",
+				 (unsigned long long)step, e.msg);
+}
+
 int ckpt_latest(ckpt_ctx *ctx, uint64_t *step)
 {
 	uint64_t *v;
@@ -599,12 +641,14 @@ int ckpt_latest(ckpt_ctx *ctx, uint64_t *step)
 		goto out;
 	rc = ckpt_err__set(&ctx->err, CKPT_ENOENT, "no complete step of job '%s' on either tier",
 			   ctx->cfg->name);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		if (ckpt_api__step_usable(ctx, v[i])) {
 			*step = v[i];
 			rc = CKPT_OK;
 			break;
 		}
+		warn_damaged(ctx, v[i]);
+	}
 	free(v);
 out:
 	pthread_mutex_unlock(&ctx->api_mu);

@@ -20,6 +20,11 @@ int ckpt_commit__single(struct ckpt_ctx *ctx, const struct ckpt_drained *d, stru
 	if (!(buf = malloc(len)))
 		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory for a manifest");
 	ckpt_fmt__encode_manifest(buf, &m);
+	if ((rc = ckpt_store__same_dir(ctx->shared_root, ctx->shared_dev, ctx->shared_ino,
+				       err)) < 0) {
+		free(buf);
+		return rc;
+	}
 	ckpt_config__fault(ctx->cfg->fault_kill_at, "commit.before");
 	/* The commit point: write, fsync, rename over any older MANIFEST of this step, fsync the
 	 * directory. Before the rename readers see the previous state (the older save of this step,

@@ -177,7 +177,11 @@ static void finish_round(struct ckpt_ctx *ctx, struct round *r)
 			ckpt_fmt__encode_manifest(buf, &m);
 			ckpt_config__fault(ctx->cfg->fault_kill_at, "commit.before");
 			/* The commit point for every rank at once (see commit.c for the order). */
-			o.rc = ckpt_store__write_durable(dir, CKPT_MANIFEST_NAME, buf, len, &err);
+			o.rc = ckpt_store__same_dir(ctx->shared_root, ctx->shared_dev,
+						    ctx->shared_ino, &err);
+			if (o.rc == CKPT_OK)
+				o.rc = ckpt_store__write_durable(dir, CKPT_MANIFEST_NAME, buf, len,
+								 &err);
 			free(buf);
 			if (o.rc == CKPT_OK) {
 				ckpt_config__fault(ctx->cfg->fault_kill_at, "commit.done");

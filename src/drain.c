@@ -133,6 +133,8 @@ static int job_setup(struct ckpt_ctx *ctx, struct ckpt_step_rec *rec, struct dra
 
 	if ((rc = ckpt_store__step_dir(j->stepdir, sizeof(j->stepdir), ctx->shared_job,
 				       rec->step)) < 0 ||
+	    (rc = ckpt_store__same_dir(ctx->shared_root, ctx->shared_dev, ctx->shared_ino,
+				       err)) < 0 ||
 	    (rc = ckpt_store__mkdirs(j->stepdir, err)) < 0 ||
 	    (rc = ckpt_store__check_step_dir(j->stepdir, err)) < 0)
 		goto fail;
@@ -625,7 +627,11 @@ void ckpt_drain__retention(struct ckpt_ctx *ctx)
 	for (size_t i = 0; i < n; i++) {
 		struct ckpt_step_rec *rec = ckpt_drain__rec(ctx, v[i].step, 0);
 
-		if (v[i].keep || (rec && (rec->state == CKPT_STATE_LOCAL || rec->queued)) ||
+		/* a step whose last drain failed keeps its local copy even when a MANIFEST exists:
+		 * the commit may have been reported failed after its rename (directory fsync) */
+		if (v[i].keep ||
+		    (rec && (rec->state == CKPT_STATE_LOCAL || rec->state == CKPT_STATE_FAILED ||
+			     rec->queued)) ||
 		    (ctx->job && ctx->job->step == v[i].step) ||
 		    !local_is_committed(ctx, v[i].step, v[i].save_id))
 			continue;

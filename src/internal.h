@@ -52,6 +52,8 @@ struct ckpt_ctx {
 	struct ckpt_config *cfg;
 	char local_job[CKPT_PATH_MAX];  /* <local_dir>/<name> */
 	char shared_job[CKPT_PATH_MAX]; /* <shared_dir>/<name> */
+	char shared_root[CKPT_PATH_MAX];/* realpath of shared_dir */
+	uint64_t shared_dev, shared_ino; /* ... as it was at open (ckpt_store__same_dir) */
 	uint32_t rank, nranks;
 	ckpt_commit_fn commit;
 	ckpt_vote_fail_fn vote_fail;

@@ -104,6 +104,21 @@ int ckpt_store__check_step_dir(const char *path, struct ckpt_err *err)
 	return CKPT_OK;
 }
 
+int ckpt_store__same_dir(const char *dir, uint64_t dev, uint64_t ino, struct ckpt_err *err)
+{
+	struct stat st;
+
+	if (stat(dir, &st) < 0)
+		return ckpt_err__set(err, CKPT_EIO, "shared_dir %s is gone (%s): nothing written there",
+				     dir, strerror(errno));
+	if ((uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino)
+		return ckpt_err__set(err, CKPT_EIO,
+				     "shared_dir %s is no longer the directory it was when the job opened "
+				     "it (the volume was unmounted or replaced?): nothing written there",
+				     dir);
+	return CKPT_OK;
+}
+
 int ckpt_store__fsync_dir(const char *path, struct ckpt_err *err)
 {
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

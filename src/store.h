@@ -28,6 +28,10 @@ int ckpt_store__parse_step(const char *name, uint64_t *step);
  * another job or anywhere else) is never followed. CKPT_ENOENT when absent, CKPT_ECORRUPT for a
  * symlink or another kind of file. */
 int ckpt_store__check_step_dir(const char *path, struct ckpt_err *err);
+/* Is `dir` still the directory (device, inode) the job opened? A volume unmounted under a running
+ * job leaves its bare mount point: writing there would "commit" onto the root filesystem.
+ * CKPT_EIO with a message when it changed or vanished. */
+int ckpt_store__same_dir(const char *dir, uint64_t dev, uint64_t ino, struct ckpt_err *err);
 /* mkdir -p; each directory it creates is made durable by fsync of its parent. */
 int ckpt_store__mkdirs(const char *path, struct ckpt_err *err);
 /* fsync a directory so that entries created or renamed in it survive a crash. */
