@@ -274,6 +274,9 @@ int ckpt_fmt__decode_index(struct ckpt_index *out, const uint8_t *buf, size_t le
 			goto bad;
 		/* Chunk geometry must follow from the sizes, so a reader never trusts counts alone. */
 		if (r->raw_size == 0) {
+			/* an empty region has no chunk, and no chunk size to allocate for */
+			if (r->chunk_raw != 0)
+				goto bad;
 			expect = 0;
 		} else {
 			if (r->chunk_raw == 0 || (compressed && r->chunk_raw > CKPT_MAX_CHUNK_RAW))

@@ -444,7 +444,7 @@ int ckpt_shard__verify(struct ckpt_shard *s, struct ckpt_codec *codec, struct ck
 						   s->path);
 				goto out;
 			}
-			if (need > cap) {
+			if (r->nchunks && need > cap) {
 				uint8_t *nr = realloc(raw, need);
 
 				if (!nr) {
