@@ -432,7 +432,9 @@ int ckpt_shard__verify(struct ckpt_shard *s, struct ckpt_codec *codec, struct ck
 				done += piece;
 			}
 		} else {
-			uint64_t need = r->chunk_raw;
+			/* one chunk's raw bytes, never more than the region holds: a 100-byte region of
+			 * a shard drained with chunk_size 256M needs 100 bytes, not 256 MiB */
+			uint64_t need = r->chunk_raw < r->raw_size ? r->chunk_raw : r->raw_size;
 
 			if (!codec) {
 				rc = ckpt_err__set(err, CKPT_EINVAL, "no codec to verify %s", s->path);

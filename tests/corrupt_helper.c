@@ -670,5 +670,11 @@ int main(int argc, char **argv)
 			fails = 1;
 	}
 	fprintf(out, "corruption: %s\n", fails ? "FAIL" : "ok");
+	free(l1.orig);
+	free(l2.orig);
+	free(s1.orig);
+	free(s2.orig);
+	free(m1.orig);
+	free(m2.orig);
 	return fails ? 1 : 0;
 }

@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,32 +43,44 @@ static int passed, failed, xfailed;
  * The slow volume
  */
 
+/* Set by the main thread, read by the drain threads in the wrappers below: under slow_mu
+ * (volatile is no synchronization; ThreadSanitizer reported the race). slow_ms is also read
+ * atomically without the lock, so that writes stay cheap while the volume is fast. */
+static pthread_mutex_t slow_mu = PTHREAD_MUTEX_INITIALIZER;
 static char slow_dir[PATH_MAX];
 static size_t slow_len;
-static volatile int slow_ms, slow_sync_ms; /* per write; per fsync (0: as per write) */
-static volatile long slowed;
+static int slow_ms, slow_sync_ms; /* per write; per fsync (0: as per write) */
+static long slowed;
 
-static int slow_fd(int fd)
+/* How long a write (sync: an fsync) to fd waits: 0 unless fd is below the slow directory. */
+static int slow_delay(int fd, int sync)
 {
 	char p[64], t[PATH_MAX];
 	ssize_t n;
+	int ms = 0;
 
-	if (!slow_ms)
+	if (!__atomic_load_n(&slow_ms, __ATOMIC_RELAXED))
 		return 0;
 	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
 	if ((n = readlink(p, t, sizeof(t) - 1)) <= 0)
 		return 0;
 	t[n] = '\0';
-	return !strncmp(t, slow_dir, slow_len);
+	pthread_mutex_lock(&slow_mu);
+	if (slow_ms && !strncmp(t, slow_dir, slow_len)) {
+		ms = sync && slow_sync_ms ? slow_sync_ms : slow_ms;
+		slowed++;
+	}
+	pthread_mutex_unlock(&slow_mu);
+	return ms;
 }
 
 static void slow_down(int fd, int sync)
 {
-	if (slow_fd(fd)) {
-		int ms = sync && slow_sync_ms ? slow_sync_ms : slow_ms;
+	int ms = slow_delay(fd, sync);
+
+	if (ms) {
 		struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 
-		slowed++;
 		nanosleep(&ts, NULL);
 	}
 }
@@ -114,10 +127,32 @@ int fdatasync(int fd)
 
 static void slow_volume(const char *dir, int ms)
 {
-	if (!realpath(dir, slow_dir))
-		snprintf(slow_dir, sizeof(slow_dir), "%s", dir);
+	char d[PATH_MAX];
+
+	if (!realpath(dir, d))
+		snprintf(d, sizeof(d), "%s", dir);
+	pthread_mutex_lock(&slow_mu);
+	memcpy(slow_dir, d, sizeof(slow_dir));
 	slow_len = strlen(slow_dir);
-	slow_ms = ms;
+	__atomic_store_n(&slow_ms, ms, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&slow_mu);
+}
+
+static void slow_sync(int ms)
+{
+	pthread_mutex_lock(&slow_mu);
+	slow_sync_ms = ms;
+	pthread_mutex_unlock(&slow_mu);
+}
+
+static long slowed_count(void)
+{
+	long n;
+
+	pthread_mutex_lock(&slow_mu);
+	n = slowed;
+	pthread_mutex_unlock(&slow_mu);
+	return n;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -658,7 +693,7 @@ static int readonly(void)
 	 * writer: after the shard's rename, before the MANIFEST is created (the slow volume makes
 	 * the directory fsync between them last 300 ms). */
 	slow_volume(s, 20);
-	slow_sync_ms = 300;
+	slow_sync(300);
 	check(save(ctx, 2, 2 * MIB, 2) == CKPT_OK, "step 2 saved locally");
 	check(drain_started(2, 5000), "the drain of step 2 has begun");
 	{
@@ -671,7 +706,7 @@ static int readonly(void)
 		}
 		check(ro, "the shared volume turns read-only in the middle of the drain");
 	}
-	slow_sync_ms = 0;
+	slow_sync(0);
 	rc = ckpt_wait(ctx, 2);
 	check(rc == CKPT_EPERM && strstr(ckpt_errmsg(ctx), "Read-only"),
 	      "ckpt_wait(2): %s: %s", ckpt_strerror(rc), ckpt_errmsg(ctx));
@@ -723,7 +758,7 @@ static int slow(void)
 	st2 = state_of(ctx, 2);
 	check(rc == CKPT_OK && st1 == CKPT_STATE_COMMITTED && st2 == CKPT_STATE_COMMITTED,
 	      "ckpt_wait(2) returns once both are committed (%s)", ckpt_strerror(rc));
-	check(slowed > 0, "the slow volume slowed %ld writes and fsyncs", slowed);
+	check(slowed_count() > 0, "the slow volume slowed %ld writes and fsyncs", slowed_count());
 	/* close with a deadline shorter than the drain: abandoned, and finished by the next open */
 	check(save(ctx, 3, 2 * MIB, 3) == CKPT_OK, "step 3 saved");
 	ckpt_close(ctx);

@@ -678,6 +678,14 @@ static void test_index_chunk_counts(void)
 	make_compressed(&f);
 	f.r[1].chunk_raw = 0;
 	CU_ASSERT_EQUAL(decode(f.r, NREG, 1), CKPT_ECORRUPT);
+	/* an empty region has chunk size 0: readers size their buffers by it (fuzz_shard found a
+	 * 3760-byte shard whose empty region's 2^42 made ckpt_shard__verify ask for 4 TiB) */
+	make_compressed(&f);
+	f.r[2].chunk_raw = 1ull << 42;
+	CU_ASSERT_EQUAL(decode(f.r, NREG, 1), CKPT_ECORRUPT);
+	make_local(&f);
+	f.r[2].chunk_raw = 4096;
+	CU_ASSERT_EQUAL(decode(f.r, 3, 0), CKPT_ECORRUPT);
 	/* compressed chunks above the 1 GiB bound */
 	make_compressed(&f);
 	f.r[1].chunk_raw = CKPT_MAX_CHUNK_RAW + 1;

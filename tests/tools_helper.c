@@ -96,7 +96,7 @@ int main(int argc, char **argv)
 		}
 		if (ckpt_close(ctx) != CKPT_OK)
 			rc = 1;
-		return rc ? 2 : 0;
+		rc = rc ? 2 : 0;
 	} else {
 		unsigned long long s = strtoull(argv[5], NULL, 10);
 		size_t sz = 1;

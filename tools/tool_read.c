@@ -256,8 +256,16 @@ int tool_read_shard(struct tool_shard_data *out, struct ckpt_shard *s, unsigned 
 		for (uint32_t c = 0; c < r->nchunks; c++)
 			if (r->chunks[c].stored_size > j.max_stored)
 				j.max_stored = (size_t)r->chunks[c].stored_size;
-		if (r->nchunks && window_chunks(r, nthreads) * r->chunk_raw > window)
-			window = window_chunks(r, nthreads) * r->chunk_raw;
+		/* a window never holds more than its region: a small region of a shard drained with
+		 * a large chunk_size needs its own size, not window_chunks * chunk_raw */
+		if (r->nchunks) {
+			uint64_t w = window_chunks(r, nthreads) * r->chunk_raw;
+
+			if (w > r->raw_size)
+				w = r->raw_size;
+			if (w > window)
+				window = w;
+		}
 	}
 	if (!(j.items = calloc(j.nitems ? j.nitems : 1, sizeof(*j.items))))
 		goto out;
