@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "harness.h"
 
 #define A_SIZE 100000u /* two 64 KiB chunks on the shared tier */
 #define B_SIZE 5000u
@@ -61,24 +62,6 @@ static void fill(unsigned char *p, size_t n, uint64_t seed, int half_zero)
 		x ^= x << 17;
 		p[i] = half_zero && (i & 1) ? 0 : (unsigned char)(x >> 29);
 	}
-}
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char *cmd;
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	if (vasprintf(&cmd, fmt, ap) < 0) {
-		va_end(ap);
-		return -1;
-	}
-	va_end(ap);
-	st = system(cmd);
-	free(cmd);
-	return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static int warned(void);
@@ -339,7 +322,7 @@ static void judge_tool(int cov, const char *kind, const char *what)
 
 	if (!tool)
 		return;
-	rc = sh("'%s' verify --shared-dir '%s' --name job --step 2 >/dev/null 2>&1", tool, S);
+	rc = th_sh("'%s' verify --shared-dir '%s' --name job --step 2 >/dev/null 2>&1", tool, S);
 	C.tool_checked++;
 	if ((cov && rc != 2) || (!cov && rc != 0 && rc != 2)) {
 		C.tool_wrong++;
@@ -559,7 +542,7 @@ int main(int argc, char **argv)
 	snprintf(L, sizeof(L), "%s/local", base);
 	snprintf(S, sizeof(S), "%s/shared", base);
 	snprintf(wpath, sizeof(wpath), "%s/warnings", base);
-	sh("mkdir -p '%s' '%s'", L, S);
+	th_sh("mkdir -p '%s' '%s'", L, S);
 	if ((warn_fd = open(wpath, O_RDWR | O_CREAT | O_TRUNC | O_APPEND, 0644)) < 0 ||
 	    dup2(warn_fd, 2) < 0)
 		return 2;
@@ -620,10 +603,10 @@ int main(int argc, char **argv)
 	 * directory goes makes the re-drain that every ckpt_open starts for an uncommitted local
 	 * step fail, so that the local copy stays the only one. */
 	step_away(S, 2, 1);
-	sh("touch '%s/job/step-%020d'", S, 2);
+	th_sh("touch '%s/job/step-%020d'", S, 2);
 	flips(&l2, "local", ALONE, stride, 0);
 	cuts(&l2, "local", ALONE);
-	sh("rm -f '%s/job/step-%020d'", S, 2);
+	th_sh("rm -f '%s/job/step-%020d'", S, 2);
 	step_away(S, 2, 0);
 	/* 3. the shared copy and 4. the MANIFEST damaged, the local copy intact, then alone */
 	flips(&s2, "shared", WITH_OTHER_TIER, stride * 4, 0);

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "harness.h"
 
 #define MIB (1024u * 1024u)
 
@@ -230,24 +231,6 @@ static void known(int cond, const char *bug, const char *fmt, ...)
 	fflush(stdout);
 }
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char *cmd;
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	if (vasprintf(&cmd, fmt, ap) < 0) {
-		va_end(ap);
-		return -1;
-	}
-	va_end(ap);
-	st = system(cmd);
-	free(cmd);
-	return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void sleep_ms(int ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
@@ -403,7 +386,7 @@ static int shared_exact(uint64_t step, size_t n, uint64_t seed)
 
 	snprintf(l, sizeof(l), "%s/fresh-node", base);
 	snprintf(s, sizeof(s), "%s/shared", base);
-	sh("rm -rf '%s' && mkdir -p '%s'", l, l);
+	th_sh("rm -rf '%s' && mkdir -p '%s'", l, l);
 	if (!(ctx = open_at(l, s, NULL)))
 		return 0;
 	ok = load_exact(ctx, step, n, seed, &rc, NULL);
@@ -411,7 +394,7 @@ static int shared_exact(uint64_t step, size_t n, uint64_t seed)
 		printf("  (step %" PRIu64 " from the shared tier alone: %s: %s)\n", step,
 		       ckpt_strerror(rc), ckpt_errmsg(ctx));
 	ckpt_close(ctx);
-	sh("rm -rf '%s'", l);
+	th_sh("rm -rf '%s'", l);
 	return ok;
 }
 
@@ -441,17 +424,17 @@ static int tool_rc(const char *args)
 {
 	if (!tool)
 		return -1;
-	return sh("'%s' %s >'%s/tool.out' 2>&1", tool, args, base);
+	return th_sh("'%s' %s >'%s/tool.out' 2>&1", tool, args, base);
 }
 
 static int tool_said(const char *what)
 {
-	return sh("grep -q '%s' '%s/tool.out'", what, base) == 0;
+	return th_sh("grep -q '%s' '%s/tool.out'", what, base) == 0;
 }
 
 static int mount_tmpfs(const char *dir, const char *size)
 {
-	return sh("mount -t tmpfs -o size=%s,mode=0755 tmpfs '%s' 2>/dev/null", size, dir);
+	return th_sh("mount -t tmpfs -o size=%s,mode=0755 tmpfs '%s' 2>/dev/null", size, dir);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -501,19 +484,19 @@ static int enospc_local(void)
 		check(rc == 3, "ckpt restore onto a full local tier exits 3 (I/O error): %d", rc);
 		check(tool_said("No space left"), "and says why (No space left on device)");
 		check(count_tmp(r) == 0, "and leaves no temporary file behind");
-		sh("mount -o remount,size=16m '%s'", r);
+		th_sh("mount -o remount,size=16m '%s'", r);
 		rc = tool_rc(args);
 		check(rc == 0, "with space again, the same restore exits 0: %d", rc);
-		sh("umount '%s'", r);
+		th_sh("umount '%s'", r);
 	}
 	/* space is back on the local tier */
-	sh("mount -o remount,size=64m '%s'", l);
+	th_sh("mount -o remount,size=64m '%s'", l);
 	check(save(ctx, 3, 16 * MIB, 3) == CKPT_OK && ckpt_wait(ctx, 3) == CKPT_OK,
 	      "with space again, a 16 MiB step saves and commits");
 	check(ckpt_latest(ctx, &latest) == CKPT_OK && latest == 3 &&
 	      load_exact(ctx, 3, 16 * MIB, 3, NULL, NULL), "and is the newest step, bit-exact");
 	check(ckpt_close(ctx) == CKPT_OK, "ckpt_close: OK");
-	sh("umount '%s'", l);
+	th_sh("umount '%s'", l);
 	return failed ? 1 : 0;
 }
 
@@ -562,7 +545,7 @@ static int enospc_shared(void)
 	rc = ckpt_close(ctx);
 	check(rc == CKPT_ENOSPC, "ckpt_close reports the failed drains: %s", ckpt_strerror(rc));
 	/* the fault goes away; the next process finds and commits what is left */
-	sh("mount -o remount,size=64m '%s'", s);
+	th_sh("mount -o remount,size=64m '%s'", s);
 	if (!(ctx = open_job((const char *const[]){ "keep_local", "1", "keep_shared", "0", NULL })))
 		return 1;
 	rc = ckpt_wait(ctx, CKPT_STEP_ALL);
@@ -574,7 +557,7 @@ static int enospc_shared(void)
 		      "step %" PRIu64 " committed, bit-exact from the shared tier alone", st);
 	check(shared_exact(1, 1 * MIB, 1), "step 1 still intact");
 	check(count_tmp(base) == 0, "no temporary file anywhere");
-	sh("umount '%s'", s);
+	th_sh("umount '%s'", s);
 	return failed ? 1 : 0;
 }
 
@@ -604,7 +587,7 @@ static int vanish(void)
 	      "the local copy of step 2 is kept and loads");
 	slow_volume(s, 0);
 	if (exists(job))
-		sh("rm -rf '%s'", job); /* what a drain meanwhile recreated */
+		th_sh("rm -rf '%s'", job); /* what a drain meanwhile recreated */
 	check(rename(gone, job) == 0, "the directory comes back");
 	check(save(ctx, 3, 1 * MIB, 3) == CKPT_OK, "step 3 saved");
 	rc = ckpt_wait(ctx, CKPT_STEP_ALL);
@@ -620,6 +603,20 @@ static int vanish(void)
 	return failed ? 1 : 0;
 }
 
+/* A volume of its own for the shared directory: <base>/volume bind-mounted on <base>/shared
+ * (s and vol get both paths, PATH_MAX each). 0, or 77 (skip) when bind mounts are refused. */
+static int bind_volume(char *s, char *vol)
+{
+	snprintf(s, PATH_MAX, "%s/shared", base);
+	snprintf(vol, PATH_MAX, "%s/volume", base);
+	mkdir(vol, 0755);
+	if (th_sh("mount --bind '%s' '%s' 2>/dev/null", vol, s)) {
+		printf("  SKIP - cannot bind-mount (needs root)\n");
+		return 77;
+	}
+	return 0;
+}
+
 /* The shared volume is unmounted in the middle of a drain (its mount point stays, empty), then
  * mounted again. Nothing may be "committed" into the bare mount point meanwhile. */
 static int unmount(void)
@@ -628,13 +625,8 @@ static int unmount(void)
 	ckpt_ctx *ctx;
 	int rc;
 
-	snprintf(s, sizeof(s), "%s/shared", base);
-	snprintf(vol, sizeof(vol), "%s/volume", base);
-	mkdir(vol, 0755);
-	if (sh("mount --bind '%s' '%s' 2>/dev/null", vol, s)) {
-		printf("  SKIP - cannot bind-mount (needs root)\n");
-		return 77;
-	}
+	if ((rc = bind_volume(s, vol)))
+		return rc;
 	if (!(ctx = open_job((const char *const[]){ "keep_local", "2", "keep_shared", "0", NULL })))
 		return 1;
 	check(save(ctx, 1, 1 * MIB, 1) == CKPT_OK && ckpt_wait(ctx, 1) == CKPT_OK,
@@ -642,7 +634,7 @@ static int unmount(void)
 	slow_volume(s, 15);
 	check(save(ctx, 2, 2 * MIB, 2) == CKPT_OK, "step 2 saved locally");
 	check(drain_started(2, 5000), "the drain of step 2 has begun");
-	check(sh("umount -l '%s'", s) == 0, "the shared volume is unmounted (lazily)");
+	check(th_sh("umount -l '%s'", s) == 0, "the shared volume is unmounted (lazily)");
 	rc = ckpt_wait(ctx, 2);
 	check(rc < 0, "ckpt_wait(2) fails: %s: %s", ckpt_strerror(rc), ckpt_errmsg(ctx));
 	slow_volume(s, 0);
@@ -650,10 +642,10 @@ static int unmount(void)
 	rc = ckpt_wait(ctx, 3);
 	known(rc < 0, "B2", "step 3 is not reported committed while the volume is away: %s",
 	      ckpt_strerror(rc));
-	known(!exists(s) || sh("[ -z \"$(ls -A '%s')\" ]", s) == 0, "B2",
+	known(!exists(s) || th_sh("[ -z \"$(ls -A '%s')\" ]", s) == 0, "B2",
 	      "nothing was written into the bare mount point");
-	sh("rm -rf '%s'/job", s); /* remove what the bug wrote on the wrong filesystem */
-	check(sh("mount --bind '%s' '%s'", vol, s) == 0, "the volume is mounted again");
+	th_sh("rm -rf '%s'/job", s); /* remove what the bug wrote on the wrong filesystem */
+	check(th_sh("mount --bind '%s' '%s'", vol, s) == 0, "the volume is mounted again");
 	check(save(ctx, 4, 1 * MIB, 4) == CKPT_OK, "step 4 saved");
 	rc = ckpt_wait(ctx, CKPT_STEP_ALL);
 	check(rc == CKPT_OK, "ckpt_wait(ALL): %s %s", ckpt_strerror(rc), rc ? ckpt_errmsg(ctx) : "");
@@ -666,7 +658,7 @@ static int unmount(void)
 	if (manifest(s, 2) && manifest(s, 3))
 		check(shared_exact(2, 2 * MIB, 2) && shared_exact(3, 1 * MIB, 3),
 		      "steps 2 and 3 bit-exact from the volume alone");
-	sh("umount '%s'", s);
+	th_sh("umount '%s'", s);
 	return failed ? 1 : 0;
 }
 
@@ -677,13 +669,8 @@ static int readonly(void)
 	ckpt_ctx *ctx;
 	int rc;
 
-	snprintf(s, sizeof(s), "%s/shared", base);
-	snprintf(vol, sizeof(vol), "%s/volume", base);
-	mkdir(vol, 0755);
-	if (sh("mount --bind '%s' '%s' 2>/dev/null", vol, s)) {
-		printf("  SKIP - cannot bind-mount (needs root)\n");
-		return 77;
-	}
+	if ((rc = bind_volume(s, vol)))
+		return rc;
 	if (!(ctx = open_job((const char *const[]){ "keep_local", "1", "keep_shared", "0", NULL })))
 		return 1;
 	check(save(ctx, 1, 1 * MIB, 1) == CKPT_OK && ckpt_wait(ctx, 1) == CKPT_OK,
@@ -717,7 +704,7 @@ static int readonly(void)
 	snprintf(args, sizeof(args), "verify --shared-dir '%s' --name job --step 1", s);
 	if (tool)
 		check(tool_rc(args) == 0, "step 1 on the read-only volume: ckpt verify exits 0");
-	check(sh("mount -o remount,bind,rw '%s'", s) == 0, "the volume is writable again");
+	check(th_sh("mount -o remount,bind,rw '%s'", s) == 0, "the volume is writable again");
 	check(save(ctx, 4, 1 * MIB, 4) == CKPT_OK, "step 4 saved");
 	rc = ckpt_wait(ctx, CKPT_STEP_ALL);
 	check(rc == CKPT_OK, "the next save retried steps 2 and 3: ckpt_wait(ALL) %s",
@@ -727,7 +714,7 @@ static int readonly(void)
 	      shared_exact(3, 1 * MIB, 3) && shared_exact(4, 1 * MIB, 4),
 	      "steps 1 to 4 bit-exact from the shared tier alone");
 	check(count_tmp(base) == 0, "no temporary file anywhere");
-	sh("umount '%s'", s);
+	th_sh("umount '%s'", s);
 	return failed ? 1 : 0;
 }
 
@@ -1043,7 +1030,7 @@ int main(int argc, char **argv)
 	tool = argc > 3 ? argv[3] : NULL;
 	if (tool && access(tool, X_OK))
 		tool = NULL;
-	sh("mkdir -p '%s/local' '%s/shared'", base, base);
+	th_sh("mkdir -p '%s/local' '%s/shared'", base, base);
 	if (!strcmp(sc, "enospc-local"))
 		rc = enospc_local();
 	else if (!strcmp(sc, "enospc-shared"))

@@ -139,15 +139,19 @@ void th_make_data(void *buf, size_t n, uint64_t seed)
 {
 	static unsigned char *real;
 	static size_t real_n;
+	static int tried;
 	unsigned char *p = buf;
 
-	if (!real && (real = malloc(8u << 20))) {
+	if (!tried && (real = malloc(16u << 20))) {
 		real_n = th_real_data("weights-fp32.bin", real, 8u << 20);
+		if (real_n == 8u << 20)
+			real_n += th_real_data("adamw-state-fp32.bin", real + real_n, 8u << 20);
 		if (!real_n) {
 			free(real);
 			real = NULL;
 		}
 	}
+	tried = 1;
 	if (!real) {
 		th_fill(buf, n, seed);
 		return;
@@ -164,6 +168,23 @@ void th_make_data(void *buf, size_t n, uint64_t seed)
 		x ^= x >> 29;
 		p[i] ^= (unsigned char)(x | 1);
 	}
+}
+
+int th_load_eq(ckpt_ctx *ctx, uint64_t step, const char *name, const void *expect, size_t n)
+{
+	void *buf = malloc(n ? n : 1);
+	int rc, ok;
+
+	if (!buf)
+		return 0;
+	memset(buf, 0xee, n);
+	rc = ckpt_load(ctx, step, name, buf, n);
+	if (rc != CKPT_OK)
+		fprintf(stderr, "load step %llu '%s': %s: %s\n", (unsigned long long)step, name,
+			ckpt_strerror(rc), ckpt_errmsg(ctx));
+	ok = rc == CKPT_OK && (n == 0 || memcmp(buf, expect, n) == 0);
+	free(buf);
+	return ok;
 }
 
 void th_clean_environment(void)

@@ -22,9 +22,14 @@ size_t th_real_data(const char *file, void *buf, size_t n);
 int th_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Count the files below dir whose name matches glob pattern (fnmatch). */
 int th_count_files(const char *dir, const char *pattern);
-/* Real trained fp32 weights (../shared/data, 8 MiB, tiled), with the low byte of every 4-byte value
- * perturbed by `seed` so that every version differs; pseudo-random bytes without the data. */
+/* Real training state (../shared/data: 8 MiB of fp32 weights then 8 MiB of AdamW moments, tiled),
+ * with the low byte of every 4-byte value perturbed by `seed` so that every version differs;
+ * pseudo-random bytes without the data. The first call reads the files: make it before any
+ * fork or thread. */
 void th_make_data(void *buf, size_t n, uint64_t seed);
+/* Load region `name` of `step` and compare it with expect; 1 when bit-exact. A failed load is
+ * reported on stderr. */
+int th_load_eq(ckpt_ctx *ctx, uint64_t step, const char *name, const void *expect, size_t n);
 /* Unset every inherited CKPT_* variable except CKPT_TEST_DATA, so that a user's environment
  * cannot change what a test means. */
 void th_clean_environment(void);

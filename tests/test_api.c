@@ -101,24 +101,6 @@ static long long file_size(const char *path)
 	return stat(path, &st) == 0 ? (long long)st.st_size : -1;
 }
 
-/* Load region `name` of `step` and compare it with expect; 1 when bit-exact. */
-static int load_eq(ckpt_ctx *ctx, uint64_t step, const char *name, const void *expect, size_t n)
-{
-	void *buf = malloc(n ? n : 1);
-	int rc, ok;
-
-	if (!buf)
-		return 0;
-	memset(buf, 0xee, n);
-	rc = ckpt_load(ctx, step, name, buf, n);
-	if (rc != CKPT_OK)
-		fprintf(stderr, "load step %llu '%s': %s: %s\n", (unsigned long long)step, name,
-			ckpt_strerror(rc), ckpt_errmsg(ctx));
-	ok = rc == CKPT_OK && (n == 0 || memcmp(buf, expect, n) == 0);
-	free(buf);
-	return ok;
-}
-
 static void wipe_local(const struct th_env *e)
 {
 	th_sh("rm -rf '%s'/job", e->local);
@@ -198,7 +180,7 @@ static void test_null_args(void)
 	CU_ASSERT(ckpt_load(ctx, 1, "a", NULL, 1) == CKPT_EINVAL);
 	CU_ASSERT(strlen(ckpt_errmsg(ctx)) > 0);
 	/* and still usable */
-	CU_ASSERT(load_eq(ctx, 1, "a", "x", 1));
+	CU_ASSERT(th_load_eq(ctx, 1, "a", "x", 1));
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	th_env_free(&e);
 }
@@ -358,7 +340,7 @@ static void test_env_vars(void)
 
 		CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_OK);
 		CU_ASSERT(step == 3);
-		CU_ASSERT(load_eq(ctx, 3, "w", data, r.size));
+		CU_ASSERT(th_load_eq(ctx, 3, "w", data, r.size));
 		CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	}
 	ckpt_config_free(cfg);
@@ -431,7 +413,7 @@ static void roundtrip(const char *tag, const char *const *kv)
 		CU_ASSERT(info[i].size == sizes[i]);
 		CU_ASSERT(ckpt_region_size(ctx, 42, names[i], &sz) == CKPT_OK);
 		CU_ASSERT(sz == sizes[i]);
-		CU_ASSERT(load_eq(ctx, 42, names[i], mem[i], sizes[i]));
+		CU_ASSERT(th_load_eq(ctx, 42, names[i], mem[i], sizes[i]));
 	}
 	CU_ASSERT(ckpt_load(ctx, 42, "empty", NULL, 0) == CKPT_OK);
 
@@ -445,7 +427,7 @@ static void roundtrip(const char *tag, const char *const *kv)
 		CU_ASSERT_STRING_EQUAL(info[i].name, names[i]);
 		CU_ASSERT(ckpt_region_size(ctx, 42, names[i], &sz) == CKPT_OK);
 		CU_ASSERT(sz == sizes[i]);
-		CU_ASSERT(load_eq(ctx, 42, names[i], mem[i], sizes[i]));
+		CU_ASSERT(th_load_eq(ctx, 42, names[i], mem[i], sizes[i]));
 	}
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 
@@ -454,7 +436,7 @@ static void roundtrip(const char *tag, const char *const *kv)
 	CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_OK);
 	CU_ASSERT(step == 42);
 	for (int i = 0; i < NR; i++)
-		CU_ASSERT(load_eq(ctx, 42, names[i], mem[i], sizes[i]));
+		CU_ASSERT(th_load_eq(ctx, 42, names[i], mem[i], sizes[i]));
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	CU_ASSERT(th_count_files(e.base, ".tmp.*") == 0);
 	for (int i = 0; i < NR; i++)
@@ -543,12 +525,12 @@ static void test_large_regions(void)
 	ctx = th_open(&e, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(ckpt_save(ctx, 1, regs, 2) == CKPT_OK);
-	CU_ASSERT(load_eq(ctx, 1, "aligned-20M", a, big));
-	CU_ASSERT(load_eq(ctx, 1, "unaligned-20M", braw + 1, odd));
+	CU_ASSERT(th_load_eq(ctx, 1, "aligned-20M", a, big));
+	CU_ASSERT(th_load_eq(ctx, 1, "unaligned-20M", braw + 1, odd));
 	CU_ASSERT(ckpt_wait(ctx, 1) == CKPT_OK);
 	wipe_local(&e);
-	CU_ASSERT(load_eq(ctx, 1, "aligned-20M", a, big));
-	CU_ASSERT(load_eq(ctx, 1, "unaligned-20M", braw + 1, odd));
+	CU_ASSERT(th_load_eq(ctx, 1, "aligned-20M", a, big));
+	CU_ASSERT(th_load_eq(ctx, 1, "unaligned-20M", braw + 1, odd));
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	free(a);
 	free(braw);
@@ -588,7 +570,7 @@ static void test_many_regions(void)
 		for (int i = 0; i < N; i++) {
 			if (strcmp(info[i].name, names[i]) || info[i].size != regs[i].size)
 				bad++;
-			if (!load_eq(ctx, 9, names[i], regs[i].data, regs[i].size))
+			if (!th_load_eq(ctx, 9, names[i], regs[i].data, regs[i].size))
 				bad++;
 		}
 		CU_ASSERT(bad == 0);
@@ -692,7 +674,7 @@ static void test_bad_regions(void)
 	r[2].name = maxname;
 	CU_ASSERT(ckpt_save(ctx, 7, r, 3) == CKPT_OK);
 	CU_ASSERT(ckpt_wait(ctx, 7) == CKPT_OK);
-	CU_ASSERT(load_eq(ctx, 7, maxname, "x", 1));
+	CU_ASSERT(th_load_eq(ctx, 7, maxname, "x", 1));
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	th_env_free(&e);
 }
@@ -728,7 +710,7 @@ static void test_load_errors(void)
 		CU_ASSERT(ckpt_region_size(ctx, 1, "nope", &sz) == CKPT_ENOENT);
 		CU_ASSERT(ckpt_region_size(ctx, 2, "w", &sz) == CKPT_ENOENT);
 		CU_ASSERT(ckpt_list_regions(ctx, 2, NULL, 0, &count) == CKPT_ENOENT);
-		CU_ASSERT(load_eq(ctx, 1, "w", data, 10000));
+		CU_ASSERT(th_load_eq(ctx, 1, "w", data, 10000));
 		CU_ASSERT(ckpt_wait(ctx, 1) == CKPT_OK);
 		wipe_local(&e);
 	}
@@ -777,7 +759,7 @@ static void test_poll_states(void)
 	CU_ASSERT(ckpt_poll(ctx, 2, &state) == CKPT_OK);
 	CU_ASSERT(state == CKPT_STATE_FAILED);
 	CU_ASSERT(ckpt_wait(ctx, CKPT_STEP_ALL) == rc);
-	CU_ASSERT(load_eq(ctx, 2, "w", d2, r.size));
+	CU_ASSERT(th_load_eq(ctx, 2, "w", d2, r.size));
 	CU_ASSERT(ckpt_poll(ctx, 1, &state) == CKPT_OK);
 	CU_ASSERT(state == CKPT_STATE_COMMITTED);
 
@@ -794,8 +776,8 @@ static void test_poll_states(void)
 	wipe_local(&e);
 	ctx = th_open(&e, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
-	CU_ASSERT(load_eq(ctx, 2, "w", d2, r.size));
-	CU_ASSERT(load_eq(ctx, 3, "w", d1, r.size));
+	CU_ASSERT(th_load_eq(ctx, 2, "w", d2, r.size));
+	CU_ASSERT(th_load_eq(ctx, 3, "w", d1, r.size));
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	free(d1);
 	free(d2);
@@ -841,7 +823,7 @@ static void test_latest_across_tiers(void)
 	wipe_local(&e);
 	CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_OK);
 	CU_ASSERT(step == 40);
-	CU_ASSERT(load_eq(ctx, 40, "w", r.data, r.size));
+	CU_ASSERT(th_load_eq(ctx, 40, "w", r.data, r.size));
 
 	/* broken candidates: a truncated local shard, an uncommitted shared step, a committed step
 	 * whose shard is missing, and a local file that is garbage */
@@ -896,7 +878,7 @@ static void test_resave_same_step(void)
 	r.data = v[1];
 	CU_ASSERT(ckpt_save(ctx, 7, &r, 1) == CKPT_OK);
 	CU_ASSERT(ckpt_wait(ctx, 7) == CKPT_OK);
-	CU_ASSERT(load_eq(ctx, 7, "w", v[1], r.size));
+	CU_ASSERT(th_load_eq(ctx, 7, "w", v[1], r.size));
 	CU_ASSERT(th_count_files(dir, "rank-*.ckz") == 1);
 	CU_ASSERT(th_count_files(dir, "MANIFEST") == 1);
 
@@ -907,16 +889,16 @@ static void test_resave_same_step(void)
 	CU_ASSERT(ckpt_save(ctx, 7, &r, 1) == CKPT_OK);
 	CU_ASSERT(ckpt_wait(ctx, 7) == CKPT_OK);
 	CU_ASSERT(ckpt_wait(ctx, CKPT_STEP_ALL) == CKPT_OK);
-	CU_ASSERT(load_eq(ctx, 7, "w", v[3], r.size));
+	CU_ASSERT(th_load_eq(ctx, 7, "w", v[3], r.size));
 	CU_ASSERT(th_count_files(dir, "rank-*.ckz") == 1);
 	wipe_local(&e);
-	CU_ASSERT(load_eq(ctx, 7, "w", v[3], r.size));
+	CU_ASSERT(th_load_eq(ctx, 7, "w", v[3], r.size));
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	ctx = th_open(&e, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_OK);
 	CU_ASSERT(step == 7);
-	CU_ASSERT(load_eq(ctx, 7, "w", v[3], r.size));
+	CU_ASSERT(th_load_eq(ctx, 7, "w", v[3], r.size));
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	CU_ASSERT(th_count_files(dir, "rank-*.ckz") == 1);
 	CU_ASSERT(th_count_files(e.base, ".tmp.*") == 0);
@@ -954,7 +936,7 @@ static void test_retention(void)
 	step_dir(dir, sizeof(dir), e.shared, 5);
 	CU_ASSERT(th_count_files(dir, "MANIFEST") == 1);
 	th_make_data(d, r.size, 5);
-	CU_ASSERT(load_eq(ctx, 5, "w", d, r.size));
+	CU_ASSERT(th_load_eq(ctx, 5, "w", d, r.size));
 
 	/* back-to-back saves without waiting end in the same counts */
 	for (uint64_t s = 7; s <= 12; s++) {
@@ -998,7 +980,7 @@ static void test_retention_rollback(void)
 	wipe_local(&e);
 	for (size_t i = 0; i < 6; i++) {
 		th_make_data(d, r.size, steps[i]);
-		CU_ASSERT(load_eq(ctx, steps[i], "w", d, r.size));
+		CU_ASSERT(th_load_eq(ctx, steps[i], "w", d, r.size));
 	}
 	/* one more step: the oldest of the rollback (6) is neither kept set any more */
 	th_make_data(d, r.size, 9);
@@ -1032,8 +1014,8 @@ static void test_corrupt_local_falls_back(void)
 	/* region "a" starts at the first data block (4096) of the local shard */
 	local_file(path, sizeof(path), &e, 1);
 	CU_ASSERT_FATAL(flip_byte(path, 4096 + 12345) == 0);
-	CU_ASSERT(load_eq(ctx, 1, "a", a, r[0].size));
-	CU_ASSERT(load_eq(ctx, 1, "b", b, r[1].size));
+	CU_ASSERT(th_load_eq(ctx, 1, "a", a, r[0].size));
+	CU_ASSERT(th_load_eq(ctx, 1, "b", b, r[1].size));
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 
 	/* corrupt and not committed: no fallback, ECORRUPT naming the file */
@@ -1047,7 +1029,7 @@ static void test_corrupt_local_falls_back(void)
 	CU_ASSERT_FATAL(flip_byte(path, 4096 + 999) == 0);
 	CU_ASSERT(ckpt_load(ctx, 2, "a", a, r[0].size) == CKPT_ECORRUPT);
 	CU_ASSERT_PTR_NOT_NULL(strstr(ckpt_errmsg(ctx), path));
-	CU_ASSERT(load_eq(ctx, 2, "b", b, r[1].size)); /* the other region is intact */
+	CU_ASSERT(th_load_eq(ctx, 2, "b", b, r[1].size)); /* the other region is intact */
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	free(a);
 	free(b);
@@ -1071,7 +1053,7 @@ static void test_corrupt_shared(void)
 	CU_ASSERT(ckpt_save(ctx, 1, &r, 1) == CKPT_OK);
 	CU_ASSERT(ckpt_wait(ctx, 1) == CKPT_OK);
 	wipe_local(&e);
-	CU_ASSERT(load_eq(ctx, 1, "w", d, r.size));
+	CU_ASSERT(th_load_eq(ctx, 1, "w", d, r.size));
 	/* the middle of the compressed shard is chunk data (the index is at the end) */
 	step_dir(dir, sizeof(dir), e.shared, 1);
 	CU_ASSERT_FATAL(find_file(dir, "rank-*.ckz", ckz, sizeof(ckz)) == 0);
@@ -1114,7 +1096,7 @@ static void test_close_finishes_drains(void)
 	CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_OK);
 	CU_ASSERT(step == NS);
 	for (int i = 0; i < NS; i++)
-		CU_ASSERT(load_eq(ctx, (uint64_t)i + 1, "w", d[i], r.size));
+		CU_ASSERT(th_load_eq(ctx, (uint64_t)i + 1, "w", d[i], r.size));
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	for (int i = 0; i < NS; i++)
 		free(d[i]);

@@ -19,80 +19,23 @@
 #define FSIZE (4 * MIB)  /* the fault-point test's main region: 64 chunks of 64 KiB */
 #define SMALL 1000
 
-/* 16 MiB of real training state (fp32 weights then AdamW moments), its low mantissa bytes
- * perturbed by `seed` so that every version differs. Loaded before any fork. */
-static unsigned char *real;
-static size_t real_n;
-
-static void load_real(void)
-{
-	if (!(real = malloc(BIG)))
-		return;
-	real_n = th_real_data("weights-fp32.bin", real, 8 * MIB);
-	if (real_n == 8 * MIB)
-		real_n += th_real_data("adamw-state-fp32.bin", real + 8 * MIB, 8 * MIB);
-	if (!real_n) {
-		free(real);
-		real = NULL;
-	}
-}
-
-static void make_data(void *buf, size_t n, uint64_t seed)
-{
-	unsigned char *p = buf;
-
-	if (!real) {
-		th_fill(buf, n, seed);
-		return;
-	}
-	for (size_t off = 0; off < n;) {
-		size_t piece = n - off < real_n ? n - off : real_n;
-
-		memcpy(p + off, real, piece);
-		off += piece;
-	}
-	for (size_t i = 0; i < n; i += 4) {
-		uint64_t x = (seed + 1) * 0x9E3779B97F4A7C15ull ^ (i * 0xD1B54A32D192ED03ull);
-
-		x ^= x >> 29;
-		p[i] ^= (unsigned char)(x | 1);
-	}
-}
-
 static void step_dir(char *buf, size_t len, const char *tier, uint64_t step)
 {
 	snprintf(buf, len, "%s/job/step-%020llu", tier, (unsigned long long)step);
 }
 
-static int load_eq(ckpt_ctx *ctx, uint64_t step, const char *name, const void *expect, size_t n)
-{
-	void *buf = malloc(n ? n : 1);
-	int rc, ok;
-
-	if (!buf)
-		return 0;
-	memset(buf, 0xee, n);
-	rc = ckpt_load(ctx, step, name, buf, n);
-	if (rc != CKPT_OK)
-		fprintf(stderr, "load step %llu '%s': %s: %s\n", (unsigned long long)step, name,
-			ckpt_strerror(rc), ckpt_errmsg(ctx));
-	ok = rc == CKPT_OK && memcmp(buf, expect, n) == 0;
-	free(buf);
-	return ok;
-}
-
 /* Both regions of version `v` (0 or 1) of the fault test's step `step`. */
 static void step_data(unsigned char *big, unsigned char *small, uint64_t step, int v)
 {
-	make_data(big, FSIZE, 4 * step + 2 * (uint64_t)v);
-	make_data(small, SMALL, 4 * step + 2 * (uint64_t)v + 1);
+	th_make_data(big, FSIZE, 4 * step + 2 * (uint64_t)v);
+	th_make_data(small, SMALL, 4 * step + 2 * (uint64_t)v + 1);
 }
 
 static int step_eq(ckpt_ctx *ctx, uint64_t step, int v, unsigned char *big, unsigned char *small)
 {
 	step_data(big, small, step, v);
-	return load_eq(ctx, step, "weights", big, FSIZE) &&
-	       load_eq(ctx, step, "small", small, SMALL);
+	return th_load_eq(ctx, step, "weights", big, FSIZE) &&
+	       th_load_eq(ctx, step, "small", small, SMALL);
 }
 
 static int save_step(ckpt_ctx *ctx, uint64_t step, int v, unsigned char *big, unsigned char *small)
@@ -355,7 +298,7 @@ static void loop_child(const struct th_env *e)
 		step = 0;
 	for (int i = 0; i < 500; i++) {
 		step++;
-		make_data(d, BIG, step);
+		th_make_data(d, BIG, step);
 		if (ckpt_save(ctx, step, &r, 1) != CKPT_OK)
 			_exit(11);
 	}
@@ -404,8 +347,8 @@ static void test_random_kills(void)
 		}
 		if (rc == CKPT_OK) {
 			CU_ASSERT(step >= prev);
-			make_data(want, BIG, step);
-			CU_ASSERT(load_eq(ctx, step, "state", want, BIG));
+			th_make_data(want, BIG, step);
+			CU_ASSERT(th_load_eq(ctx, step, "state", want, BIG));
 			prev = step;
 		}
 		CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
@@ -425,8 +368,8 @@ static void test_random_kills(void)
 				step_dir(dir, sizeof(dir), e.shared, s);
 				if (th_count_files(dir, "MANIFEST") != 1)
 					continue;
-				make_data(want, BIG, s);
-				CU_ASSERT(load_eq(ctx, s, "state", want, BIG));
+				th_make_data(want, BIG, s);
+				CU_ASSERT(th_load_eq(ctx, s, "state", want, BIG));
 			}
 		}
 		CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
@@ -441,7 +384,7 @@ int main(void)
 	CU_pSuite s;
 
 	th_clean_environment();
-	load_real(); /* before any fork or thread */
+	th_make_data(&(unsigned char){ 0 }, 1, 0); /* reads the real data: before any fork or thread */
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 1;
 	s = CU_add_suite_with_setup_and_teardown("crash", NULL, NULL, NULL, th_env_teardown);

@@ -108,19 +108,6 @@ static ckpt_ctx *open_job(void)
 	return open_kv(L, S, "job", (const char *const[]){ "keep_shared", "0", NULL });
 }
 
-static int load_eq(ckpt_ctx *ctx, uint64_t step, const char *name, const void *want, size_t n)
-{
-	void *got = malloc(n ? n : 1);
-	int ok;
-
-	if (!got)
-		return 0;
-	memset(got, 0x33, n);
-	ok = ckpt_load(ctx, step, name, n ? got : NULL, n) == CKPT_OK && !memcmp(got, want, n);
-	free(got);
-	return ok;
-}
-
 /* Files anywhere below dir (regular files and symlinks). */
 static int nfiles(const char *dir)
 {
@@ -193,7 +180,7 @@ static void test_api_args(void)
 	CU_ASSERT(ckpt_poll(ctx, CKPT_STEP_ALL, &st) == CKPT_OK && st == CKPT_STATE_NONE);
 	CU_ASSERT(ckpt_load(ctx, CKPT_STEP_ALL, "a", buf, 3) == CKPT_ENOENT);
 	/* and the context is still fine */
-	CU_ASSERT(load_eq(ctx, 1, "a", "xyz", 3));
+	CU_ASSERT(th_load_eq(ctx, 1, "a", "xyz", 3));
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 #ifndef HAVE_MPI
 	CU_ASSERT(ckpt_open_mpi_f(&ctx, NULL, 0) != CKPT_OK);
@@ -230,7 +217,7 @@ static void test_region_names(void)
 	CU_ASSERT(nfiles(L) + nfiles(S) == before + 3);
 	th_sh("rm -rf '%s'/job", L);
 	for (int i = 0; i <= N; i++)
-		CU_ASSERT(load_eq(ctx, 1, r[i].name, data[i], sizeof(data[i])));
+		CU_ASSERT(th_load_eq(ctx, 1, r[i].name, data[i], sizeof(data[i])));
 	/* NUL-adjacent: "a\0b" is "a"; two of them are a duplicate */
 	{
 		ckpt_region d[2] = { { "a\0b", "1", 1 }, { "a\0c", "2", 1 } };
@@ -387,17 +374,17 @@ static void test_steps(void)
 	}
 	CU_ASSERT(ckpt_save(ctx, CKPT_STEP_ALL, NULL, 0) == CKPT_EINVAL);
 	CU_ASSERT(ckpt_latest(ctx, &latest) == CKPT_OK && latest == UINT64_MAX - 1);
-	CU_ASSERT(load_eq(ctx, UINT64_MAX - 1, "w", d[5], sizeof(d[5])));
+	CU_ASSERT(th_load_eq(ctx, UINT64_MAX - 1, "w", d[5], sizeof(d[5])));
 	snprintf(p, sizeof(p), "%s/job/step-18446744073709551614/MANIFEST", S);
 	CU_ASSERT(exists(p));
 	/* retention keeps the most recent saves too: 0 and 5, saved after higher steps */
-	CU_ASSERT(load_eq(ctx, 5, "w", d[6], sizeof(d[6])));
-	CU_ASSERT(load_eq(ctx, 0, "w", d[4], sizeof(d[4])));
+	CU_ASSERT(th_load_eq(ctx, 5, "w", d[6], sizeof(d[6])));
+	CU_ASSERT(th_load_eq(ctx, 0, "w", d[4], sizeof(d[4])));
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	th_sh("rm -rf '%s'/job", L);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx = open_job());
-	CU_ASSERT(load_eq(ctx, 5, "w", d[6], sizeof(d[6])));
-	CU_ASSERT(load_eq(ctx, 0, "w", d[4], sizeof(d[4])));
+	CU_ASSERT(th_load_eq(ctx, 5, "w", d[6], sizeof(d[6])));
+	CU_ASSERT(th_load_eq(ctx, 0, "w", d[4], sizeof(d[4])));
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 }
 
@@ -584,7 +571,7 @@ static void test_planted_symlinks(void)
 	th_sh("rm -rf '%s'/job", L);
 	CU_ASSERT(ckpt_latest(ctx, &latest) == CKPT_OK);
 	known_bug(latest == 1, "B1", "ckpt_latest follows a symlinked step directory");
-	known_bug(!load_eq(ctx, 7, "w", "other job", 9), "B1",
+	known_bug(!th_load_eq(ctx, 7, "w", "other job", 9), "B1",
 		  "ckpt_load reads through a symlinked step directory");
 	CU_ASSERT(unlink(p) == 0);
 
@@ -612,7 +599,7 @@ static void test_planted_symlinks(void)
 		snprintf(q, sizeof(q), "%s/stolen-shard", B);
 		CU_ASSERT_FATAL(rename(ckz, q) == 0 && symlink(q, ckz) == 0);
 		CU_ASSERT(ckpt_latest(ctx, &latest) == CKPT_ENOENT);
-		CU_ASSERT(!load_eq(ctx, 1, "w", "mine", 4));
+		CU_ASSERT(!th_load_eq(ctx, 1, "w", "mine", 4));
 		CU_ASSERT(unlink(ckz) == 0 && symlink("/dev/zero", ckz) == 0);
 		CU_ASSERT(ckpt_latest(ctx, &latest) == CKPT_ENOENT);
 		CU_ASSERT(unlink(ckz) == 0 && rename(q, ckz) == 0);
@@ -622,7 +609,7 @@ static void test_planted_symlinks(void)
 	snprintf(p, sizeof(p), "%s/job/step-%020d/rank-000000.ckl", L, 2);
 	snprintf(q, sizeof(q), "%s/stolen-local", B);
 	CU_ASSERT_FATAL(rename(p, q) == 0 && symlink(q, p) == 0);
-	CU_ASSERT(load_eq(ctx, 2, "w", "two!", 4)); /* from the shared copy */
+	CU_ASSERT(th_load_eq(ctx, 2, "w", "two!", 4)); /* from the shared copy */
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 }
 

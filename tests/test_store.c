@@ -49,8 +49,7 @@ static int write_file(const char *dir, const char *name, const char *content)
 	char p[4096];
 	FILE *f;
 
-	snprintf(p, sizeof(p), "%s/%s", dir, name);
-	if (!(f = fopen(p, "w")))
+	if (snprintf(p, sizeof(p), "%s/%s", dir, name) >= (int)sizeof(p) || !(f = fopen(p, "w")))
 		return -1;
 	fputs(content, f);
 	return fclose(f);
@@ -61,7 +60,8 @@ static int exists(const char *dir, const char *name)
 	char p[4096];
 	struct stat st;
 
-	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	if (snprintf(p, sizeof(p), "%s/%s", dir, name) >= (int)sizeof(p))
+		return 0;
 	return lstat(p, &st) == 0;
 }
 

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "harness.h"
 #include "torture.h"
 
 #define JOB "job"
@@ -131,24 +132,6 @@ static void bad(long *counter, const char *kind, const char *fmt, ...)
 	va_end(ap);
 	printf("\n");
 	fflush(stdout);
-}
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char *cmd;
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	if (vasprintf(&cmd, fmt, ap) < 0) {
-		va_end(ap);
-		return -1;
-	}
-	va_end(ap);
-	st = system(cmd);
-	free(cmd);
-	return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static void path(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -570,11 +553,11 @@ static void local_away(int away)
 	path(l, "%s/local/%s", O.dir, JOB);
 	path(a, "%s/local-away", O.dir);
 	if (away) {
-		sh("rm -rf '%s'", a);
+		th_sh("rm -rf '%s'", a);
 		if (rename(l, a) < 0 && errno != ENOENT)
 			fprintf(stderr, "torture: rename %s: %s\n", l, strerror(errno));
 	} else {
-		sh("rm -rf '%s'", l);
+		th_sh("rm -rf '%s'", l);
 		if (rename(a, l) < 0 && errno != ENOENT)
 			fprintf(stderr, "torture: rename %s: %s\n", a, strerror(errno));
 	}
@@ -676,9 +659,9 @@ static void sabotage(void)
 		n = committed_steps(sjob, v, 256);
 		for (size_t i = 0; i < n; i++)
 			if (v[i] >= j.max_c)
-				sh("rm -f '%s/step-%020" PRIu64 "/MANIFEST'", sjob, v[i]);
+				th_sh("rm -f '%s/step-%020" PRIu64 "/MANIFEST'", sjob, v[i]);
 		for (uint64_t s = j.max_w; s < j.max_w + 64; s++)
-			sh("rm -rf '%s/local/%s/step-%020" PRIu64 "'", O.dir, JOB, s);
+			th_sh("rm -rf '%s/local/%s/step-%020" PRIu64 "'", O.dir, JOB, s);
 	} else {
 		int fd = open(jpath, O_WRONLY | O_APPEND);
 
@@ -761,7 +744,7 @@ static void single_round(uint64_t gen)
 	if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL) {
 		bad(&ST.errors, "ERROR", "the workload ended with status %d before the kill:",
 		    WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-		sh("sed 's/^/    /' '%s' | tail -5", errf);
+		th_sh("sed 's/^/    /' '%s' | tail -5", errf);
 	} else {
 		struct touched t = { { 0 }, 0 };
 		char jp[PATH_MAX], line[128];
@@ -803,7 +786,7 @@ static void single_round(uint64_t gen)
 		if (ST.sabotaged > had && ST.wrong > before)
 			ST.sabotage_caught++;
 		/* start afresh, so that each damage is caught on its own */
-		sh("rm -rf '%s/local/%s' '%s/shared/%s' '%s/journal'", O.dir, JOB, O.dir, JOB,
+		th_sh("rm -rf '%s/local/%s' '%s/shared/%s' '%s/journal'", O.dir, JOB, O.dir, JOB,
 		   O.dir);
 		return;
 	}
@@ -865,7 +848,7 @@ static void restore_round(uint64_t expect_step, uint64_t expect_seed)
 	}
 	path(link, "%s/bin/ckpt-restore", O.dir);
 	if (rnd() % 3 == 0)
-		sh("rm -rf '%s'", rdir); /* a new node; otherwise an old restore is updated */
+		th_sh("rm -rf '%s'", rdir); /* a new node; otherwise an old restore is updated */
 	mkdir(rdir, 0755);
 	mkdir(empty, 0755);
 	if (rnd() % 4 == 0)
@@ -898,7 +881,7 @@ static void restore_round(uint64_t expect_step, uint64_t expect_seed)
 			     fault ? fault : "at random");
 		} else if (st != 0 && st != 1) {
 			bad(&ST.errors, "ERROR", "ckpt restore (before the kill) exited %d", st);
-			sh("sed 's/^/    /' '%s/restore.out' | tail -5", O.dir);
+			th_sh("sed 's/^/    /' '%s/restore.out' | tail -5", O.dir);
 		}
 		/* run it again to the end */
 		t0 = now();
@@ -910,7 +893,7 @@ static void restore_round(uint64_t expect_step, uint64_t expect_seed)
 	if (code != (expect_step ? 0 : 1)) {
 		bad(&ST.errors, "ERROR", "ckpt restore run again exited %d (expected %d)", code,
 		    expect_step ? 0 : 1);
-		sh("sed 's/^/    /' '%s/restore.out' | tail -5", O.dir);
+		th_sh("sed 's/^/    /' '%s/restore.out' | tail -5", O.dir);
 		return;
 	}
 	if (count_files(rdir, ".tmp.", NULL)) {
@@ -946,7 +929,7 @@ static void restore_round(uint64_t expect_step, uint64_t expect_seed)
 			/* keep the restored tier free of the local-only state the open created */
 			ckpt_close(ctx);
 		}
-		sh("rm -rf '%s/%s'", empty, JOB);
+		th_sh("rm -rf '%s/%s'", empty, JOB);
 	}
 	free(j.e);
 }
@@ -1100,7 +1083,7 @@ static void mpi_round(uint64_t gen, int kill_all)
 	path(mdir, "%s/mpi", O.dir);
 	path(pdir, "%s/mpi/pids", O.dir);
 	path(jpath, "%s/mpi/journal", O.dir);
-	sh("mkdir -p '%s' && rm -f '%s'/rank-*", pdir, pdir);
+	th_sh("mkdir -p '%s' && rm -f '%s'/rank-*", pdir, pdir);
 	snprintf(gens, sizeof(gens), "%" PRIu64, tt_mix(O.seed ^ tt_mix(gen)));
 	snprintf(sizes, sizeof(sizes), "%zu", O.mpi_size);
 	mpi_argv(argv, "run", mdir, gens, sizes);
@@ -1115,7 +1098,7 @@ static void mpi_round(uint64_t gen, int kill_all)
 		}
 		if (waitpid(mpirun, &status, WNOHANG) == mpirun) {
 			bad(&ST.errors, "ERROR", "mpirun ended before every rank started");
-			sh("sed 's/^/    /' '%s/mpi-run.out' | tail -8", O.dir);
+			th_sh("sed 's/^/    /' '%s/mpi-run.out' | tail -8", O.dir);
 			return;
 		}
 		sleep_ms(5);
@@ -1129,7 +1112,7 @@ static void mpi_round(uint64_t gen, int kill_all)
 	sleep_ms(rnd() % 3 == 0 ? (double)(rnd() % 150) : (double)(rnd() % 2500));
 	if (waitpid(mpirun, &status, WNOHANG) == mpirun) {
 		bad(&ST.errors, "ERROR", "the MPI workload ended before the kill");
-		sh("sed 's/^/    /' '%s/mpi-run.out' | tail -8", O.dir);
+		th_sh("sed 's/^/    /' '%s/mpi-run.out' | tail -8", O.dir);
 		return;
 	}
 	if (kill_all) {
@@ -1180,7 +1163,7 @@ static void mpi_round(uint64_t gen, int kill_all)
 		}
 		if (code != 0) {
 			bad(&ST.errors, "ERROR", "the MPI checker exited %d", code);
-			sh("sed 's/^/    /' '%s' | tail -12", out);
+			th_sh("sed 's/^/    /' '%s' | tail -12", out);
 		}
 	}
 	judge_mpi(out, &j);
@@ -1293,7 +1276,7 @@ int main(int argc, char **argv)
 	if (parse(argc, argv) < 0)
 		return 64;
 	rng_state = O.seed;
-	sh("mkdir -p '%s/local' '%s/shared' '%s/bin'", O.dir, O.dir, O.dir);
+	th_sh("mkdir -p '%s/local' '%s/shared' '%s/bin'", O.dir, O.dir, O.dir);
 	tool_ok = O.tool && access(O.tool, X_OK) == 0;
 	if (tool_ok) {
 		char abs_tool[PATH_MAX], link[PATH_MAX];
@@ -1354,7 +1337,7 @@ int main(int argc, char **argv)
 						bad(&ST.errors, "ERROR", "before the restore: %s", why);
 					ckpt_close(ctx);
 				}
-				sh("rm -rf '%s'", l);
+				th_sh("rm -rf '%s'", l);
 			}
 			restore_round((uint64_t)(latest > 0 ? latest : 0), seed);
 		}
@@ -1368,10 +1351,10 @@ int main(int argc, char **argv)
 		int rc;
 
 		path(sjob, "%s/shared/%s", O.dir, JOB);
-		ST.leftovers = sh("n=0; for d in '%s'/step-*; do [ -d \"$d\" ] && [ ! -e \"$d/MANIFEST\" ] "
+		ST.leftovers = th_sh("n=0; for d in '%s'/step-*; do [ -d \"$d\" ] && [ ! -e \"$d/MANIFEST\" ] "
 				  "&& n=$((n+1)); done; exit $n", sjob);
 		before = check_single(&seed);
-		rc = sh("'%s' gc --shared-dir '%s/shared' --local-dir '%s/local' --name %s --min-age 0 "
+		rc = th_sh("'%s' gc --shared-dir '%s/shared' --local-dir '%s/local' --name %s --min-age 0 "
 			"--quiet >/dev/null 2>&1", O.tool, O.dir, O.dir, JOB);
 		if (rc != 0)
 			bad(&ST.errors, "ERROR", "ckpt gc exited %d", rc);
@@ -1379,7 +1362,7 @@ int main(int argc, char **argv)
 		if (before != after)
 			bad(&ST.wrong, "WRONG", "ckpt gc changed the newest step from %" PRId64 " to %"
 			    PRId64, before, after);
-		if (sh("for d in '%s'/step-*; do [ -d \"$d\" ] && [ ! -e \"$d/MANIFEST\" ] && exit 1; "
+		if (th_sh("for d in '%s'/step-*; do [ -d \"$d\" ] && [ ! -e \"$d/MANIFEST\" ] && exit 1; "
 		       "done; exit 0", sjob))
 			bad(&ST.errors, "ERROR", "ckpt gc left uncommitted step directories");
 	}
@@ -1389,7 +1372,7 @@ int main(int argc, char **argv)
 		printf("torture: sabotage: %ld damaged or falsified states, %ld caught: %s\n",
 		       ST.sabotaged, ST.sabotage_caught, fails ? "FAIL" : "ok");
 		if (!O.keep)
-			sh("rm -rf '%s'", O.dir);
+			th_sh("rm -rf '%s'", O.dir);
 		return fails ? 1 : 0;
 	}
 	fails = ST.wrong + ST.torn + ST.errors > 0 || ST.kills == 0;
@@ -1410,7 +1393,7 @@ int main(int argc, char **argv)
 	printf("torture: wrong %ld, torn %ld, errors %ld: %s\n", ST.wrong, ST.torn, ST.errors,
 	       fails ? "FAIL" : "ok");
 	if (!O.keep && !fails)
-		sh("rm -rf '%s'", O.dir);
+		th_sh("rm -rf '%s'", O.dir);
 	else
 		printf("torture: files kept in %s\n", O.dir);
 	return fails ? 1 : 0;
