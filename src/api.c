@@ -165,6 +165,9 @@ static void ctx_free(struct ckpt_ctx *ctx)
 	for (size_t i = 0; i < ctx->nrecs; i++)
 		free(ctx->recs[i]);
 	free(ctx->recs);
+	for (size_t i = 0; i < ctx->ntrash; i++)
+		free(ctx->trash[i]);
+	free(ctx->trash);
 	ckpt_shard__writer_free(ctx->writer);
 	ckpt_codec__free(ctx->codec);
 	ckpt_config_free(ctx->cfg);
@@ -518,6 +521,8 @@ int ckpt_wait(ckpt_ctx *ctx, uint64_t step)
 			ckpt_err__copy(&ctx->err, &rec->err);
 		}
 	}
+	/* and what retention took away on the way is removed: disk space is free again */
+	ckpt_drain__wait_trash(ctx);
 	pthread_mutex_unlock(&ctx->mu);
 	pthread_mutex_unlock(&ctx->api_mu);
 	return rc;

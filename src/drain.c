@@ -31,8 +31,9 @@ struct drain_job {
 	struct ckpt_shard *src;
 	uint64_t step, save_id;
 	int out_fd;
+	int dir_fd;                    /* the step directory the output is created in, or -1 */
 	char stepdir[CKPT_PATH_MAX];
-	char tmp[CKPT_PATH_MAX];
+	char tmp[CKPT_PATH_MAX];       /* its path, while the output is still named .tmp.* */
 	char final[64];
 	struct ckpt_region_meta *meta; /* output index: src regions re-chunked */
 	struct item *items;
@@ -53,14 +54,30 @@ struct worker {
 	size_t out_cap;
 };
 
+/* Close and remove the unpublished output. By the step directory's descriptor, not by path: if
+ * the directory was renamed or moved away meanwhile, the temporary file went with it and its path
+ * names nothing (or something else); the descriptor still finds it. */
+static void drop_output(struct drain_job *j)
+{
+	if (j->out_fd >= 0)
+		close(j->out_fd);
+	j->out_fd = -1;
+	if (j->tmp[0]) {
+		if (j->dir_fd >= 0)
+			unlinkat(j->dir_fd, strrchr(j->tmp, '/') + 1, 0);
+		else
+			unlink(j->tmp);
+	}
+	j->tmp[0] = '\0';
+}
+
 static void job_free(struct drain_job *j)
 {
 	if (!j)
 		return;
-	if (j->out_fd >= 0)
-		close(j->out_fd);
-	if (j->tmp[0])
-		unlink(j->tmp); /* still named tmp: the job did not publish */
+	drop_output(j); /* still named tmp: the job did not publish */
+	if (j->dir_fd >= 0)
+		close(j->dir_fd);
 	if (j->meta)
 		for (uint32_t i = 0; i < j->src->idx.nregions; i++)
 			free(j->meta[i].chunks);
@@ -93,6 +110,7 @@ static int job_setup(struct ckpt_ctx *ctx, struct ckpt_step_rec *rec, struct dra
 	if (!(j = calloc(1, sizeof(*j))))
 		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory for a drain job");
 	j->out_fd = -1;
+	j->dir_fd = -1;
 	j->rec = rec;
 	j->step = rec->step;
 	if ((rc = ckpt_step__open_local(&j->src, ctx->local_job, rec->step, ctx->rank, err)) < 0)
@@ -144,8 +162,17 @@ static int job_setup(struct ckpt_ctx *ctx, struct ckpt_step_rec *rec, struct dra
 		j->tmp[0] = '\0';
 		goto fail;
 	}
+	/* The step directory is held open (never through a symlink) so that a failed drain can
+	 * remove its temporary file wherever the directory went meanwhile (drop_output). */
+	j->dir_fd = open(j->stepdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (j->dir_fd < 0) {
+		rc = ckpt_err__errno(err, errno, "open %s", j->stepdir);
+		j->tmp[0] = '\0';
+		goto fail;
+	}
 	/* Written under a temporary name: readers and the commit never look at .tmp.* files. */
-	j->out_fd = open(j->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+	j->out_fd = openat(j->dir_fd, strrchr(j->tmp, '/') + 1,
+			   O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
 	if (j->out_fd < 0) {
 		rc = ckpt_err__errno(err, errno, "create %s", j->tmp);
 		j->tmp[0] = '\0';
@@ -340,18 +367,14 @@ static void maybe_finish(struct worker *w, struct drain_job *j)
 	/* Remove the partial output before anyone learns the outcome: a caller that ckpt_wait wakes
 	 * must find the shared tier as the drain left it (no temporary file taking the space a
 	 * retry needs, no open file keeping the volume busy). No other worker touches j now. */
-	if (rc < 0) {
-		if (j->out_fd >= 0)
-			close(j->out_fd);
-		j->out_fd = -1;
-		if (j->tmp[0])
-			unlink(j->tmp);
-		j->tmp[0] = '\0';
-	}
+	if (rc < 0)
+		drop_output(j);
 	rc = vote_if_failed(ctx, j->step, j->save_id, rc, &err);
 	pthread_mutex_lock(&ctx->mu);
 	job_end(ctx, j, rc, &err);
 }
+
+static void empty_trash(struct ckpt_ctx *ctx);
 
 static void *worker_main(void *arg)
 {
@@ -414,7 +437,12 @@ static void *worker_main(void *arg)
 			maybe_finish(w, j); /* a step without data finishes at once */
 			continue;
 		}
-		if (ctx->stopping && !ctx->job && !ctx->qhead && !ctx->setting_up)
+		if (ctx->ntrash && !ctx->emptying) {
+			empty_trash(ctx);
+			continue;
+		}
+		if (ctx->stopping && !ctx->job && !ctx->qhead && !ctx->setting_up && !ctx->ntrash &&
+		    !ctx->emptying)
 			break;
 		pthread_cond_wait(&ctx->cv, &ctx->mu);
 	}
@@ -474,11 +502,18 @@ int ckpt_drain__stop(struct ckpt_ctx *ctx, double timeout)
 	pthread_mutex_unlock(&ctx->mu);
 	for (unsigned i = 0; i < ctx->nthreads; i++)
 		pthread_join(ctx->threads[i], NULL);
-	/* An aborted job was left by its workers: free it here. */
+	/* An aborted job was left by its workers: free it here. And what they left in the trash. */
 	if (ctx->job) {
 		job_free(ctx->job);
 		ctx->job = NULL;
 	}
+	pthread_mutex_lock(&ctx->mu);
+	if (ctx->ntrash)
+		empty_trash(ctx);
+	free(ctx->trash);
+	ctx->trash = NULL;
+	ctx->captrash = 0;
+	pthread_mutex_unlock(&ctx->mu);
 	for (unsigned i = 0; ws && i < ctx->cfg->drain_threads; i++) {
 		ckpt_codec__free(ws[i].codec);
 		free(ws[i].raw);
@@ -614,6 +649,65 @@ static size_t list_kept(struct ckpt_ctx *ctx, int shared, struct kept **out)
 	return nv;
 }
 
+/* Retire path (a local shard, or a shared step directory) into jobdir's trash: a rename under
+ * ctx->mu, the removal later by a drain thread without it (empty_trash). Where the rename fails,
+ * or the trash cannot grow, the removal happens here. */
+static void retire(struct ckpt_ctx *ctx, const char *path, const char *jobdir, int is_step)
+{
+	char trash[CKPT_PATH_MAX], *copy = NULL;
+
+	if (ctx->ntrash == ctx->captrash) {
+		size_t cap = ctx->captrash ? 2 * ctx->captrash : 8;
+		char **t = realloc(ctx->trash, cap * sizeof(*t));
+
+		if (t) {
+			ctx->trash = t;
+			ctx->captrash = cap;
+		}
+	}
+	if (ctx->ntrash < ctx->captrash && ckpt_store__retire(path, jobdir, trash, sizeof(trash)) == 0) {
+		if ((copy = strdup(trash))) {
+			ctx->trash[ctx->ntrash++] = copy;
+			pthread_cond_broadcast(&ctx->cv); /* wake a drain thread to remove it */
+		} else {
+			ckpt_store__remove_retired(trash);
+		}
+		return;
+	}
+	if (is_step)
+		ckpt_store__remove_step(path, NULL);
+	else
+		unlink(path);
+}
+
+/* Remove what retention retired (ctx->mu held; dropped while removing). One thread at a time, so
+ * that ckpt_drain__wait_trash knows when all is gone. */
+static void empty_trash(struct ckpt_ctx *ctx)
+{
+	char **t = ctx->trash;
+	size_t n = ctx->ntrash;
+
+	ctx->trash = NULL;
+	ctx->ntrash = ctx->captrash = 0;
+	ctx->emptying = 1;
+	pthread_mutex_unlock(&ctx->mu);
+	ckpt_config__fault(ctx->cfg->fault_kill_at, "retention.retired");
+	for (size_t i = 0; i < n; i++) {
+		ckpt_store__remove_retired(t[i]);
+		free(t[i]);
+	}
+	free(t);
+	pthread_mutex_lock(&ctx->mu);
+	ctx->emptying = 0;
+	pthread_cond_broadcast(&ctx->cv);
+}
+
+void ckpt_drain__wait_trash(struct ckpt_ctx *ctx)
+{
+	while ((ctx->ntrash || ctx->emptying) && ctx->nthreads)
+		pthread_cond_wait(&ctx->cv, &ctx->mu);
+}
+
 void ckpt_drain__retention(struct ckpt_ctx *ctx)
 {
 	char dir[CKPT_PATH_MAX], path[CKPT_PATH_MAX + 64], base[64];
@@ -638,7 +732,7 @@ void ckpt_drain__retention(struct ckpt_ctx *ctx)
 		ckpt_store__step_dir(dir, sizeof(dir), ctx->local_job, v[i].step);
 		ckpt_store__local_name(base, sizeof(base), ctx->rank);
 		snprintf(path, sizeof(path), "%s/%s", dir, base);
-		unlink(path);
+		retire(ctx, path, ctx->local_job, 0);
 		rmdir(dir); /* fails while other ranks of this node still have files there: fine */
 	}
 	free(v);
@@ -649,8 +743,9 @@ void ckpt_drain__retention(struct ckpt_ctx *ctx)
 	mark_kept(v, n, ctx->cfg->keep_shared);
 	for (size_t i = 0; i < n; i++)
 		if (!v[i].keep) {
+			/* readers see the whole step or nothing: the rename takes it away at once */
 			ckpt_store__step_dir(dir, sizeof(dir), ctx->shared_job, v[i].step);
-			ckpt_store__remove_step(dir, NULL);
+			retire(ctx, dir, ctx->shared_job, 1);
 		}
 	free(v);
 }

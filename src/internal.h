@@ -81,6 +81,9 @@ struct ckpt_ctx {
 	pthread_t *threads;
 	unsigned nthreads;
 	struct worker *drain_workers;
+	char **trash;                   /* retired copies (.tmp.* names) that a drain thread removes */
+	size_t ntrash, captrash;
+	int emptying;                   /* a drain thread is removing a batch taken from trash */
 };
 
 /* drain.c */
@@ -94,8 +97,12 @@ void ckpt_drain__enqueue(struct ckpt_ctx *ctx, struct ckpt_step_rec *rec);
 struct ckpt_step_rec *ckpt_drain__rec(struct ckpt_ctx *ctx, uint64_t step, int create);
 /* Is a drain of rec in progress? (ctx->mu held) */
 int ckpt_drain__running(const struct ckpt_ctx *ctx, const struct ckpt_step_rec *rec);
-/* Apply keep_local / keep_shared (ctx->mu held: a save cannot rename into a step meanwhile). */
+/* Apply keep_local / keep_shared (ctx->mu held: a save cannot rename into a step meanwhile).
+ * Only renames happen under the lock: the copies go to the trash, which the drain threads empty
+ * without it (removing a large file takes tens of ms that a save must not wait for). */
 void ckpt_drain__retention(struct ckpt_ctx *ctx);
+/* Wait until the trash is empty (ctx->mu held): what retention removed is then gone. */
+void ckpt_drain__wait_trash(struct ckpt_ctx *ctx);
 
 /* commit.c */
 int ckpt_commit__single(struct ckpt_ctx *ctx, const struct ckpt_drained *d, struct ckpt_err *err);

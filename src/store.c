@@ -343,9 +343,28 @@ int ckpt_store__cleanup_tmp(const char *jobdir)
 	uint64_t *steps;
 	size_t n;
 	int removed = 0;
+	DIR *jd;
 
+	/* Retired copies are garbage whoever retired them: a process that died before removing
+	 * them, or one of another host (a shared tier). Removing one that its owner is removing
+	 * too is harmless. */
+	if ((jd = opendir(jobdir))) {
+		struct dirent *e;
+
+		while ((e = readdir(jd))) {
+			size_t l = strlen(e->d_name);
+
+			if (strncmp(e->d_name, ".tmp.", 5) || l < 13 ||
+			    strcmp(e->d_name + l - 8, ".retired") ||
+			    snprintf(path, sizeof(path), "%s/%s", jobdir, e->d_name) >= (int)sizeof(path))
+				continue;
+			ckpt_store__remove_retired(path);
+			removed++;
+		}
+		closedir(jd);
+	}
 	if (ckpt_store__list_steps(jobdir, &steps, &n, NULL) < 0)
-		return 0;
+		return removed;
 	for (size_t i = 0; i < n; i++) {
 		DIR *d;
 		struct dirent *e;
@@ -385,6 +404,53 @@ int ckpt_store__remove_step(const char *stepdir, struct ckpt_err *err)
 	if (rmdir(stepdir) < 0 && errno != ENOENT)
 		return ckpt_err__errno(err, errno, "remove directory %s", stepdir);
 	return CKPT_OK;
+}
+
+int ckpt_store__retire(const char *path, const char *jobdir, char *trash, size_t len)
+{
+	if (ckpt_store__tmp_path(trash, len, jobdir, "retired") < 0) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	/* No fsync: what is retired is garbage either way. After a crash it is found under its old
+	 * name (removed again by retention or ckpt gc) or under the new one (removed at open). */
+	return rename(path, trash);
+}
+
+void ckpt_store__remove_retired(const char *trash)
+{
+	struct stat st;
+	DIR *d;
+	struct dirent *e;
+
+	if (lstat(trash, &st) < 0)
+		return;
+	if (!S_ISDIR(st.st_mode)) {
+		unlink(trash);
+		return;
+	}
+	/* A retired step directory. Its rename must be durable before any of its files goes: a
+	 * crash may otherwise bring back the step under its old name, committed but with holes. */
+	{
+		char parent[CKPT_PATH_MAX];
+		const char *slash = strrchr(trash, '/');
+		size_t pl = slash ? (size_t)(slash - trash) : 0;
+
+		if (!slash || pl >= sizeof(parent))
+			return;
+		memcpy(parent, trash, pl);
+		parent[pl] = '\0';
+		if (ckpt_store__fsync_dir(parent, NULL) < 0)
+			return; /* left for ckpt_store__cleanup_tmp */
+	}
+	/* then its files (no subdirectories), then itself */
+	if ((d = opendir(trash))) {
+		while ((e = readdir(d)))
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+				unlinkat(dirfd(d), e->d_name, 0);
+		closedir(d);
+	}
+	rmdir(trash);
 }
 
 void ckpt_store__remove_other_saves(const char *stepdir, uint64_t keep_id)

@@ -50,12 +50,18 @@ int ckpt_store__read_file(const char *path, uint8_t **out, size_t *len, size_t m
 
 /* Step numbers present under jobdir (any state), ascending. *steps is malloc'd (may be NULL). */
 int ckpt_store__list_steps(const char *jobdir, uint64_t **steps, size_t *n, struct ckpt_err *err);
-/* Remove temporary files left in the step directories of jobdir by dead processes of this host.
- * Returns how many were removed. */
+/* Remove temporary files left in the step directories of jobdir by dead processes of this host,
+ * and every copy retired into jobdir itself (ckpt_store__retire). Returns how many were removed. */
 int ckpt_store__cleanup_tmp(const char *jobdir);
 /* Remove a step directory. The MANIFEST goes first and its removal is made durable before any
  * shard, so a crash midway leaves an uncommitted step, never a committed one with holes. */
 int ckpt_store__remove_step(const char *stepdir, struct ckpt_err *err);
+/* Move a file or step directory that is no longer wanted out of sight: rename it to a .tmp.*
+ * name in jobdir (written to trash, len bytes), which scans ignore and ckpt_store__cleanup_tmp
+ * removes once this process is gone. Fast whatever the size. 0, or -1 with errno. */
+int ckpt_store__retire(const char *path, const char *jobdir, char *trash, size_t len);
+/* Remove what ckpt_store__retire moved away: a file, or a directory and its files. */
+void ckpt_store__remove_retired(const char *trash);
 /* Remove every file "rank-*" in stepdir whose save id differs from keep_id (superseded shards). */
 void ckpt_store__remove_other_saves(const char *stepdir, uint64_t keep_id);
 

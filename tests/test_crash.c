@@ -282,6 +282,66 @@ static void test_resave_drain_midway(void) { resave_crash_at("drain.midway"); }
 static void test_resave_commit_before(void) { resave_crash_at("commit.before"); }
 static void test_resave_commit_done(void) { resave_crash_at("commit.done"); }
 
+/* ---- a kill while retention removes a step ---- */
+
+/* Keeping one step on each tier, the commit of step 2 retires step 1: its local shard and its
+ * shared step directory are renamed into the job directories at once, and a drain thread removes
+ * them later. Killed in between, they stay behind under .tmp.*.retired names: invisible to
+ * readers, removed by the next ckpt_open. */
+static void test_retention_killed(void)
+{
+	const char *keep[] = { "chunk_size", "64K", "keep_local", "1", "keep_shared", "1", NULL };
+	const char *kv[] = { "chunk_size", "64K", "keep_local", "1", "keep_shared", "1",
+			     "fault_kill_at", "retention.retired", NULL };
+	unsigned char *big = malloc(FSIZE), *small = malloc(SMALL);
+	char ljob[4200], sjob[4200], sdir[4200];
+	struct th_env e;
+	ckpt_ctx *ctx;
+	uint64_t step = 0;
+	pid_t pid;
+	int st = 0;
+
+	CU_ASSERT_FATAL(big && small);
+	CU_ASSERT_FATAL(th_env_new(&e, "crash") == 0);
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		if (!(ctx = th_open(&e, keep)))
+			_exit(11);
+		if (save_step(ctx, 1, 0, big, small) != CKPT_OK || ckpt_wait(ctx, 1) != CKPT_OK ||
+		    ckpt_close(ctx) != CKPT_OK)
+			_exit(12);
+		if (!(ctx = th_open(&e, kv)) || save_step(ctx, 2, 0, big, small) != CKPT_OK)
+			_exit(13);
+		ckpt_wait(ctx, 2);
+		_exit(0); /* not killed: nothing was retired */
+	}
+	CU_ASSERT(waitpid(pid, &st, 0) == pid);
+	CU_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	if (!WIFSIGNALED(st))
+		fprintf(stderr, "child: exit status %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	snprintf(ljob, sizeof(ljob), "%s/job", e.local);
+	snprintf(sjob, sizeof(sjob), "%s/job", e.shared);
+	/* step 1 is gone from both tiers' step directories; its copies wait in the trash */
+	step_dir(sdir, sizeof(sdir), e.shared, 1);
+	CU_ASSERT(access(sdir, F_OK) != 0);
+	CU_ASSERT(th_count_files(ljob, ".tmp.*.retired") == 1);
+	CU_ASSERT(th_sh("test $(ls -a '%s' | grep -c '^\\.tmp\\..*\\.retired$') = 1", sjob) == 0);
+	CU_ASSERT(th_count_files(sjob, "rank-*.ckz") == 2); /* step 1's in the trash, step 2's */
+
+	ctx = th_open(&e, keep); /* removes the trash */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+	CU_ASSERT(th_count_files(e.base, ".tmp.*") == 0);
+	CU_ASSERT(th_count_files(sjob, "rank-*.ckz") == 1);
+	CU_ASSERT(th_sh("test -z \"$(ls -A '%s' | grep -v '^step-0*2$')\"", sjob) == 0);
+	CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_OK && step == 2);
+	CU_ASSERT(step_eq(ctx, 2, 0, big, small));
+	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
+	free(big);
+	free(small);
+	th_env_free(&e);
+}
+
 /* ---- a kill at a random moment ---- */
 
 /* Saves steps latest+1, latest+2, ... of one 16 MiB region until killed. */
@@ -400,6 +460,7 @@ int main(void)
 	    !CU_add_test(s, "re-save killed at drain.midway", test_resave_drain_midway) ||
 	    !CU_add_test(s, "re-save killed at commit.before", test_resave_commit_before) ||
 	    !CU_add_test(s, "re-save killed at commit.done", test_resave_commit_done) ||
+	    !CU_add_test(s, "kill at retention.retired", test_retention_killed) ||
 	    !CU_add_test(s, "kill at random moments", test_random_kills)) {
 		CU_cleanup_registry();
 		return 1;

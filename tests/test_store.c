@@ -516,6 +516,60 @@ static void test_cleanup_tmp(void)
 	CU_ASSERT_EQUAL(ckpt_store__cleanup_tmp(step), 0);
 }
 
+/* Retention renames what it removes into the job directory (.tmp.<host>.<pid>.<rand>.retired) and
+ * deletes it later; cleanup_tmp removes every retired entry left behind, of any host or process,
+ * and nothing else of the job directory. */
+static void test_retire(void)
+{
+	char job[DLEN], step[4096], trash[4096], trash2[4096], path[4200], name[512];
+	struct stat st;
+
+	fresh(job, sizeof(job), "retire");
+	CU_ASSERT_EQUAL(ckpt_store__step_dir(step, sizeof(step), job, 3), CKPT_OK);
+	CU_ASSERT_EQUAL_FATAL(mkdir(step, 0700), 0);
+	CU_ASSERT_EQUAL(write_file(step, "rank-000000-00000000000000aa.ckz", "shard"), 0);
+	CU_ASSERT_EQUAL(write_file(step, "MANIFEST", "m"), 0);
+	CU_ASSERT_EQUAL(write_file(job, "big.ckl", "local shard"), 0);
+
+	/* a step directory: gone from its name at once, whole under the retired one */
+	CU_ASSERT_EQUAL(ckpt_store__retire(step, job, trash, sizeof(trash)), 0);
+	CU_ASSERT(lstat(step, &st) < 0 && errno == ENOENT);
+	CU_ASSERT(strncmp(trash, job, strlen(job)) == 0 && trash[strlen(job)] == '/');
+	CU_ASSERT(strstr(trash, "/.tmp.") != NULL);
+	CU_ASSERT(strlen(trash) > 8 && !strcmp(trash + strlen(trash) - 8, ".retired"));
+	CU_ASSERT(exists(trash, "MANIFEST") && exists(trash, "rank-000000-00000000000000aa.ckz"));
+	/* a file */
+	snprintf(path, sizeof(path), "%s/big.ckl", job);
+	CU_ASSERT_EQUAL(ckpt_store__retire(path, job, trash2, sizeof(trash2)), 0);
+	CU_ASSERT_FALSE(exists(job, "big.ckl"));
+	CU_ASSERT(strcmp(trash, trash2) != 0);
+	CU_ASSERT(lstat(trash2, &st) == 0 && S_ISREG(st.st_mode));
+	/* a missing path: -1, errno ENOENT */
+	CU_ASSERT(ckpt_store__retire(path, job, trash2, sizeof(trash2)) == -1 && errno == ENOENT);
+	CU_ASSERT_EQUAL(ckpt_store__retire(path, job, trash2, 10), -1); /* name too long */
+
+	/* the step directory is removed with its files */
+	ckpt_store__remove_retired(trash);
+	CU_ASSERT(lstat(trash, &st) < 0 && errno == ENOENT);
+	ckpt_store__remove_retired(trash); /* already gone: nothing happens */
+
+	/* left behind: this process's, another host's (a dead pid or not), a file and a
+	 * directory; cleanup_tmp removes them all, and keeps what is not retired */
+	snprintf(name, sizeof(name), ".tmp.otherhost.1.0badf00d.retired");
+	CU_ASSERT_EQUAL(mkdir(strcat(strcat(strcpy(path, job), "/"), name), 0700), 0);
+	CU_ASSERT_EQUAL(write_file(path, "rank-000001-00000000000000bb.ckz", "x"), 0);
+	CU_ASSERT_EQUAL(write_file(job, ".tmp.otherhost.1.12345678.rank-000000.ckl", "x"), 0);
+	CU_ASSERT_EQUAL(write_file(job, ".lock-rank-0", ""), 0);
+	CU_ASSERT_EQUAL(write_file(job, "retired", ""), 0);
+	CU_ASSERT_EQUAL(ckpt_store__cleanup_tmp(job), 2);
+	CU_ASSERT(lstat(trash2, &st) < 0 && errno == ENOENT);
+	CU_ASSERT_FALSE(exists(job, name));
+	CU_ASSERT(exists(job, ".tmp.otherhost.1.12345678.rank-000000.ckl"));
+	CU_ASSERT(exists(job, ".lock-rank-0"));
+	CU_ASSERT(exists(job, "retired"));
+	CU_ASSERT_EQUAL(nentries(job), 3);
+}
+
 static void test_remove_step(void)
 {
 	struct ckpt_err err;
@@ -634,6 +688,7 @@ int main(void)
 	    !CU_add_test(s, "read_file", test_read_file) ||
 	    !CU_add_test(s, "list_steps", test_list_steps) ||
 	    !CU_add_test(s, "cleanup_tmp", test_cleanup_tmp) ||
+	    !CU_add_test(s, "retire and remove_retired", test_retire) ||
 	    !CU_add_test(s, "remove_step", test_remove_step) ||
 	    !CU_add_test(s, "remove_other_saves", test_remove_other_saves)) {
 		CU_cleanup_registry();

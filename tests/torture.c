@@ -664,16 +664,24 @@ static void sabotage(void)
 			th_sh("rm -rf '%s/local/%s/step-%020" PRIu64 "'", O.dir, JOB, s);
 	} else {
 		int fd = open(jpath, O_WRONLY | O_APPEND);
+		/* The newest committed step on disk, not the newest acknowledged one: a kill between a
+		 * commit and its acknowledgement leaves newer commits, whose retention may already
+		 * have removed the acknowledged step, and a claim about a removed step is no lie. */
+		uint64_t target = j.max_c;
 
+		n = committed_steps(sjob, v, 256);
+		for (size_t i = 0; i < n; i++)
+			if (v[i] > target)
+				target = v[i];
 		if (fd >= 0) {
-			uint64_t fake = tt_mix(j.max_c ^ 0xbad);
+			uint64_t fake = tt_mix(target ^ 0xbad);
 
 			tt_journal(fd, 'S', j.max_w + 1000, fake); /* never saved, never read */
 			for (size_t i = 0; i < j.n; i++)
-				if (j.e[i].t == 'C' && j.e[i].step == j.max_c)
+				if (j.e[i].t == 'C' && j.e[i].step == target)
 					fake = tt_mix(j.e[i].seed);
-			tt_journal(fd, 'S', j.max_c, fake);
-			tt_journal(fd, 'C', j.max_c, fake);
+			tt_journal(fd, 'S', target, fake);
+			tt_journal(fd, 'C', target, fake);
 			close(fd);
 		}
 	}
