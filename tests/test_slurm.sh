@@ -75,12 +75,15 @@ show_logs() {
 # no cgroups, which containers often lack and which a test does not need.
 host=$(hostname -s)
 port=$((20000 + $$ % 20000 / 2 * 2))
-while ss -ltn 2>/dev/null | grep -qE ":($port|$((port + 1)))\b"; do port=$((port + 2)); done
+free_ports() { # the next pair of free ports from $port on
+	while ss -ltn 2>/dev/null | grep -qE ":($port|$((port + 1)))\b"; do port=$((port + 2)); done
+}
 mkdir -p "$base/munge" "$base/run" "$base/state" "$base/spool" "$base/log" "$base/bin" "$base/shared"
 chmod 700 "$base/munge"
 head -c 1024 /dev/urandom >"$base/munge/munge.key"
 chmod 400 "$base/munge/munge.key"
-cat >"$base/slurm.conf" <<EOF
+write_conf() {
+	cat >"$base/slurm.conf" <<EOF
 ClusterName=ckpttest
 SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$port
@@ -110,14 +113,40 @@ KillWait=5
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$NP RealMemory=1000 State=UNKNOWN
 PartitionName=test Nodes=$host Default=YES MaxTime=30 State=UP
 EOF
+}
 export SLURM_CONF="$base/slurm.conf"
+# listening PID PORT: process PID (from a pid file) is alive and listens on TCP port PORT
+listening() { alive "$1" && ss -ltnpH "sport = :$2" 2>/dev/null | grep -q "pid=$1,"; }
 
 t=$(date +%s)
 munged --force --socket="$base/run/munge.socket" --key-file="$base/munge/munge.key" \
 	--pid-file="$base/munge/munged.pid" --seed-file="$base/munge/seed" \
-	--log-file="$base/log/munged.log" &&
-	slurmctld -f "$SLURM_CONF" && slurmd -f "$SLURM_CONF" -N "$host"
+	--log-file="$base/log/munged.log"
 rc=$?
+# Another Slurm test on this machine may take the ports between the check and slurmctld's bind:
+# sinfo and sbatch would then talk to that cluster. So slurmctld must be seen listening on our
+# port, by the pid in our pid file, before slurmd starts; else it is stopped and the next free
+# pair of ports is tried.
+ours=
+for attempt in 1 2 3 4 5; do
+	[ $rc -eq 0 ] || break
+	free_ports
+	write_conf
+	rm -f "$base/slurmctld.pid"
+	slurmctld -f "$SLURM_CONF" || { rc=$?; break; }
+	pid=
+	for _ in $(seq 100); do
+		pid=$(cat "$base/slurmctld.pid" 2>/dev/null)
+		[ -n "$pid" ] && listening "$pid" "$port" && { ours=1; break; }
+		sleep 0.1
+	done
+	[ -n "$ours" ] && break
+	echo "slurmctld is not listening on port $port (attempt $attempt): trying other ports"
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null && sleep 1
+	port=$((port + 2))
+done
+[ -n "$ours" ] || rc=1
+[ $rc -eq 0 ] && { slurmd -f "$SLURM_CONF" -N "$host"; rc=$?; }
 state=
 for _ in $(seq 150); do
 	[ $rc -eq 0 ] || break
