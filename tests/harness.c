@@ -2,6 +2,7 @@
 /* Shared helpers for the CUnit test programs. */
 #include <dirent.h>
 #include <fnmatch.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,23 +136,28 @@ int th_run(void)
 	return (failures || tests_failed || suites_failed || CU_get_error()) ? 1 : 0;
 }
 
+static unsigned char *real;
+static size_t real_n;
+
+static void load_real(void)
+{
+	if (!(real = malloc(16u << 20)))
+		return;
+	real_n = th_real_data("weights-fp32.bin", real, 8u << 20);
+	if (real_n == 8u << 20)
+		real_n += th_real_data("adamw-state-fp32.bin", real + real_n, 8u << 20);
+	if (!real_n) {
+		free(real);
+		real = NULL;
+	}
+}
+
 void th_make_data(void *buf, size_t n, uint64_t seed)
 {
-	static unsigned char *real;
-	static size_t real_n;
-	static int tried;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	unsigned char *p = buf;
 
-	if (!tried && (real = malloc(16u << 20))) {
-		real_n = th_real_data("weights-fp32.bin", real, 8u << 20);
-		if (real_n == 8u << 20)
-			real_n += th_real_data("adamw-state-fp32.bin", real + real_n, 8u << 20);
-		if (!real_n) {
-			free(real);
-			real = NULL;
-		}
-	}
-	tried = 1;
+	pthread_once(&once, load_real); /* test threads may call this at once */
 	if (!real) {
 		th_fill(buf, n, seed);
 		return;

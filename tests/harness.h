@@ -24,8 +24,8 @@ int th_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int th_count_files(const char *dir, const char *pattern);
 /* Real training state (../shared/data: 8 MiB of fp32 weights then 8 MiB of AdamW moments, tiled),
  * with the low byte of every 4-byte value perturbed by `seed` so that every version differs;
- * pseudo-random bytes without the data. The first call reads the files: make it before any
- * fork or thread. */
+ * pseudo-random bytes without the data. The first call reads the files (once, whichever thread
+ * calls first); a program that forks should make it before the first fork. */
 void th_make_data(void *buf, size_t n, uint64_t seed);
 /* Load region `name` of `step` and compare it with expect; 1 when bit-exact. A failed load is
  * reported on stderr. */
