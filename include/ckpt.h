@@ -131,7 +131,8 @@ int ckpt_save(ckpt_ctx *ctx, uint64_t step, const ckpt_region *regions, size_t n
  * volume, and return its drain's result: CKPT_OK, or the error that stopped it (the local copy is
  * kept; ckpt_errmsg says what failed). For CKPT_STEP_ALL, the error of the first step whose last
  * drain failed. CKPT_ENOENT when this context neither saved `step` nor found it to re-drain at
- * open.
+ * open. Older copies that retention (keep_local, keep_shared) removed on the way are deleted by
+ * then too, so their disk space is free.
  */
 int ckpt_wait(ckpt_ctx *ctx, uint64_t step);
 

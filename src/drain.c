@@ -390,6 +390,12 @@ static void *worker_main(void *arg)
 
 		if (ctx->abort)
 			break;
+		/* First, so that ckpt_wait, which waits for the trash, need not wait for the chunks
+		 * of the next drain too; the other threads go on with those meanwhile. */
+		if (ctx->ntrash && !ctx->emptying) {
+			empty_trash(ctx);
+			continue;
+		}
 		if (j && !j->failed && j->next_claim < j->nitems) {
 			uint32_t i = j->next_claim++;
 
@@ -435,10 +441,6 @@ static void *worker_main(void *arg)
 			ctx->job = j;
 			pthread_cond_broadcast(&ctx->cv);
 			maybe_finish(w, j); /* a step without data finishes at once */
-			continue;
-		}
-		if (ctx->ntrash && !ctx->emptying) {
-			empty_trash(ctx);
 			continue;
 		}
 		if (ctx->stopping && !ctx->job && !ctx->qhead && !ctx->setting_up && !ctx->ntrash &&
