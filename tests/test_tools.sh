@@ -283,8 +283,13 @@ C gc --shared-dir "$S" --local-dir "$L" --name job --min-age 0 --dry-run --json
 ok "gc --dry-run names the abandoned step 4 and keeps it" sh -c \
 	"[ $rc -eq 0 ] && [ -d '$(stepdir "$S/job" 4)' ] && grep -q incomplete '$base/out'"
 ok "gc --json parses" json_ok
+# copies the library's retention renamed away but had not deleted (a killed process, any host)
+mkdir -p "$S/job/.tmp.otherhost.1.0badf00d.retired" && echo x >"$S/job/.tmp.otherhost.1.0badf00d.retired/MANIFEST"
+echo x >"$L/job/.tmp.otherhost.2.0badf00d.retired"
 C gc --shared-dir "$S" --local-dir "$L" --name job --min-age 0
 ok "gc --min-age 0 removes the abandoned step 4" sh -c "[ $rc -eq 0 ] && [ ! -e '$(stepdir "$S/job" 4)' ]"
+ok "gc removes retired copies on both tiers" sh -c \
+	"[ ! -e '$S/job/.tmp.otherhost.1.0badf00d.retired' ] && [ ! -e '$L/job/.tmp.otherhost.2.0badf00d.retired' ]"
 ok "gc kept every committed step" sh -c "for s in 1 2 3 5; do [ -f \"\$(printf '%s/step-%020d/MANIFEST' '$S/job' \$s)\" ] || exit 1; done"
 # The newest committed step is damaged (truncated shard): retention keeps it and the newest
 # intact one (3), and removes the rest.
