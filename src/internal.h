@@ -62,7 +62,7 @@ struct ckpt_ctx {
 	uint64_t resolved_step;         /* from save resolved_save on every rank */
 	uint64_t resolved_save;
 
-	int lock_fd;                    /* flock on <local_job>/.lock-rank-R: one process per rank */
+	int lock_fd;                    /* fcntl lock on .lock-rank-R: one process per rank */
 	pthread_mutex_t api_mu;         /* serializes the public calls on this context */
 	struct ckpt_err err;            /* ckpt_errmsg(); written under api_mu */
 	struct ckpt_writer *writer;     /* local tier writes (api thread only) */

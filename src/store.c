@@ -382,11 +382,28 @@ int ckpt_store__cleanup_tmp(const char *jobdir)
 	return removed;
 }
 
+/* Remove every entry of a step directory (it holds files only), then the directory. A directory
+ * that is already gone is no error. */
+static int remove_dir_files(const char *dir, struct ckpt_err *err)
+{
+	DIR *d;
+	struct dirent *e;
+
+	if (!(d = opendir(dir)))
+		return errno == ENOENT ? CKPT_OK :
+		       ckpt_err__errno(err, errno, "open directory %s", dir);
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlinkat(dirfd(d), e->d_name, 0);
+	closedir(d);
+	if (rmdir(dir) < 0 && errno != ENOENT)
+		return ckpt_err__errno(err, errno, "remove directory %s", dir);
+	return CKPT_OK;
+}
+
 int ckpt_store__remove_step(const char *stepdir, struct ckpt_err *err)
 {
 	char path[CKPT_PATH_MAX];
-	DIR *d;
-	struct dirent *e;
 	int rc;
 
 	/* 1. uncommit: remove the MANIFEST and make that durable before touching any shard */
@@ -394,16 +411,7 @@ int ckpt_store__remove_step(const char *stepdir, struct ckpt_err *err)
 	if (unlink(path) == 0 && (rc = ckpt_store__fsync_dir(stepdir, err)) < 0)
 		return rc;
 	/* 2. the shards and anything else in the directory, then the directory itself */
-	if (!(d = opendir(stepdir)))
-		return errno == ENOENT ? CKPT_OK :
-		       ckpt_err__errno(err, errno, "open directory %s", stepdir);
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			unlinkat(dirfd(d), e->d_name, 0);
-	closedir(d);
-	if (rmdir(stepdir) < 0 && errno != ENOENT)
-		return ckpt_err__errno(err, errno, "remove directory %s", stepdir);
-	return CKPT_OK;
+	return remove_dir_files(stepdir, err);
 }
 
 int ckpt_store__retire(const char *path, const char *jobdir, char *trash, size_t len)
@@ -419,9 +427,8 @@ int ckpt_store__retire(const char *path, const char *jobdir, char *trash, size_t
 
 void ckpt_store__remove_retired(const char *trash)
 {
+	char parent[CKPT_PATH_MAX + 4];
 	struct stat st;
-	DIR *d;
-	struct dirent *e;
 
 	if (lstat(trash, &st) < 0)
 		return;
@@ -430,27 +437,12 @@ void ckpt_store__remove_retired(const char *trash)
 		return;
 	}
 	/* A retired step directory. Its rename must be durable before any of its files goes: a
-	 * crash may otherwise bring back the step under its old name, committed but with holes. */
-	{
-		char parent[CKPT_PATH_MAX];
-		const char *slash = strrchr(trash, '/');
-		size_t pl = slash ? (size_t)(slash - trash) : 0;
-
-		if (!slash || pl >= sizeof(parent))
-			return;
-		memcpy(parent, trash, pl);
-		parent[pl] = '\0';
-		if (ckpt_store__fsync_dir(parent, NULL) < 0)
-			return; /* left for ckpt_store__cleanup_tmp */
-	}
-	/* then its files (no subdirectories), then itself */
-	if ((d = opendir(trash))) {
-		while ((e = readdir(d)))
-			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-				unlinkat(dirfd(d), e->d_name, 0);
-		closedir(d);
-	}
-	rmdir(trash);
+	 * crash may otherwise bring back the step under its old name, committed but with holes.
+	 * The job directory it was renamed into is its parent, "..". */
+	snprintf(parent, sizeof(parent), "%s/..", trash);
+	if (ckpt_store__fsync_dir(parent, NULL) < 0)
+		return; /* left for ckpt_store__cleanup_tmp */
+	remove_dir_files(trash, NULL);
 }
 
 void ckpt_store__remove_other_saves(const char *stepdir, uint64_t keep_id)

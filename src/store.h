@@ -58,7 +58,7 @@ int ckpt_store__cleanup_tmp(const char *jobdir);
 int ckpt_store__remove_step(const char *stepdir, struct ckpt_err *err);
 /* Move a file or step directory that is no longer wanted out of sight: rename it to a .tmp.*
  * name in jobdir (written to trash, len bytes), which scans ignore and ckpt_store__cleanup_tmp
- * removes once this process is gone. Fast whatever the size. 0, or -1 with errno. */
+ * removes, whoever retired it. Fast whatever the size. 0, or -1 with errno. */
 int ckpt_store__retire(const char *path, const char *jobdir, char *trash, size_t len);
 /* Remove what ckpt_store__retire moved away: a file, or a directory and its files. */
 void ckpt_store__remove_retired(const char *trash);
