@@ -238,30 +238,6 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-static int count_tmp(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return 0;
-	while ((e = readdir(d))) {
-		char p[PATH_MAX];
-		struct stat st;
-
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-		if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-			n += count_tmp(p);
-		else if (!strncmp(e->d_name, ".tmp.", 5))
-			n++;
-	}
-	closedir(d);
-	return n;
-}
-
 static void stepdir(char *buf, const char *tier, uint64_t step)
 {
 	snprintf(buf, PATH_MAX, "%s/%s/job/step-%020" PRIu64, base, tier, step);
@@ -413,7 +389,7 @@ static int drain_started(uint64_t step, int timeout_ms)
 
 	stepdir(d, "shared", step);
 	for (int i = 0; i < timeout_ms / 5; i++) {
-		if (count_tmp(d))
+		if (th_count_files(d, ".tmp.*"))
 			return 1;
 		sleep_ms(5);
 	}
@@ -464,7 +440,8 @@ static int enospc_local(void)
 	check(rc == CKPT_ENOSPC, "a 16 MiB step on an 8 MiB local tier: %s", ckpt_strerror(rc));
 	check(strstr(ckpt_errmsg(ctx), l) && strstr(ckpt_errmsg(ctx), "No space"),
 	      "the message names the file and the cause: %s", ckpt_errmsg(ctx));
-	check(count_tmp(l) == 0 && !local_copy(2), "nothing of step 2 is left on the local tier");
+	check(th_count_files(l, ".tmp.*") == 0 && !local_copy(2),
+	      "nothing of step 2 is left on the local tier");
 	/* the committed step saved again, too big: the step stays as it was, on both tiers */
 	rc = save(ctx, 1, 16 * MIB, 11);
 	check(rc == CKPT_ENOSPC, "saving committed step 1 again, too big: %s", ckpt_strerror(rc));
@@ -483,7 +460,7 @@ static int enospc_local(void)
 		rc = tool_rc(args);
 		check(rc == 3, "ckpt restore onto a full local tier exits 3 (I/O error): %d", rc);
 		check(tool_said("No space left"), "and says why (No space left on device)");
-		check(count_tmp(r) == 0, "and leaves no temporary file behind");
+		check(th_count_files(r, ".tmp.*") == 0, "and leaves no temporary file behind");
 		th_sh("mount -o remount,size=16m '%s'", r);
 		rc = tool_rc(args);
 		check(rc == 0, "with space again, the same restore exits 0: %d", rc);
@@ -537,7 +514,8 @@ static int enospc_shared(void)
 		if (state_of(ctx, st) == CKPT_STATE_FAILED)
 			kept &= local_copy(st) && load_exact(ctx, st, 3 * MIB / 2, st, NULL, NULL);
 	check(kept, "every failed step keeps its local copy (keep_local is 1) and loads from it");
-	check(count_tmp(s) == 0, "no temporary file is left on the full shared tier");
+	check(th_count_files(s, ".tmp.*") == 0,
+	      "no temporary file is left on the full shared tier");
 	check(manifest(s, 1) && shared_exact(1, 1 * MIB, 1), "step 1 from the shared tier alone");
 	snprintf(args, sizeof(args), "verify --shared-dir '%s' --name job --step 1", s);
 	if (tool)
@@ -556,7 +534,7 @@ static int enospc_shared(void)
 		check(manifest(s, st) && shared_exact(st, 3 * MIB / 2, st),
 		      "step %" PRIu64 " committed, bit-exact from the shared tier alone", st);
 	check(shared_exact(1, 1 * MIB, 1), "step 1 still intact");
-	check(count_tmp(base) == 0, "no temporary file anywhere");
+	check(th_count_files(base, ".tmp.*") == 0, "no temporary file anywhere");
 	th_sh("umount '%s'", s);
 	return failed ? 1 : 0;
 }
@@ -597,8 +575,8 @@ static int vanish(void)
 	      shared_exact(3, 1 * MIB, 3), "steps 1, 2, 3 bit-exact from the shared tier alone");
 	/* The failed drain's temporary file went away with the vanished directory: the drain must
 	 * remove it there (by the directory's descriptor), not leave it for a later ckpt_open. */
-	known(count_tmp(base) == 0, "B5", "no temporary file is left anywhere (%d found)",
-	      count_tmp(base));
+	known(th_count_files(base, ".tmp.*") == 0, "B5",
+	      "no temporary file is left anywhere (%d found)", th_count_files(base, ".tmp.*"));
 	return failed ? 1 : 0;
 }
 
@@ -712,7 +690,7 @@ static int readonly(void)
 	check(shared_exact(1, 1 * MIB, 1) && shared_exact(2, 2 * MIB, 2) &&
 	      shared_exact(3, 1 * MIB, 3) && shared_exact(4, 1 * MIB, 4),
 	      "steps 1 to 4 bit-exact from the shared tier alone");
-	check(count_tmp(base) == 0, "no temporary file anywhere");
+	check(th_count_files(base, ".tmp.*") == 0, "no temporary file anywhere");
 	th_sh("umount '%s'", s);
 	return failed ? 1 : 0;
 }
@@ -766,7 +744,7 @@ static int slow(void)
 	      "the next open drains step 4");
 	check(ckpt_close(ctx) == CKPT_OK, "ckpt_close: OK");
 	check(shared_exact(4, 4 * MIB, 4), "step 4 bit-exact from the shared tier alone");
-	check(count_tmp(base) == 0, "no temporary file anywhere");
+	check(th_count_files(base, ".tmp.*") == 0, "no temporary file anywhere");
 	return failed ? 1 : 0;
 }
 
@@ -805,7 +783,7 @@ static int eio(void)
 			      strstr(ckpt_errmsg(ctx), l),
 			      "local tier, EIO on %s: ckpt_save says %s: %s", pts[i].what,
 			      ckpt_strerror(rc), ckpt_errmsg(ctx));
-			check(!local_copy(step) && count_tmp(l) == 0,
+			check(!local_copy(step) && th_count_files(l, ".tmp.*") == 0,
 			      "nothing of the failed save is left");
 			check(save(ctx, step, 1 * MIB, step) == CKPT_OK,
 			      "with the fault gone the save works");
@@ -825,7 +803,8 @@ static int eio(void)
 			      "shared tier, EIO on %s: ckpt_wait says %s: %s", pts[i].what,
 			      ckpt_strerror(rc), ckpt_errmsg(ctx));
 			check(local_copy(step), "the local copy is kept");
-			check(count_tmp(s) == 0, "no partial shard is left on the shared tier");
+			check(th_count_files(s, ".tmp.*") == 0,
+			      "no partial shard is left on the shared tier");
 		}
 	}
 	/* EIO on the directory fsync that follows the rename, saving a step again (its directory
@@ -1008,7 +987,7 @@ static int random_io(int rounds, float p)
 			}
 		check(all, "all %d acknowledged saves are committed, bit-exact from shared alone", n);
 	}
-	check(count_tmp(base) == 0, "no temporary file anywhere");
+	check(th_count_files(base, ".tmp.*") == 0, "no temporary file anywhere");
 	free(seed_of);
 	free(saved);
 	return failed ? 1 : 0;

@@ -17,11 +17,7 @@
  * Each test works in E (removed by the tear-down) and keeps its open context in CTX, so that a
  * fatal assertion still closes the context and unmounts every tmpfs before the directories go.
  */
-static struct {
-	char *base;
-	char local[4096];
-	char shared[4096];
-} E;
+static struct th_env E;
 static ckpt_ctx *CTX;
 static char mounts[4][4096];
 static int nmounts;
@@ -82,28 +78,7 @@ static void teardown(void)
 
 static ckpt_ctx *open_kv(const char *const *kv)
 {
-	ckpt_config *cfg = NULL;
-	ckpt_ctx *ctx = NULL;
-	int rc;
-
-	if (ckpt_config_new(&cfg) != CKPT_OK)
-		return NULL;
-	if (ckpt_config_set(cfg, "local_dir", E.local) != CKPT_OK ||
-	    ckpt_config_set(cfg, "shared_dir", E.shared) != CKPT_OK ||
-	    ckpt_config_set(cfg, "name", "job") != CKPT_OK) {
-		ckpt_config_free(cfg);
-		return NULL;
-	}
-	for (size_t i = 0; kv && kv[i]; i += 2)
-		if (ckpt_config_set(cfg, kv[i], kv[i + 1]) != CKPT_OK) {
-			ckpt_config_free(cfg);
-			return NULL;
-		}
-	rc = ckpt_open(&ctx, cfg);
-	if (rc != CKPT_OK)
-		fprintf(stderr, "ckpt_open: %s: %s\n", ckpt_strerror(rc), ckpt_errmsg(NULL));
-	ckpt_config_free(cfg);
-	return ctx;
+	return th_open(&E, kv);
 }
 
 static int close_ctx(void)

@@ -144,35 +144,6 @@ static void path(char *buf, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Files below dir whose name starts with prefix and (if suffix) ends with suffix. */
-static int count_files(const char *dir, const char *prefix, const char *suffix)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return 0;
-	while ((e = readdir(d))) {
-		char p[PATH_MAX];
-		struct stat st;
-		size_t l = strlen(e->d_name), sl = suffix ? strlen(suffix) : 0;
-
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		path(p, "%s/%s", dir, e->d_name);
-		if (lstat(p, &st) < 0)
-			continue;
-		if (S_ISDIR(st.st_mode))
-			n += count_files(p, prefix, suffix);
-		else if (!strncmp(e->d_name, prefix, strlen(prefix)) &&
-			 (!suffix || (l >= sl && !strcmp(e->d_name + l - sl, suffix))))
-			n++;
-	}
-	closedir(d);
-	return n;
-}
-
 /* ---------------------------------------------------------------------------------------------
  * The journal and what it says must be true
  */
@@ -424,9 +395,9 @@ static enum moment classify(int phase, const struct touched *t)
 	path(s, "%s/shared/%s", O.dir, JOB);
 	if (commit_in_flight(s, t))
 		return M_COMMIT;
-	if (count_files(s, ".tmp.", ".ckz"))
+	if (th_count_files(s, ".tmp.*.ckz"))
 		return M_DRAIN;
-	if (count_files(l, ".tmp.", NULL))
+	if (th_count_files(l, ".tmp.*"))
 		return M_LOCAL;
 	switch (phase) {
 	case PH_OPEN: return M_OPEN;
@@ -606,7 +577,7 @@ static int64_t check_single(uint64_t *seed_out)
 		    ckpt_errmsg(ctx));
 	if ((rc = ckpt_close(ctx)) != CKPT_OK)
 		bad(&ST.errors, "ERROR", "recovery: ckpt_close: %s", ckpt_strerror(rc));
-	if (count_files(O.dir, ".tmp.", NULL))
+	if (th_count_files(O.dir, ".tmp.*"))
 		bad(&ST.errors, "ERROR", "temporary files of the killed process remain after "
 		    "recovery");
 	/* 3. recovery committed everything: the shared tier alone gives the same step and save */
@@ -904,7 +875,7 @@ static void restore_round(uint64_t expect_step, uint64_t expect_seed)
 		th_sh("sed 's/^/    /' '%s/restore.out' | tail -5", O.dir);
 		return;
 	}
-	if (count_files(rdir, ".tmp.", NULL)) {
+	if (th_count_files(rdir, ".tmp.*")) {
 		bad(&ST.errors, "ERROR", "the rerun of ckpt restore left temporary files");
 		return;
 	}
