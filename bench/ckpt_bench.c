@@ -427,14 +427,11 @@ static void sync_file(const char *path, int datasync, int evict)
 	close(fd);
 }
 
-static void write_file(const char *path, const uint8_t *buf, uint64_t size)
+/* pwrite all of buf to fd, `piece` bytes at a time, one after the other; dies on an error. */
+static void write_all(int fd, const char *path, const uint8_t *buf, uint64_t size, size_t piece)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-
-	if (fd < 0)
-		die("create %s: %s", path, strerror(errno));
 	for (uint64_t off = 0; off < size;) {
-		size_t len = size - off < (1u << 30) ? (size_t)(size - off) : (1u << 30);
+		size_t len = size - off < piece ? (size_t)(size - off) : piece;
 		ssize_t n = pwrite(fd, buf + off, len, (off_t)off);
 
 		if (n < 0 && errno == EINTR)
@@ -443,6 +440,15 @@ static void write_file(const char *path, const uint8_t *buf, uint64_t size)
 			die("write %s: %s", path, n ? strerror(errno) : "no progress");
 		off += (uint64_t)n;
 	}
+}
+
+static void write_file(const char *path, const uint8_t *buf, uint64_t size)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		die("create %s: %s", path, strerror(errno));
+	write_all(fd, path, buf, size, 1u << 30);
 	close(fd);
 }
 
@@ -461,16 +467,7 @@ static double raw_write(const char *path, const uint8_t *buf, uint64_t size, int
 	}
 	if (fd < 0)
 		die("create %s: %s", path, strerror(errno));
-	for (uint64_t off = 0; off < size;) {
-		size_t len = size - off < PIECE ? (size_t)(size - off) : PIECE;
-		ssize_t n = pwrite(fd, buf + off, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			die("write %s: %s", path, n ? strerror(errno) : "no progress");
-		off += (uint64_t)n;
-	}
+	write_all(fd, path, buf, size, PIECE);
 	if (fdatasync(fd) < 0)
 		die("fdatasync %s: %s", path, strerror(errno));
 	close(fd);
