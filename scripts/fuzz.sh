@@ -113,7 +113,7 @@ for t in $targets; do
 	fi
 	case $t in
 	fuzz_config) dict=(-dict="$srcdir/fuzz/config.dict") ;;
-	fuzz_codec | fuzz_mountinfo) dict=() ;;
+	fuzz_codec | fuzz_mountinfo | fuzz_xform) dict=() ;;
 	*) dict=(-dict="$srcdir/fuzz/format.dict") ;;
 	esac
 	rc=0
