@@ -176,6 +176,29 @@ C frobnicate
 ok "ckpt: unknown command: exit 64" is 64
 C help
 ok "ckpt help documents the exit codes" sh -c "[ $rc -eq 0 ] && grep -q '64 bad usage' '$base/out'"
+C
+ok "ckpt without a command is bad usage: usage on stderr only, exit 64" sh -c \
+	"[ $rc -eq 64 ] && [ ! -s '$base/out' ] && grep -q '^usage: ckpt COMMAND' '$base/err'"
+C --help
+ok "ckpt --help: usage on stdout only, exit 0" sh -c \
+	"[ $rc -eq 0 ] && [ ! -s '$base/err' ] && grep -q '^usage: ckpt COMMAND' '$base/out'"
+ok "ckpt --help shows --name as optional (it defaults to CKPT_NAME, then 'default')" sh -c \
+	"grep -q -- '--name NAME' '$base/out' && ! grep -Eq -- '(^|[^[])--name NAME' '$base/out'"
+for c in ls verify gc doctor restore; do
+	C $c --help
+	ok "ckpt $c --help prints the usage of $c alone, exit 0" sh -c \
+		"[ $rc -eq 0 ] && grep -q '^usage: ckpt $c ' '$base/out' && ! grep -q 'COMMAND' '$base/out'"
+done
+ok "ckpt restore --help names restore's own options" grep -q -- '--verify-only' "$base/out"
+C help gc
+ok "ckpt help gc is ckpt gc --help" sh -c "[ $rc -eq 0 ] && grep -q '^usage: ckpt gc ' '$base/out'"
+R --help
+ok "ckpt-restore --help: its own usage under its name" sh -c \
+	"[ $rc -eq 0 ] && grep -q '^usage: ckpt-restore ' '$base/out' && grep -q 'ckpt-restore(1)' '$base/out'"
+C ls --bogus
+ok "a usage error names the command's help" sh -c "[ $rc -eq 64 ] && grep -q \"Try 'ckpt ls --help'\" '$base/err'"
+C ls --shared-dir "$S" --quiet
+ok "ls --quiet prints nothing (as documented), exit 0" sh -c "[ $rc -eq 0 ] && [ ! -s '$base/out' ]"
 R --shared-dir "$S" --local-dir "$base/no-such-dir" --name job
 ok "missing local dir: exit 3" is 3
 mkdir -p "$base/l-io/job"
