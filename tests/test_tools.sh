@@ -77,6 +77,34 @@ C ls --shared-dir "$S" --local-dir "$L" --json
 ok "ls --json parses" json_ok
 ok "ls --json: step 3 committed, 1 rank, ratio, local rank 0" \
 	jis "[s['state'] + str(s['nranks']) + str(s['ratio'] > 1) + str(s['local_ranks']) for s in d['jobs'][0]['steps'] if s['step'] == 3][0]" "committed1True[0]"
+# Directories that are no libckpt job (a shared volume holds other things too), and a job that
+# has only opened so far (its rank lock, no step yet).
+mkdir -p "$S/other-data/files" "$S/lost+found" "$L/scratch" "$L/fresh"
+: >"$S/other-data/MANIFEST.txt"
+: >"$L/fresh/.lock-rank-000000"
+C ls --shared-dir "$S" --local-dir "$L" --json
+ok "ls lists only directories that look like jobs (steps or rank locks)" \
+	jis "[j['name'] for j in d['jobs']]" "['fresh', 'job']"
+rm -rf "$S/other-data" "$S/lost+found" "$L/scratch" "$L/fresh"
+C ls --local-dir "$L" --name job --json
+ok "ls --local-dir alone: steps are 'local' (shared state unknown), never 'local only'" \
+	jis "sorted(set(s['state'] for s in d['jobs'][0]['steps']))" "['local']"
+C ls --local-dir "$L" --name job
+ok "ls --local-dir alone, text: 'local'" sh -c "grep -q '  local  ' '$base/out' && ! grep -q 'local only' '$base/out'"
+# all zeros: a ratio in the thousands (12122.27 overflowed its 6 columns)
+TOOLS_ZERO=1 TOOLS_CHUNK=4M "$HELPER" save "$S" "$L" zeros 1 1 67108864 >"$base/out" 2>"$base/err"
+rc=$?
+ok "helper saved a step of zeros" is 0
+ratio_fits() {
+	awk 'NR == 1 { c = index($0, "COMMITTED") }
+	     $1 == "zeros" { r = $7; d = index($0, $8) }
+	     END { exit !(c > 0 && length(r) >= 1 && length(r) <= 6 && d == c) }' "$base/out"
+}
+C ls --shared-dir "$S" --name zeros
+ok "ls: a ratio in the thousands fits its column; COMMITTED stays aligned" ratio_fits
+C ls --shared-dir "$S" --name zeros --json
+ok "ls --json: the ratio itself, unrounded" jis "d['jobs'][0]['steps'][0]['ratio'] > 1000" "True"
+rm -rf "$S/zeros" "$L/zeros"
 
 echo "== restore after the local directory is wiped"
 cp "$(ckl "$L/job" 3 0)" "$base/orig3.ckl"

@@ -86,7 +86,7 @@ static int fill_row(const char *sjob, const char *ljob, struct tool_ls_row *w)
 	if (!w->state) {
 		if (w->nl) {
 			/* Without the shared tier nothing tells whether the step is committed. */
-			w->state = "local only";
+			w->state = sjob ? "local only" : "local";
 			w->raw = lraw;
 			w->stored = lstored;
 		} else {
@@ -94,13 +94,6 @@ static int fill_row(const char *sjob, const char *ljob, struct tool_ls_row *w)
 		}
 	}
 	return 0;
-}
-
-static int is_dir(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -142,7 +135,7 @@ static int add_jobs(struct tool_ctx *t, const char *dir, char ***names, size_t *
 		if (!valid_job_name(e->d_name))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (!is_dir(path))
+		if (!tool_is_job_dir(path))
 			continue;
 		if (!(nn = realloc(*names, (*n + 1) * sizeof(*nn))) || !(nn[*n] = strdup(e->d_name))) {
 			if (nn)

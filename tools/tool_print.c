@@ -90,6 +90,24 @@ static void rank_list(char *buf, size_t len, const uint32_t *r, size_t n)
 	}
 }
 
+/* The compression ratio in at most 6 characters, the width of its column: 1.60, 245.3, 12122,
+ * 845k, 12M. */
+static void ratio_text(char *buf, size_t len, double r)
+{
+	if (r < 100)
+		snprintf(buf, len, "%.2f", r);
+	else if (r < 1000)
+		snprintf(buf, len, "%.1f", r);
+	else if (r < 1e5)
+		snprintf(buf, len, "%.0f", r);
+	else if (r < 1e8)
+		snprintf(buf, len, "%.0fk", r / 1e3);
+	else if (r < 1e11)
+		snprintf(buf, len, "%.0fM", r / 1e6);
+	else
+		snprintf(buf, len, "%.0e", r);
+}
+
 static int has_ratio(const struct tool_ls_row *w)
 {
 	return w->stored && w->raw && !strcmp(w->state, "committed");
@@ -177,7 +195,7 @@ static void ls_text(const struct tool_ls *ls)
 				snprintf(st, sizeof(st), "-");
 			}
 			if (has_ratio(w))
-				snprintf(ratio, sizeof(ratio), "%.2f", (double)w->raw / (double)w->stored);
+				ratio_text(ratio, sizeof(ratio), (double)w->raw / (double)w->stored);
 			else
 				snprintf(ratio, sizeof(ratio), "-");
 			if (w->nranks)
