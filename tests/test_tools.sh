@@ -123,6 +123,9 @@ ok "rerun: the verified local copy is not rewritten" sh -c \
 	"[ \"\$(ls -i '$(ckl "$L/job" 3 0)' | awk '{print \$1}')\" = '$ino' ]"
 ok "rerun --json: status ok, step 3, rank 0 present" \
 	jis "d['status'] + str(d['step']) + d['ranks'][0]['action'] + str(d['exit_code'])" "ok3present0"
+R --shared-dir "$S" --local-dir "$L" --name job
+ok "rerun, text: 'nothing to write', no rate of nothing ('0 B/s')" sh -c \
+	"[ $rc -eq 0 ] && grep -q '(0 written, 1 already present).*nothing to write' '$base/out' && ! grep -q 'B/s' '$base/out'"
 flip "$(ckl "$L/job" 3 0)" 5000
 R --shared-dir "$S" --local-dir "$L" --name job --json
 ok "a damaged local copy is replaced" jis "d['ranks'][0]['action'] + str(d['ranks'][0]['replaced'])" "restoredTrue"
@@ -227,8 +230,24 @@ C ls --bogus
 ok "a usage error names the command's help" sh -c "[ $rc -eq 64 ] && grep -q \"Try 'ckpt ls --help'\" '$base/err'"
 C ls --shared-dir "$S" --quiet
 ok "ls --quiet prints nothing (as documented), exit 0" sh -c "[ $rc -eq 0 ] && [ ! -s '$base/out' ]"
-R --shared-dir "$S" --local-dir "$base/no-such-dir" --name job
-ok "missing local dir: exit 3" is 3
+# A fresh node: the local tier is ephemeral, its directory is created; the shared one is not.
+F=$base/fresh-node/nvme/ckpt
+R --shared-dir "$S" --local-dir "$F" --name job
+ok "a missing local dir and its parents are created: exit 0, step 3 restored" sh -c \
+	"[ $rc -eq 0 ] && [ -f '$(ckl "$F/job" 3 0)' ]"
+ok "the program loads step 3 bit-exact there" load 3 "$S" "$F"
+R --shared-dir "$S" --local-dir "$base/fresh-2/ckpt" --name job --dry-run --json
+ok "--dry-run to a missing local dir: exit 0, rank 0 would_restore, nothing created" sh -c \
+	"[ $rc -eq 0 ] && [ ! -e '$base/fresh-2' ]" && ok "--dry-run: would_restore" jis "d['ranks'][0]['action']" "would_restore"
+: >"$base/a-file"
+R --shared-dir "$S" --local-dir "$base/a-file" --name job
+ok "a local dir that is a file: exit 3" is 3
+R --shared-dir "$S" --local-dir "$base/a-file/ckpt" --name job --json
+ok "a local dir that cannot be created: exit 3, io_error, the reason" sh -c "[ $rc -eq 3 ] && grep -q 'a-file' '$base/err'" && \
+	ok "... io_error in JSON" jis "d['status']" "io_error"
+R --shared-dir "$base/no-such-mount" --local-dir "$L" --name job
+ok "a missing shared dir is an error (exit 3, is the volume mounted?), never created" sh -c \
+	"[ $rc -eq 3 ] && grep -q 'is the volume mounted' '$base/err' && [ ! -e '$base/no-such-mount' ]"
 mkdir -p "$base/l-io/job"
 : >"$(stepdir "$base/l-io/job" 3)"   # a file where the step directory must go
 R --shared-dir "$S" --local-dir "$base/l-io" --name job --json

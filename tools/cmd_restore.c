@@ -175,9 +175,14 @@ static int prepare_local(struct tool_ctx *t, struct tool_restore *res)
 	struct stat st;
 	int code;
 
-	(void)st;
-	(void)err;
-	(void)res;
+	if (stat(o->local_dir, &st) < 0 && errno == ENOENT) {
+		if (o->dry_run)
+			return -1; /* nothing to check there: every rank would be restored */
+		if (ckpt_store__mkdirs(o->local_dir, &err) < 0) {
+			snprintf(res->error, sizeof(res->error), "local_dir: %s", err.msg);
+			return TOOL_EXIT_IO;
+		}
+	}
 	if ((code = tool_need_dir(t, "local_dir", o->local_dir)) >= 0)
 		return code;
 	return tool_check_tiers(t);

@@ -434,8 +434,14 @@ static void restore_text(const struct tool_ctx *t, const struct tool_restore *re
 	printf("restored step %" PRIu64 " of job '%s' to %s: %zu rank%s (%zu written, %zu already "
 	       "present%s), %s", res->step, o->name, o->local_job, res->nr, res->nr == 1 ? "" : "s",
 	       written, present, kept ? ", some newer local saves kept" : "", raw);
-	tool_size(rate, sizeof(rate), res->secs > 0 ? (uint64_t)(res->written / res->secs) : 0, 0);
-	printf(" in %.2f s (%s/s)\n", res->secs, rate);
+	if (res->written) {
+		tool_size(rate, sizeof(rate), res->secs > 0 ? (uint64_t)(res->written / res->secs) :
+			  0, 0);
+		printf(" in %.2f s (%s/s)\n", res->secs, rate);
+	} else {
+		/* a rate of nothing written says nothing: every local copy was already in place */
+		printf(", nothing to write (checked in %.2f s)\n", res->secs);
+	}
 }
 
 /* ---------------------------------------------------------------------------------------------
