@@ -19,11 +19,10 @@ passed=0 failed=0 rc=0
 base=$(mktemp -d "${TMPDIR:-/tmp}/ckpt-tools-XXXXXX")
 trap 'rm -rf "$base"' EXIT
 S=$base/shared L=$base/local
-mkdir -p "$S" "$L" "$base/bin"
-# ckpt-restore is the same program under another name (make install links it the same way).
-case $CKPT in /*) abs=$CKPT ;; *) abs=$(pwd)/$CKPT ;; esac
-ln -s "$abs" "$base/bin/ckpt-restore"
-RESTORE=$base/bin/ckpt-restore
+mkdir -p "$S" "$L"
+# ckpt-restore is the same program under another name: make links it next to ckpt in the build
+# tree, as make install does in bindir.
+RESTORE=${TOOLS_RESTORE:-$(dirname "$CKPT")/ckpt-restore}
 HAVE_PY=0
 command -v python3 >/dev/null 2>&1 && HAVE_PY=1
 
@@ -63,6 +62,12 @@ load_local() {
 	rc=$r
 	[ $rc -eq 0 ]
 }
+
+echo "== ckpt-restore in the build tree"
+"$RESTORE" --version >"$base/out" 2>"$base/err"
+rc=$?
+ok "ckpt-restore is next to ckpt and runs as ckpt restore" sh -c \
+	"[ $rc -eq 0 ] && grep -q '^ckpt-restore (libckpt) ' '$base/out'"
 
 echo "== setup: steps 1..3 of job 'job', saved and committed by the library"
 "$HELPER" save "$S" "$L" job 1 3 "$SIZE" >"$base/out" 2>"$base/err"
