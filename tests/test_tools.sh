@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Operator tools: ckpt-restore after a wipe, one rank of a multi-rank step, every kind of damage
-# and its exit code, SIGKILL during a restore, --json, --dry-run, --verify-only, ckpt ls/verify/gc.
+# Operator tools: ckpt-restore after a wipe and onto a fresh node, one rank of a multi-rank step,
+# every kind of damage and its exit code, SIGKILL during a restore, --json, --dry-run,
+# --verify-only, ckpt ls (which directories are jobs, states, columns)/verify/gc, usage and help.
 set -u
 CKPT=${TOOLS:-./tools/ckpt}
 HELPER=${TOOLS_HELPER:-./tests/tools_helper}
