@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Operator tools: ckpt-restore after a wipe, one rank of a multi-rank step, every kind of damage
-# and its exit code, SIGKILL during a restore, --json, --dry-run, --verify-only, ckpt ls/verify/gc.
+# Operator tools: ckpt-restore after a wipe and onto a fresh node, one rank of a multi-rank step,
+# every kind of damage and its exit code, SIGKILL during a restore, --json, --dry-run,
+# --verify-only, ckpt ls (which directories are jobs, states, columns)/verify/gc, usage and help.
 set -u
 CKPT=${TOOLS:-./tools/ckpt}
 HELPER=${TOOLS_HELPER:-./tests/tools_helper}
@@ -19,11 +20,10 @@ passed=0 failed=0 rc=0
 base=$(mktemp -d "${TMPDIR:-/tmp}/ckpt-tools-XXXXXX")
 trap 'rm -rf "$base"' EXIT
 S=$base/shared L=$base/local
-mkdir -p "$S" "$L" "$base/bin"
-# ckpt-restore is the same program under another name (make install links it the same way).
-case $CKPT in /*) abs=$CKPT ;; *) abs=$(pwd)/$CKPT ;; esac
-ln -s "$abs" "$base/bin/ckpt-restore"
-RESTORE=$base/bin/ckpt-restore
+mkdir -p "$S" "$L"
+# ckpt-restore is the same program under another name: make links it next to ckpt in the build
+# tree, as make install does in bindir.
+RESTORE=${TOOLS_RESTORE:-$(dirname "$CKPT")/ckpt-restore}
 HAVE_PY=0
 command -v python3 >/dev/null 2>&1 && HAVE_PY=1
 
@@ -64,6 +64,12 @@ load_local() {
 	[ $rc -eq 0 ]
 }
 
+echo "== ckpt-restore in the build tree"
+"$RESTORE" --version >"$base/out" 2>"$base/err"
+rc=$?
+ok "ckpt-restore is next to ckpt and runs as ckpt restore" sh -c \
+	"[ $rc -eq 0 ] && grep -q '^ckpt-restore (libckpt) ' '$base/out'"
+
 echo "== setup: steps 1..3 of job 'job', saved and committed by the library"
 "$HELPER" save "$S" "$L" job 1 3 "$SIZE" >"$base/out" 2>"$base/err"
 rc=$?
@@ -77,6 +83,34 @@ C ls --shared-dir "$S" --local-dir "$L" --json
 ok "ls --json parses" json_ok
 ok "ls --json: step 3 committed, 1 rank, ratio, local rank 0" \
 	jis "[s['state'] + str(s['nranks']) + str(s['ratio'] > 1) + str(s['local_ranks']) for s in d['jobs'][0]['steps'] if s['step'] == 3][0]" "committed1True[0]"
+# Directories that are no libckpt job (a shared volume holds other things too), and a job that
+# has only opened so far (its rank lock, no step yet).
+mkdir -p "$S/other-data/files" "$S/lost+found" "$L/scratch" "$L/fresh"
+: >"$S/other-data/MANIFEST.txt"
+: >"$L/fresh/.lock-rank-000000"
+C ls --shared-dir "$S" --local-dir "$L" --json
+ok "ls lists only directories that look like jobs (steps or rank locks)" \
+	jis "[j['name'] for j in d['jobs']]" "['fresh', 'job']"
+rm -rf "$S/other-data" "$S/lost+found" "$L/scratch" "$L/fresh"
+C ls --local-dir "$L" --name job --json
+ok "ls --local-dir alone: steps are 'local' (shared state unknown), never 'local only'" \
+	jis "sorted(set(s['state'] for s in d['jobs'][0]['steps']))" "['local']"
+C ls --local-dir "$L" --name job
+ok "ls --local-dir alone, text: 'local'" sh -c "grep -q '  local  ' '$base/out' && ! grep -q 'local only' '$base/out'"
+# all zeros: a ratio in the thousands (12122.27 overflowed its 6 columns)
+TOOLS_ZERO=1 TOOLS_CHUNK=4M "$HELPER" save "$S" "$L" zeros 1 1 67108864 >"$base/out" 2>"$base/err"
+rc=$?
+ok "helper saved a step of zeros" is 0
+ratio_fits() {
+	awk 'NR == 1 { c = index($0, "COMMITTED") }
+	     $1 == "zeros" { r = $7; d = index($0, $8) }
+	     END { exit !(c > 0 && length(r) >= 1 && length(r) <= 6 && d == c) }' "$base/out"
+}
+C ls --shared-dir "$S" --name zeros
+ok "ls: a ratio in the thousands fits its column; COMMITTED stays aligned" ratio_fits
+C ls --shared-dir "$S" --name zeros --json
+ok "ls --json: the ratio itself, unrounded" jis "d['jobs'][0]['steps'][0]['ratio'] > 1000" "True"
+rm -rf "$S/zeros" "$L/zeros"
 
 echo "== restore after the local directory is wiped"
 cp "$(ckl "$L/job" 3 0)" "$base/orig3.ckl"
@@ -95,6 +129,9 @@ ok "rerun: the verified local copy is not rewritten" sh -c \
 	"[ \"\$(ls -i '$(ckl "$L/job" 3 0)' | awk '{print \$1}')\" = '$ino' ]"
 ok "rerun --json: status ok, step 3, rank 0 present" \
 	jis "d['status'] + str(d['step']) + d['ranks'][0]['action'] + str(d['exit_code'])" "ok3present0"
+R --shared-dir "$S" --local-dir "$L" --name job
+ok "rerun, text: 'nothing to write', no rate of nothing ('0 B/s')" sh -c \
+	"[ $rc -eq 0 ] && grep -q '(0 written, 1 already present).*nothing to write' '$base/out' && ! grep -q 'B/s' '$base/out'"
 flip "$(ckl "$L/job" 3 0)" 5000
 R --shared-dir "$S" --local-dir "$L" --name job --json
 ok "a damaged local copy is replaced" jis "d['ranks'][0]['action'] + str(d['ranks'][0]['replaced'])" "restoredTrue"
@@ -176,8 +213,47 @@ C frobnicate
 ok "ckpt: unknown command: exit 64" is 64
 C help
 ok "ckpt help documents the exit codes" sh -c "[ $rc -eq 0 ] && grep -q '64 bad usage' '$base/out'"
-R --shared-dir "$S" --local-dir "$base/no-such-dir" --name job
-ok "missing local dir: exit 3" is 3
+C
+ok "ckpt without a command is bad usage: usage on stderr only, exit 64" sh -c \
+	"[ $rc -eq 64 ] && [ ! -s '$base/out' ] && grep -q '^usage: ckpt COMMAND' '$base/err'"
+C --help
+ok "ckpt --help: usage on stdout only, exit 0" sh -c \
+	"[ $rc -eq 0 ] && [ ! -s '$base/err' ] && grep -q '^usage: ckpt COMMAND' '$base/out'"
+ok "ckpt --help shows --name as optional (it defaults to CKPT_NAME, then 'default')" sh -c \
+	"grep -q -- '--name NAME' '$base/out' && ! grep -Eq -- '(^|[^[])--name NAME' '$base/out'"
+for c in ls verify gc doctor restore; do
+	C $c --help
+	ok "ckpt $c --help prints the usage of $c alone, exit 0" sh -c \
+		"[ $rc -eq 0 ] && grep -q '^usage: ckpt $c ' '$base/out' && ! grep -q 'COMMAND' '$base/out'"
+done
+ok "ckpt restore --help names restore's own options" grep -q -- '--verify-only' "$base/out"
+C help gc
+ok "ckpt help gc is ckpt gc --help" sh -c "[ $rc -eq 0 ] && grep -q '^usage: ckpt gc ' '$base/out'"
+R --help
+ok "ckpt-restore --help: its own usage under its name" sh -c \
+	"[ $rc -eq 0 ] && grep -q '^usage: ckpt-restore ' '$base/out' && grep -q 'ckpt-restore(1)' '$base/out'"
+C ls --bogus
+ok "a usage error names the command's help" sh -c "[ $rc -eq 64 ] && grep -q \"Try 'ckpt ls --help'\" '$base/err'"
+C ls --shared-dir "$S" --quiet
+ok "ls --quiet prints nothing (as documented), exit 0" sh -c "[ $rc -eq 0 ] && [ ! -s '$base/out' ]"
+# A fresh node: the local tier is ephemeral, its directory is created; the shared one is not.
+F=$base/fresh-node/nvme/ckpt
+R --shared-dir "$S" --local-dir "$F" --name job
+ok "a missing local dir and its parents are created: exit 0, step 3 restored" sh -c \
+	"[ $rc -eq 0 ] && [ -f '$(ckl "$F/job" 3 0)' ]"
+ok "the program loads step 3 bit-exact there" load 3 "$S" "$F"
+R --shared-dir "$S" --local-dir "$base/fresh-2/ckpt" --name job --dry-run --json
+ok "--dry-run to a missing local dir: exit 0, rank 0 would_restore, nothing created" sh -c \
+	"[ $rc -eq 0 ] && [ ! -e '$base/fresh-2' ]" && ok "--dry-run: would_restore" jis "d['ranks'][0]['action']" "would_restore"
+: >"$base/a-file"
+R --shared-dir "$S" --local-dir "$base/a-file" --name job
+ok "a local dir that is a file: exit 3" is 3
+R --shared-dir "$S" --local-dir "$base/a-file/ckpt" --name job --json
+ok "a local dir that cannot be created: exit 3, io_error, the reason" sh -c "[ $rc -eq 3 ] && grep -q 'a-file' '$base/err'" && \
+	ok "... io_error in JSON" jis "d['status']" "io_error"
+R --shared-dir "$base/no-such-mount" --local-dir "$L" --name job
+ok "a missing shared dir is an error (exit 3, is the volume mounted?), never created" sh -c \
+	"[ $rc -eq 3 ] && grep -q 'is the volume mounted' '$base/err' && [ ! -e '$base/no-such-mount' ]"
 mkdir -p "$base/l-io/job"
 : >"$(stepdir "$base/l-io/job" 3)"   # a file where the step directory must go
 R --shared-dir "$S" --local-dir "$base/l-io" --name job --json

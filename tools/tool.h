@@ -1,16 +1,23 @@
 /* SPDX-License-Identifier: MIT */
-/* Helpers of the ckpt operator tool (private): parallel shard decoding, JSON, progress, sizes. */
+/* The ckpt operator tool (private): the command table, options and context (ckpt.c), the job
+ * directories (tool_job.c), each command's result and the one printer that renders it as text or
+ * JSON (tool_print.c), parallel shard decoding (tool_read.c), JSON, sizes, progress (tool_out.c).
+ * Each command lives in tools/cmd_<name>.c. */
 #ifndef CKPT_TOOL_H
 #define CKPT_TOOL_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "ckpt.h"
+#include "config.h"
 #include "error.h"
 #include "shard.h"
+#include "storage.h"
+#include "store.h"
 
 /* Exit statuses of every subcommand, documented in ckpt(1) and ckpt-restore(1). Pinned: scripts
  * and init containers test them. */
@@ -111,11 +118,269 @@ void tool_progress_destroy(struct tool_progress *p);
 void tool_progress_msg(struct tool_progress *p, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* ---- doctor.c ---- */
+/* ---- ckpt.c: the command table, options, messages ---- */
 
-/* `ckpt doctor ARGS` (argv[0] is "doctor"): filesystem, persistence verdict, free space and
- * bandwidth of both tiers, io_uring, MPI build, cluster, launcher rank, and the effective
- * configuration with origins; human-readable or --json. Returns the exit status (ckpt(1)). */
-int tool_doctor_main(int argc, char **argv);
+/* Every option of every command. A command names those it takes (TOOL_OPT bits); one parser
+ * reads them all, so that an option means the same thing wherever it applies and one of another
+ * command is refused by name ("does not apply to ls"). */
+enum tool_opt {
+	OPT_SHARED_DIR, OPT_LOCAL_DIR, OPT_NAME, OPT_STEP, OPT_ALL, OPT_RANK, OPT_THREADS,
+	OPT_VERIFY_ONLY, OPT_DRY_RUN, OPT_KEEP_SHARED, OPT_KEEP_LOCAL, OPT_MIN_AGE, OPT_SET,
+	OPT_BYTES, OPT_JSON, OPT_QUIET, OPT_HELP, OPT_VERSION,
+	OPT__COUNT
+};
+#define TOOL_OPT(o) (1u << OPT_##o)
+/* Taken by every command. */
+#define TOOL_OPTS_COMMON (TOOL_OPT(JSON) | TOOL_OPT(QUIET) | TOOL_OPT(HELP) | TOOL_OPT(VERSION))
+
+struct tool_range {
+	uint32_t lo, hi;
+};
+
+/* The parsed command line, over the CKPT_* environment. */
+struct tool_opts {
+	ckpt_config *cfg;                /* shared_dir, local_dir, name, io settings, ... */
+	const char *shared_dir, *local_dir, *name; /* borrowed from cfg; dirs may be NULL */
+	int name_given;                  /* --name or CKPT_NAME, not the default */
+	char shared_job[CKPT_PATH_MAX], local_job[CKPT_PATH_MAX]; /* <dir>/<name>, "" when unset */
+	char config_error[CKPT_ERRMSG_MAX]; /* a bad CKPT_* variable, for commands that report it */
+	int have_step;
+	uint64_t step;
+	struct tool_range *ranks;        /* NULL: every rank */
+	size_t nranges;
+	unsigned threads;
+	int all, verify_only, dry_run, json, quiet;
+	int have_keep_shared, have_keep_local;
+	unsigned keep_shared, keep_local;
+	double min_age;                  /* seconds */
+	uint64_t bytes;                  /* doctor's bandwidth test */
+};
+
+struct tool_ctx;
+struct tool_result;
+
+/* A subcommand: one entry of the table in ckpt.c, defined in its own cmd_<name>.c. */
+struct tool_cmd {
+	const char *name;
+	const char *alias;      /* another name it answers to, or NULL */
+	/* Does the work and fills res (nothing on stdout: tool_print renders res); returns the
+	 * exit status. Problems go to stderr as they happen (tool_say). */
+	int (*run)(struct tool_ctx *t, struct tool_result *res);
+	unsigned opts;          /* TOOL_OPT bits */
+	unsigned flags;         /* TOOL_CMD_* */
+	const char *synopsis;   /* its options, lines separated by '\n' */
+	const char *summary;    /* what it does, for `ckpt --help` */
+	const char *help;       /* what `ckpt CMD --help` says after the synopsis */
+	const char *exits;      /* its exit statuses, the end of `ckpt CMD --help` */
+};
+/* A bad CKPT_* variable is a finding the command reports (in o.config_error), not bad usage. */
+#define TOOL_CMD_REPORTS_CONFIG 1u
+
+extern const struct tool_cmd tool_cmd_ls, tool_cmd_verify, tool_cmd_gc, tool_cmd_restore,
+	tool_cmd_doctor;
+
+/* What a command runs with: no global state, so that every piece of it can be read alone. */
+struct tool_ctx {
+	const char *prog;             /* "ckpt" or "ckpt-restore": the first word of messages */
+	const struct tool_cmd *cmd;
+	struct tool_opts o;
+	struct tool_progress pg;      /* the progress bar; also serializes messages on stderr */
+};
+
+/* A warning or error on stderr, printed even with --quiet: quiet silences the summary and the
+ * progress bar, never a problem. */
+void tool_say(struct tool_ctx *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "prog: message" and where to find help, on stderr; returns TOOL_EXIT_USAGE. */
+int tool_usage_error(struct tool_ctx *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* ---- tool_job.c: the job directories as the commands see them ---- */
+
+/* A directory the user named must exist: a missing one usually means an unmounted volume, and
+ * creating it would put checkpoints on the wrong filesystem. Returns an exit status or -1. */
+int tool_need_dir(struct tool_ctx *t, const char *key, const char *dir);
+/* The rule of ckpt_open: the shared copy may not live inside the local directory. Returns
+ * TOOL_EXIT_USAGE, or -1 when the tiers are apart (or cannot be resolved). */
+int tool_check_tiers(struct tool_ctx *t);
+int tool_rank_selected(const struct tool_opts *o, uint32_t r);
+uint32_t tool_rank_max(const struct tool_opts *o);
+/* Ranks with a local shard file (rank-NNNNNN.ckl) in stepdir, ascending, into a malloc'd *out.
+ * 0 (none, or no such directory) or more; -1 when out of memory. */
+long tool_local_files(const char *stepdir, uint32_t **out);
+/* Does dir look like a libckpt job directory: a step directory (step-<20 digits>) or a rank
+ * lock (.lock-rank-N) in it (docs/FORMAT.md section 2)? */
+int tool_is_job_dir(const char *dir);
+/* "dir/step-<20 digits>" into buf. */
+void tool_step_path(char *buf, size_t len, const char *job, uint64_t step);
+
+/* ---- results: what each command found, for the one printer (tool_print.c) ---- */
+
+/* ls: one step of one job, as both tiers show it. */
+struct tool_ls_row {
+	uint64_t step;
+	const char *state;    /* committed, damaged, local only, local, incomplete */
+	uint32_t nranks;      /* 0: unknown */
+	uint64_t raw, stored;
+	uint64_t saved_ns, committed_ns;
+	uint32_t *lranks;     /* local shards that open (structure verified) */
+	size_t nl;
+	uint32_t *lbad;       /* local shard files that do not */
+	size_t nbad;
+	char err[CKPT_ERRMSG_MAX];
+};
+
+struct tool_ls_job {
+	char *name;
+	struct tool_ls_row *rows;
+	size_t nrows;
+};
+
+struct tool_ls {
+	struct tool_ls_job *jobs;
+	size_t njobs;
+};
+
+/* verify: one file checked. */
+struct tool_check {
+	const char *tier;     /* "shared" or "local" */
+	int64_t rank;         /* -1: the step's MANIFEST */
+	int rc;               /* CKPT_OK, CKPT_ECORRUPT (damaged), another code (error) */
+	const char *note;     /* said of a good file in the text ("ok", another save, ...) */
+	char err[CKPT_ERRMSG_MAX];
+};
+
+struct tool_verify_step {
+	uint64_t step;
+	uint32_t nranks;
+	uint64_t raw;         /* bytes of the selected ranks */
+	int bad;
+	struct tool_check *checks;
+	size_t n;
+};
+
+struct tool_verify {
+	struct tool_verify_step *steps;
+	size_t n;
+};
+
+/* gc: one removal, done, planned (--dry-run) or failed. */
+struct tool_gc_action {
+	const char *tier;
+	uint64_t step;
+	int64_t rank;         /* -1: a whole step directory */
+	const char *reason;
+	int rc;
+	char err[CKPT_ERRMSG_MAX];
+};
+
+struct tool_gc {
+	struct tool_gc_action *acts;
+	size_t n;
+	size_t removed;       /* actions that succeeded (or would) */
+	int have_newest;
+	uint64_t newest;      /* the newest committed step */
+};
+
+/* restore: what happened to one rank. */
+struct tool_restore_rank {
+	uint32_t rank;
+	const char *action;   /* restored, present, kept_newer, verified, would_restore, failed */
+	int replaced;         /* a damaged or older local copy was replaced */
+	uint64_t raw, stored;
+};
+
+struct tool_restore_damaged {
+	uint64_t step;
+	char msg[CKPT_ERRMSG_MAX];
+};
+
+struct tool_restore {
+	int have_step;
+	uint64_t step, save_id;
+	uint32_t nranks;
+	int fallback;         /* an older step than the newest committed one */
+	struct tool_restore_rank *ranks;
+	size_t nr;
+	struct tool_restore_damaged *dmg;
+	size_t nd;
+	uint64_t raw, written;
+	double secs;
+	char error[2 * CKPT_ERRMSG_MAX];
+};
+
+/* doctor */
+#define TOOL_DOC_MAX_NOTES 16
+/* Exit statuses of `ckpt doctor` (ckpt(1)). 0 and 64 are every subcommand's; 3 is an I/O error
+ * as everywhere. */
+enum {
+	TOOL_DOC_WARN = 1, /* ckpt_open would warn: shared_dir not persistent, local_dir on NFS */
+	TOOL_DOC_FAIL = 2, /* ckpt_open would fail: a directory missing, bad config, refused verdict */
+};
+
+struct tool_bench {
+	int ran;
+	int direct;           /* O_DIRECT held for both passes */
+	uint64_t bytes;
+	double wsec, rsec;    /* write + fsync; read */
+	char skipped[160];    /* why not measured, "" when measured or failed */
+	char error[CKPT_ERRMSG_MAX];
+};
+
+struct tool_tier {
+	const char *key;      /* "local_dir" / "shared_dir" */
+	const char *dir;      /* as configured, NULL when unset */
+	char real[PATH_MAX];
+	int usable;           /* exists, is a directory, writable, classified */
+	char error[CKPT_ERRMSG_MAX];
+	struct ckpt_fsinfo fs;
+	struct tool_bench bw;
+};
+
+struct tool_doctor {
+	const ckpt_config *cfg;
+	enum ckpt_cluster cluster;
+	const char *cluster_why;
+	int have_rank;
+	uint32_t rank, size;
+	const char *rank_src;
+	struct tool_tier t[2];     /* local, shared */
+	int have_verdict;
+	enum ckpt_verdict verdict;
+	char reason[CKPT_ERRMSG_MAX];
+	int uring_built, uring_ok;
+	char uring_msg[CKPT_ERRMSG_MAX];
+	int mpi_built;
+	char mpi_lib[256];
+	char *warn[TOOL_DOC_MAX_NOTES], *fail[TOOL_DOC_MAX_NOTES], *info[TOOL_DOC_MAX_NOTES];
+	size_t nwarn, nfail, ninfo;
+	int io_error;
+};
+
+enum tool_kind { TOOL_NONE, TOOL_LS, TOOL_VERIFY, TOOL_GC, TOOL_RESTORE, TOOL_DOCTOR };
+
+struct tool_result {
+	enum tool_kind kind;  /* which member of u; set first by the command */
+	int report;           /* 0: nothing for stdout (bad usage, or a failure before the command
+			       * found anything: the message went to stderr) */
+	int code;             /* the exit status */
+	union {
+		struct tool_ls ls;
+		struct tool_verify verify;
+		struct tool_gc gc;
+		struct tool_restore restore;
+		struct tool_doctor doctor;
+	} u;
+};
+
+/* ---- tool_print.c: the one printer ---- */
+
+/* Render res on stdout: one JSON object with --json, else the text (none with --quiet). */
+void tool_print(const struct tool_ctx *t, const struct tool_result *res);
+void tool_result_free(struct tool_result *res);
+/* "ok", "nothing", "damaged", "io_error", "usage" */
+const char *tool_status_name(int code);
+/* `ckpt --help`, or `ckpt CMD --help` when cmd is not NULL (prog: "ckpt" or "ckpt-restore"). */
+void tool_print_usage(FILE *f, const char *prog, const struct tool_cmd *cmd,
+		      const struct tool_cmd *const *cmds);
 
 #endif
