@@ -28,13 +28,13 @@ __all__ = [
 ]
 
 
-def version():
+def version() -> str:
     """The loaded libckpt's version, "MAJOR.MINOR.PATCH" (ckpt_version)."""
     from . import _lib
     return _lib.decode(_lib.lib().ckpt_version())
 
 
-def strerror(code):
+def strerror(code: int) -> str:
     """ckpt_strerror: the short description of a CKPT_* code."""
     from . import _lib
     return _lib.decode(_lib.lib().ckpt_strerror(code))

@@ -4,6 +4,7 @@ import ctypes
 import ctypes.util
 import os
 import threading
+from typing import Optional
 
 # The soname this package was written against (libckpt.map version LIBCKPT_1).
 SONAME = "libckpt.so.1"
@@ -145,7 +146,7 @@ _lock = threading.Lock()
 _cached = None
 
 
-def lib():
+def lib() -> ctypes.CDLL:
     """The loaded library (loaded on first use, so that `import ckpt` never fails)."""
     global _cached
     if _cached is None:
@@ -155,11 +156,11 @@ def lib():
     return _cached[0]
 
 
-def library_path():
+def library_path() -> str:
     """Where the loaded libckpt came from (a path, or the name given to the dynamic loader)."""
     lib()
     return _cached[1]
 
 
-def decode(b):
+def decode(b: Optional[bytes]) -> str:
     return b.decode("utf-8", "replace") if b is not None else ""

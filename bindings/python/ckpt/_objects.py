@@ -329,6 +329,26 @@ def _as_memoryview(ba, meta):
     return mv
 
 
+def map_tensor(t, saved, map_location):
+    """A freshly loaded CPU tensor moved as torch.load's map_location says: a device (str or
+    torch.device), a dict {saved location: device} (locations it lacks stay on the CPU), or a
+    callable(tensor, saved location) -> tensor. `saved` is where the tensor was saved from."""
+    torch = _torch()
+    if isinstance(map_location, dict):
+        dest = map_location.get(saved)
+        if dest is None:
+            return t
+    elif callable(map_location) and not isinstance(map_location, (str, torch.device)):
+        return map_location(t, saved)
+    else:
+        dest = map_location
+    if not isinstance(dest, (str, torch.device)):
+        raise TypeError("map_location: expected a device (str or torch.device), a dict or a "
+                        "callable, not %s" % type(dest).__name__)
+    dev = torch.device(dest)
+    return t if t.device == dev else t.to(dev)
+
+
 def existing_target(name, meta, size, obj):
     """Load region `name` into obj in place. The checks here are only those C cannot make
     (dtype, shape, layout); a wrong byte size is left to ckpt_load, whose message names both

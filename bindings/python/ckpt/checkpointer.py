@@ -9,6 +9,8 @@ import operator
 import os
 import threading
 import weakref
+from typing import (Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Type,
+                    Union)
 
 from . import _lib
 from . import _objects
@@ -33,9 +35,18 @@ class State(enum.IntEnum):
     FAILED = 3     # drain failed; local copy kept; wait() raises the error
 
 
-Region = collections.namedtuple("Region", "name size kind dtype shape")
-Region.__doc__ = """One region of a step: its name, size in bytes, and what it was saved from
-(kind: "bytes", "bytearray", "memoryview", "numpy", "torch"; dtype and shape, or None)."""
+class Region(NamedTuple):
+    """One region of a step: its name, size in bytes, and what it was saved from
+    (kind: "bytes", "bytearray", "memoryview", "numpy", "torch"; dtype and shape, or None)."""
+    name: str
+    size: int
+    kind: str
+    dtype: Optional[str]
+    shape: Optional[Tuple[int, ...]]
+
+
+# What a configuration keyword accepts (None: keep the default / CKPT_<KEY>).
+OptionValue = Union[str, int, float, "os.PathLike[str]", None]
 
 
 def _check_step(step):
@@ -86,7 +97,8 @@ class Checkpointer:
 
     local_dir, shared_dir, name and every other configuration key of libckpt (compress_level,
     keep_local, keep_shared, drain_threads, io_backend, chunk_size, max_pending, close_timeout,
-    io_depth, drain_nice, mpi_timeout) may be given as keywords; a key left out (or None) keeps
+    io_depth, drain_nice, mpi_timeout, log_level, require_persistent, cluster) may be given as
+    keywords; a key left out (or None) keeps
     its default or its CKPT_<KEY> environment variable. An unknown key or a bad value raises
     InvalidArgument with the library's message.
 
@@ -99,7 +111,12 @@ class Checkpointer:
     threads; its calls are serialized, as the C library serializes calls on one context.
     """
 
-    def __init__(self, local_dir=None, shared_dir=None, name=None, comm=None, **options):
+    rank: int
+    nranks: int
+
+    def __init__(self, local_dir: OptionValue = None, shared_dir: OptionValue = None,
+                 name: Optional[str] = None, comm: Any = None,
+                 **options: OptionValue) -> None:
         self._lib = lib = _lib.lib()
         self._lock = threading.Lock()
         self._ctx = ctypes.c_void_p()
@@ -149,10 +166,10 @@ class Checkpointer:
             return rc
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return not self._ctx.value
 
-    def close(self):
+    def close(self) -> None:
         """Finish pending drains (at most close_timeout seconds), stop the threads, free the
         context. Raises the first drain error, or TimedOut (the local copies stay and are
         drained by the next open). Closing twice is a no-op. Collective with MPI."""
@@ -168,10 +185,11 @@ class Checkpointer:
             raise error_from_code(rc, "a drain failed or did not finish before close_timeout; "
                                   "the local copies are kept", "ckpt_close")
 
-    def __enter__(self):
+    def __enter__(self) -> "Checkpointer":
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Any) -> bool:
         if exc is None:
             self.close()
             return False
@@ -182,13 +200,13 @@ class Checkpointer:
                 exc.add_note("and then close() failed: %s" % close_error)
         return False
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "closed" if self.closed else "rank %d/%d" % (self.rank, self.nranks)
         return "<ckpt.Checkpointer %s>" % state
 
     # ---- saving
 
-    def save(self, step, regions):
+    def save(self, step: int, regions: Mapping[str, Any]) -> None:
         """Save `regions` ({name: object}) as checkpoint `step`; return once it is durable on
         the local tier (the objects may then be modified). Draining to the shared volume goes
         on in the background (wait(), poll()). Saving a step again replaces it.
@@ -201,7 +219,7 @@ class Checkpointer:
         Collective with MPI: every rank passes the same step."""
         self._save(step, regions, None)
 
-    def save_state(self, step, state):
+    def save_state(self, step: int, state: Any) -> None:
         """Save nested Python state (dicts, lists, tuples, scalars, strings, numpy arrays,
         torch tensors, e.g. {"model": model.state_dict(), "epoch": 3}) as checkpoint `step`.
         Arrays and tensors become regions (zero-copy as in save); the rest is JSON in the
@@ -240,15 +258,16 @@ class Checkpointer:
 
     # ---- steps
 
-    def wait(self, step=None):
+    def wait(self, step: Optional[int] = None) -> None:
         """Wait until `step` (None: every step saved so far by this context) is committed on the
         shared volume. Raises the drain's error (the local copy is kept), NotFound when this
         context never saved `step`."""
         s = _lib.CKPT_STEP_ALL if step is None else _check_step(step)
         self._call("ckpt_wait", self._lib.ckpt_wait, s)
 
-    def poll(self, step):
-        """State of `step` saved by this context, without blocking (a State)."""
+    def poll(self, step: int) -> Union[State, int]:
+        """State of `step` saved by this context, without blocking (a State; a plain int for a
+        state this package does not know yet)."""
         st = ctypes.c_int()
         self._call("ckpt_poll", self._lib.ckpt_poll, _check_step(step), ctypes.byref(st))
         try:
@@ -256,7 +275,7 @@ class Checkpointer:
         except ValueError:
             return st.value
 
-    def latest(self):
+    def latest(self) -> Optional[int]:
         """The newest complete, verifiable step on either tier, or None when there is none.
         Collective with MPI: every rank gets the same answer."""
         s = ctypes.c_uint64()
@@ -266,7 +285,7 @@ class Checkpointer:
             return None
         return s.value
 
-    def step_nranks(self, step):
+    def step_nranks(self, step: int) -> int:
         """How many ranks saved `step`."""
         n = ctypes.c_uint32()
         self._call("ckpt_step_nranks", self._lib.ckpt_step_nranks, _check_step(step),
@@ -365,7 +384,8 @@ class Checkpointer:
                           "load")
         return doc
 
-    def regions(self, step=None, rank=None):
+    def regions(self, step: Optional[int] = None,
+                rank: Optional[int] = None) -> Dict[str, Region]:
         """{name: Region} of a step (None: latest()), in the order they were saved; the
         metadata region is not listed. `rank` reads another rank's shard (resharding)."""
         step, rank = self._resolve(step), self._rank(rank)
@@ -378,7 +398,9 @@ class Checkpointer:
                                tuple(m["shape"]) if "shape" in m else None)
         return out
 
-    def load(self, step=None, into=None, names=None, raw=False, rank=None):
+    def load(self, step: Optional[int] = None, into: Optional[Mapping[str, Any]] = None,
+             names: Union[str, Iterable[str], None] = None, raw: bool = False,
+             rank: Optional[int] = None) -> Dict[str, Any]:
         """Load a step (None: latest(); NotFound when there is none) as {name: object}, each
         rebuilt as what it was saved from: bytes, bytearray, memoryview (format and shape),
         numpy.ndarray (dtype, shape, memory order), torch.Tensor (dtype, shape; on the CPU).
@@ -418,17 +440,27 @@ class Checkpointer:
             t = _objects.new_target(name, meta, size, raw)
         return self._load_into(step, rank, name, t)
 
-    def load_state(self, step=None, into=None, rank=None):
+    def load_state(self, step: Optional[int] = None, into: Any = None,
+                   rank: Optional[int] = None, map_location: Any = None,
+                   _unmapped: Tuple[Any, ...] = ()) -> Any:
         """Load what save_state() saved (None: latest()). `into` mirrors the state partially: a
         tensor or array found in it at the same path as a stored one is filled in place (same
         dtype and shape), e.g. into={"model": model.state_dict()}. Raises NotFound when the step
-        was not saved by save_state()."""
+        was not saved by save_state().
+
+        map_location: where the torch tensors that are not filled in place go, as in
+        torch.load (see torch_load); None leaves them on the CPU. (_unmapped: top-level keys
+        whose tensors stay on the CPU, e.g. torch_load's RNG states.)"""
         step, rank = self._resolve(step), self._rank(rank)
         doc, _ = self._step(step, rank)
         if "state" not in doc:
             raise NotFound(_lib.CKPT_ENOENT, "step %d was not saved with save_state()" % step,
                            "load_state")
         metas = doc["regions"]
+        unmapped = set()
+        if map_location is not None and _unmapped:
+            unmapped = {name for name, path in _tree.leaf_paths(doc["state"]).items()
+                        if path and path[0] in _unmapped}
 
         def load_leaf(name, existing):
             if name not in metas:
@@ -438,12 +470,17 @@ class Checkpointer:
                                              _objects.is_ndarray(existing) or
                                              isinstance(existing, (bytearray, memoryview))):
                 existing = None
-            return self._load_one(step, rank, name, self._size(step, rank, name), metas[name],
-                                  existing, False)
+            obj = self._load_one(step, rank, name, self._size(step, rank, name), metas[name],
+                                 existing, False)
+            if (existing is None and map_location is not None and name not in unmapped
+                    and _objects.is_tensor(obj)):
+                obj = _objects.map_tensor(obj, metas[name].get("device", "cpu"), map_location)
+            return obj
 
         return _tree.decode(doc["state"], load_leaf, into)
 
-    def state_regions(self, step=None, rank=None):
+    def state_regions(self, step: Optional[int] = None,
+                      rank: Optional[int] = None) -> Dict[Tuple[Any, ...], Region]:
         """{path tuple: Region} of the tensors/arrays a save_state() step holds, without loading
         them (e.g. to check shapes before loading in place)."""
         step, rank = self._resolve(step), self._rank(rank)

@@ -48,6 +48,19 @@ def test_killed_and_resumed_training_is_bit_identical(tmp_path):
     assert _final_hash(out) == reference
 
 
+def test_resume_mid_epoch_needs_a_loader_generator(tmp_path):
+    """What the docs warn about: a DataLoader without generator= draws each epoch's shuffling
+    seed from the global RNG, which the resumed run restored to a later state: killed mid-epoch
+    and resumed, it ends differently from an uninterrupted run (with generator=, identical)."""
+    pytest.importorskip("torch")
+    reference = _final_hash(_train(tmp_path / "straight", "--no-loader-generator"))
+    _train(tmp_path / "killed", "--no-loader-generator", "--kill-at", "27",
+           expect_rc=-signal.SIGKILL)
+    out = _train(tmp_path / "killed", "--no-loader-generator")
+    assert "resumed from step 20 (epoch 1, batch 4)" in out  # mid-epoch
+    assert _final_hash(out)[0] == reference[0] and _final_hash(out) != reference
+
+
 def test_mpi_example_two_ranks(tmp_path):
     pytest.importorskip("mpi4py")
     pytest.importorskip("numpy")
