@@ -18,13 +18,18 @@ from . import _tree
 from .errors import CkptError, InvalidArgument, NotFound, Corrupt, error_from_code
 
 # The region every step saved by this package carries, after the caller's regions: UTF-8 JSON
-# {"format": "libckpt-python", "version": 1,
+# {"format": "libckpt-python", "version": 1 or 2,
 #  "regions": {name: {"kind": "bytes"|"bytearray"|"memoryview"|"numpy"|"torch", ...}},
 #  "state": <encoded tree, only for save_state>}.
-# Steps without it (saved from C) load as bytes.
+# Version 2 adds {"kind": "alias", "of": name} entries: a name whose object was the same memory
+# as an earlier region's (tied weights) and that has no region of its own. A step without
+# aliases is written as version 1, readable by every version of this package; one with aliases
+# as version 2, which an older package refuses (Corrupt) instead of silently missing names.
+# Steps without the metadata region (saved from C) load as bytes.
 META_REGION = "__ckpt_meta__.json"
 META_FORMAT = "libckpt-python"
-META_VERSION = 1
+META_VERSION = 2           # the newest version this package reads
+META_VERSION_NO_ALIAS = 1  # what it writes when a step has no aliases
 
 
 class State(enum.IntEnum):
@@ -88,6 +93,22 @@ def _close_ctx(lib, handle):
     if handle.value:
         lib.ckpt_close(handle)
         handle.value = None
+
+
+def _aliases(doc, step):
+    """{alias name: region name} of a metadata document (version 2); Corrupt when an alias is
+    malformed or names something that is not a region of the step."""
+    metas = doc.get("regions", {})
+    out = {}
+    for name, m in metas.items():
+        if isinstance(m, dict) and m.get("kind") == "alias":
+            of = m.get("of")
+            target = metas.get(of) if isinstance(of, str) else None
+            if not isinstance(target, dict) or target.get("kind") == "alias":
+                raise Corrupt(_lib.CKPT_ECORRUPT, "step %d: region %r is an alias of %r, which "
+                              "is not a region of the step" % (step, name, of), "load")
+            out[name] = of
+    return out
 
 
 class Checkpointer:
@@ -232,13 +253,27 @@ class Checkpointer:
         if not isinstance(regions, collections.abc.Mapping):
             raise TypeError("regions must be a mapping {name: object}")
         exports, names, meta = [], [], {}
+        first = {}  # identity key -> the name that stores that memory
         try:
             for name, obj in regions.items():
-                names.append(_encode_name(name))
+                raw = _encode_name(name)
+                key = _objects.identity(obj)
+                if key is not None and key in first:
+                    # Tied: stored once, under the first name; C checks only the names it gets.
+                    if not 0 < len(raw) <= _lib.CKPT_NAME_MAX:
+                        raise InvalidArgument(_lib.CKPT_EINVAL, "region name %r is %s (1 to %d "
+                                              "bytes)" % (name, "too long" if raw else "empty",
+                                                          _lib.CKPT_NAME_MAX), "save")
+                    meta[name] = {"kind": "alias", "of": first[key]}
+                    continue
+                names.append(raw)
                 ex = _objects.export(name, obj)
                 exports.append(ex)
                 meta[name] = ex.meta
-            doc = {"format": META_FORMAT, "version": META_VERSION, "regions": meta}
+                if key is not None:
+                    first[key] = name
+            version = META_VERSION if len(exports) < len(meta) else META_VERSION_NO_ALIAS
+            doc = {"format": META_FORMAT, "version": version, "regions": meta}
             if tree is not None:
                 doc["state"] = tree
             blob = json.dumps(doc, ensure_ascii=False, allow_nan=False,
@@ -355,12 +390,23 @@ class Checkpointer:
             except NotFound:
                 has_meta = False
         doc = self._meta(step, rank) if has_meta else {}
+        aliases = _aliases(doc, step)
         if listing is None:
             if not doc:
                 raise NotFound(_lib.CKPT_ENOENT, "step %d rank %d has no %s region, so its "
                                "region names are unknown; load them by name" %
                                (step, rank, META_REGION), "load")
-            listing = [(n, self._size(step, rank, n)) for n in doc["regions"]]
+            listing = [(n, self._size(step, rank, aliases.get(n, n))) for n in doc["regions"]]
+        elif aliases:
+            # An alias has no region of its own: it takes its place in the saved order (the
+            # metadata's), and the size of the region it names.
+            sizes = dict(listing)
+            if any(of not in sizes for of in aliases.values()):
+                raise Corrupt(_lib.CKPT_ECORRUPT, "step %d: an alias names a region the step "
+                              "does not have" % step, "load")
+            order = [n for n in doc["regions"] if n in sizes or n in aliases]
+            order += [n for n in sizes if n not in doc["regions"]]
+            listing = [(n, sizes[aliases.get(n, n)]) for n in order]
         return doc, [(n, s) for n, s in listing if n != META_REGION]
 
     def _meta(self, step, rank):
@@ -391,9 +437,10 @@ class Checkpointer:
         step, rank = self._resolve(step), self._rank(rank)
         doc, listing = self._step(step, rank)
         metas = doc.get("regions", {})
+        aliases = _aliases(doc, step)
         out = {}
         for name, size in listing:
-            m = _objects.check_meta(name, metas.get(name), size)
+            m = _objects.check_meta(name, metas.get(aliases.get(name, name)), size)
             out[name] = Region(name, size, m["kind"], m.get("dtype", m.get("format")),
                                tuple(m["shape"]) if "shape" in m else None)
         return out
@@ -415,6 +462,7 @@ class Checkpointer:
         step, rank = self._resolve(step), self._rank(rank)
         doc, listing = self._step(step, rank)
         metas = doc.get("regions", {})
+        aliases = _aliases(doc, step)
         into = into or {}
         if names is None:
             todo = list(listing)
@@ -423,13 +471,21 @@ class Checkpointer:
         else:
             todo = [(n, None) for n in ([names] if isinstance(names, str) else names)]
         out = {}
+        loaded = {}  # region name -> the object it was loaded as (for its aliases)
         for name, size in todo:
             if not isinstance(name, str) or name == META_REGION or "\0" in name:
                 raise InvalidArgument(_lib.CKPT_EINVAL, "bad region name %r" % (name,), "load")
+            real = aliases.get(name, name)
+            target = into.get(name)
+            prev = loaded.get(real)
+            if prev is not None and (target is None or _objects.same_memory(target, prev)):
+                out[name] = prev if target is None else target  # tied: one object, read once
+                continue
             if size is None:
-                size = self._size(step, rank, name)  # NotFound with the C message
-            out[name] = self._load_one(step, rank, name, size, metas.get(name), into.get(name),
-                                       raw)
+                size = self._size(step, rank, real)  # NotFound with the C message
+            obj = self._load_one(step, rank, real, size, metas.get(real), target, raw)
+            loaded.setdefault(real, obj)
+            out[name] = obj
         return out
 
     def _load_one(self, step, rank, name, size, meta, target, raw):
@@ -457,6 +513,8 @@ class Checkpointer:
             raise NotFound(_lib.CKPT_ENOENT, "step %d was not saved with save_state()" % step,
                            "load_state")
         metas = doc["regions"]
+        aliases = _aliases(doc, step)
+        loaded = {}  # region name -> the object it was loaded as (for its aliases)
         unmapped = set()
         if map_location is not None and _unmapped:
             unmapped = {name for name, path in _tree.leaf_paths(doc["state"]).items()
@@ -470,11 +528,16 @@ class Checkpointer:
                                              _objects.is_ndarray(existing) or
                                              isinstance(existing, (bytearray, memoryview))):
                 existing = None
-            obj = self._load_one(step, rank, name, self._size(step, rank, name), metas[name],
+            real = aliases.get(name, name)
+            prev = loaded.get(real)
+            if prev is not None and (existing is None or _objects.same_memory(existing, prev)):
+                return prev if existing is None else existing  # tied: one object, read once
+            obj = self._load_one(step, rank, real, self._size(step, rank, real), metas[real],
                                  existing, False)
             if (existing is None and map_location is not None and name not in unmapped
                     and _objects.is_tensor(obj)):
-                obj = _objects.map_tensor(obj, metas[name].get("device", "cpu"), map_location)
+                obj = _objects.map_tensor(obj, metas[real].get("device", "cpu"), map_location)
+            loaded.setdefault(real, obj)
             return obj
 
         return _tree.decode(doc["state"], load_leaf, into)
