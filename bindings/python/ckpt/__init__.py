@@ -8,8 +8,9 @@
         regions = ck.load(step)
 
 The library is found through $CKPT_LIBRARY (a path), a build tree ($CKPT_BUILD_DIR, or one
-above this package), or the dynamic loader (an installed libckpt.so.1). NumPy, PyTorch and
-mpi4py are optional."""
+above this package), the directory `make install` recorded when it installed this package, the
+dynamic loader, or lib/ of this Python's prefix and /usr/local/lib. NumPy, PyTorch and mpi4py
+are optional."""
 from ._lib import CKPT_NAME_MAX, CKPT_STEP_ALL, LibraryNotFound, library_path
 from .checkpointer import META_REGION, Checkpointer, Region, State
 from .errors import (Busy, CkptError, Corrupt, CkptIOError, InvalidArgument, MPIError, NoSpace,

@@ -237,6 +237,8 @@ class Checkpointer:
         tensors are written from their own memory, without a copy; strided views and tensors
         on other devices are copied to contiguous host memory first. Do not modify an object
         while save() runs (other threads keep running: the GIL is released).
+        Names whose objects are the same memory seen the same way (the same object; tied
+        weights) are stored once and loaded as one object (see the README).
         Collective with MPI: every rank passes the same step."""
         self._save(step, regions, None)
 
