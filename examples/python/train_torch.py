@@ -9,8 +9,14 @@
 Both last lines print the same "params sha256".
 
 Everything that decides the next step is checkpointed: parameters, Adam's moments and step
-counts, the LR scheduler, the global torch RNG (dropout), and the data order (the shuffling
-generator's state, the current epoch's permutation and the position in it)."""
+counts, the LR scheduler, the global torch RNG (dropout), and the data order: the shuffling
+generator's state at the start of the epoch and the position in it.
+
+The DataLoader gets its own generator (generator=): without one, creating each epoch's
+iterator draws the shuffling seed from the global torch RNG, and a run resumed mid-epoch
+(whose global RNG was restored to the state of the checkpoint, later than the epoch's start)
+would shuffle that epoch differently. --no-loader-generator shows it: the resumed run's final
+hash then differs from the uninterrupted run's."""
 import argparse
 import hashlib
 import os
@@ -62,6 +68,8 @@ def main():
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--every", type=int, default=10, help="checkpoint every N steps")
     ap.add_argument("--kill-at", type=int, help="SIGKILL this process right after step K")
+    ap.add_argument("--no-loader-generator", action="store_true",
+                    help="the mistake: a DataLoader without generator= (resume differs)")
     args = ap.parse_args()
     local_dir = args.local_dir or (args.dirs and os.path.join(args.dirs, "local"))
     shared_dir = args.shared_dir or (args.dirs and os.path.join(args.dirs, "shared"))
@@ -80,41 +88,49 @@ def main():
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=20, gamma=0.5)
     loader_gen = torch.Generator().manual_seed(42)
-    batches_per_epoch = N_SAMPLES // BATCH
-    step, epoch, pos, perm = 0, 0, 0, torch.arange(N_SAMPLES)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, y), batch_size=BATCH, shuffle=True, drop_last=True,
+        generator=None if args.no_loader_generator else loader_gen)
+    step, epoch, pos = 0, 0, 0
 
     with ckpt.Checkpointer(local_dir=local_dir, shared_dir=shared_dir, name=args.name) as ck:
         latest = ck.latest()
         if latest is not None:
             restored = ckpt.torch_load(ck, latest, model=model, optimizer=opt, scheduler=sched)
             e = restored.extra
-            step, epoch, pos, perm = restored.step, e["epoch"], e["pos"], e["perm"]
-            loader_gen.set_state(e["loader_gen"])
+            step, epoch, pos = restored.step, e["epoch"], e["pos"]
+            loader_gen.set_state(e["loader_gen"])  # as it was when this epoch began
             print("resumed from step %d (epoch %d, batch %d)" % (step, epoch, pos), flush=True)
 
         model.train()
         while step < args.steps:
-            if pos == 0:
-                perm = torch.randperm(N_SAMPLES, generator=loader_gen)
-            idx = perm[pos * BATCH:(pos + 1) * BATCH]
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            pos += 1
-            if pos == batches_per_epoch:
-                pos, epoch = 0, epoch + 1
-            if step % args.every == 0:
-                extra = {"epoch": epoch, "pos": pos, "perm": perm,
-                         "loader_gen": loader_gen.get_state(), "loss": loss.item()}
-                ckpt.torch_save(ck, step, model=model, optimizer=opt, scheduler=sched,
-                                extra=extra)
-                print("step %d loss %.6f checkpointed" % (step, loss.item()), flush=True)
-            if args.kill_at is not None and step == args.kill_at:
-                print("killing myself after step %d" % step, flush=True)
-                os.kill(os.getpid(), signal.SIGKILL)
+            # The epoch's order follows from the generator's state before iter(loader) draws
+            # from it: that state is what a checkpoint taken during this epoch records.
+            epoch_gen_state = loader_gen.get_state()
+            for i, (xb, yb) in enumerate(loader):
+                if i < pos:
+                    continue  # done before the restart (a real loader may skip faster)
+                opt.zero_grad()
+                loss = torch.nn.functional.cross_entropy(model(xb), yb)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step, pos = step + 1, i + 1
+                if step % args.every == 0:
+                    done = pos == len(loader)  # the next step starts a new epoch
+                    extra = {"epoch": epoch + 1 if done else epoch, "pos": 0 if done else pos,
+                             "loader_gen": loader_gen.get_state() if done else epoch_gen_state,
+                             "loss": loss.item()}
+                    ckpt.torch_save(ck, step, model=model, optimizer=opt, scheduler=sched,
+                                    extra=extra)
+                    print("step %d loss %.6f checkpointed" % (step, loss.item()), flush=True)
+                if args.kill_at is not None and step == args.kill_at:
+                    print("killing myself after step %d" % step, flush=True)
+                    os.kill(os.getpid(), signal.SIGKILL)
+                if step == args.steps:
+                    break
+            else:
+                epoch, pos = epoch + 1, 0
         ck.wait()  # every checkpoint committed on the shared volume
     print("final step %d params sha256 %s" % (step, params_sha256(model)), flush=True)
 

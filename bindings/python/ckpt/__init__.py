@@ -8,8 +8,9 @@
         regions = ck.load(step)
 
 The library is found through $CKPT_LIBRARY (a path), a build tree ($CKPT_BUILD_DIR, or one
-above this package), or the dynamic loader (an installed libckpt.so.1). NumPy, PyTorch and
-mpi4py are optional."""
+above this package), the directory `make install` recorded when it installed this package, the
+dynamic loader, or lib/ of this Python's prefix and /usr/local/lib. NumPy, PyTorch and mpi4py
+are optional."""
 from ._lib import CKPT_NAME_MAX, CKPT_STEP_ALL, LibraryNotFound, library_path
 from .checkpointer import META_REGION, Checkpointer, Region, State
 from .errors import (Busy, CkptError, Corrupt, CkptIOError, InvalidArgument, MPIError, NoSpace,
@@ -28,13 +29,13 @@ __all__ = [
 ]
 
 
-def version():
+def version() -> str:
     """The loaded libckpt's version, "MAJOR.MINOR.PATCH" (ckpt_version)."""
     from . import _lib
     return _lib.decode(_lib.lib().ckpt_version())
 
 
-def strerror(code):
+def strerror(code: int) -> str:
     """ckpt_strerror: the short description of a CKPT_* code."""
     from . import _lib
     return _lib.decode(_lib.lib().ckpt_strerror(code))

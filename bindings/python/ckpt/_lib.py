@@ -3,7 +3,9 @@
 import ctypes
 import ctypes.util
 import os
+import sys
 import threading
+from typing import Optional
 
 # The soname this package was written against (libckpt.map version LIBCKPT_1).
 SONAME = "libckpt.so.1"
@@ -95,6 +97,43 @@ def _build_tree_candidates():
     return found
 
 
+def _installed_candidates():
+    """The library installed together with this package by `make install`, whose libdir
+    bindings/python/install.sh wrote into ckpt/_install.py. Absent in a source tree and in a
+    pip-installed package."""
+    try:
+        from . import _install
+    except ImportError:
+        return []
+    libdir = getattr(_install, "LIBDIR", None)
+    return [os.path.join(libdir, SONAME)] if isinstance(libdir, str) else []
+
+
+def _fallback_candidates():
+    """Where `make install` puts the library when the dynamic loader does not know it yet
+    (libtool does not run ldconfig, and /usr/local/lib is in ld.so.cache only after it): this
+    Python's prefix (a virtual environment the library was configured into: --prefix=$VENV,
+    or /usr), then /usr/local, the default prefix."""
+    found = []
+    for prefix in (sys.prefix, sys.base_prefix, "/usr/local"):
+        path = os.path.join(prefix, "lib", SONAME)
+        if path not in found:
+            found.append(path)
+    return found
+
+
+def _try_paths(paths, tried):
+    for path in paths:
+        if os.path.exists(path):
+            try:
+                return _declare(ctypes.CDLL(path)), path
+            except OSError as e:
+                tried.append("%s (%s)" % (path, e))
+        else:
+            tried.append(path + " (absent)")
+    return None
+
+
 def _load():
     tried = []
     explicit = os.environ.get("CKPT_LIBRARY")
@@ -104,26 +143,24 @@ def _load():
             return _declare(ctypes.CDLL(explicit)), explicit
         except OSError as e:
             raise LibraryNotFound("CKPT_LIBRARY=%s cannot be loaded: %s" % (explicit, e)) from e
-    for path in _build_tree_candidates():
-        if os.path.exists(path):
-            try:
-                return _declare(ctypes.CDLL(path)), path
-            except OSError as e:
-                tried.append("%s (%s)" % (path, e))
-        else:
-            tried.append(path + " (absent)")
-    names = []
-    found = ctypes.util.find_library("ckpt")
+    found = _try_paths(_build_tree_candidates() + _installed_candidates(), tried)
     if found:
-        names.append(found)
+        return found
+    names = []
+    known = ctypes.util.find_library("ckpt")  # ld.so.cache; also honours LD_LIBRARY_PATH
+    if known:
+        names.append(known)
     names.append(SONAME)
     for name in names:
         try:
             return _declare(ctypes.CDLL(name)), name
         except OSError as e:
             tried.append("%s (%s)" % (name, e))
+    found = _try_paths(_fallback_candidates(), tried)
+    if found:
+        return found
     raise LibraryNotFound(
-        "libckpt (%s) was not found. Install it (make install; then ldconfig), or set "
+        "libckpt (%s) was not found. Install it (make install), or set "
         "CKPT_LIBRARY to the path of libckpt.so.1, or CKPT_BUILD_DIR to a build tree. Tried:\n  %s"
         % (SONAME, "\n  ".join(tried)))
 
@@ -145,7 +182,7 @@ _lock = threading.Lock()
 _cached = None
 
 
-def lib():
+def lib() -> ctypes.CDLL:
     """The loaded library (loaded on first use, so that `import ckpt` never fails)."""
     global _cached
     if _cached is None:
@@ -155,11 +192,11 @@ def lib():
     return _cached[0]
 
 
-def library_path():
+def library_path() -> str:
     """Where the loaded libckpt came from (a path, or the name given to the dynamic loader)."""
     lib()
     return _cached[1]
 
 
-def decode(b):
+def decode(b: Optional[bytes]) -> str:
     return b.decode("utf-8", "replace") if b is not None else ""

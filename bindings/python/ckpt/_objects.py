@@ -114,6 +114,38 @@ def numpy_dtype(name, region):
     return dt
 
 
+# ---- shared memory (tied weights)
+
+
+def identity(obj):
+    """A key that two objects share when saving them is saving the same values from the same
+    memory, seen the same way: the same object, or tensors (arrays) with the same data pointer,
+    device, dtype, shape and strides, as a model's tied weights are in its state_dict(). Such
+    a region is stored once (the others are aliases of it) and loaded as one object. None
+    for what is never aliased (empty tensors and arrays: their pointers mean nothing)."""
+    if is_tensor(obj):
+        torch = _torch()
+        t = obj.detach()
+        if t.layout != torch.strided or t.is_quantized or t.numel() == 0:
+            return None
+        return ("torch", str(t.device), str(t.dtype), t.data_ptr(), tuple(t.shape),
+                tuple(t.stride()), t.is_conj(), t.is_neg())
+    if is_ndarray(obj) and isinstance(obj, _np().ndarray):
+        if obj.nbytes == 0:
+            return None
+        return ("numpy", obj.dtype.str, obj.__array_interface__["data"][0], obj.shape,
+                obj.strides)
+    return ("id", id(obj))
+
+
+def same_memory(a, b):
+    """Whether a and b are the same memory seen the same way (see identity)."""
+    if a is b:
+        return True
+    ka = identity(a)
+    return ka is not None and ka[0] != "id" and ka == identity(b)
+
+
 # ---- saving
 
 
@@ -327,6 +359,26 @@ def _as_memoryview(ba, meta):
         except (TypeError, ValueError):
             pass  # a format memoryview.cast does not know: the bytes, flat
     return mv
+
+
+def map_tensor(t, saved, map_location):
+    """A freshly loaded CPU tensor moved as torch.load's map_location says: a device (str or
+    torch.device), a dict {saved location: device} (locations it lacks stay on the CPU), or a
+    callable(tensor, saved location) -> tensor. `saved` is where the tensor was saved from."""
+    torch = _torch()
+    if isinstance(map_location, dict):
+        dest = map_location.get(saved)
+        if dest is None:
+            return t
+    elif callable(map_location) and not isinstance(map_location, (str, torch.device)):
+        return map_location(t, saved)
+    else:
+        dest = map_location
+    if not isinstance(dest, (str, torch.device)):
+        raise TypeError("map_location: expected a device (str or torch.device), a dict or a "
+                        "callable, not %s" % type(dest).__name__)
+    dev = torch.device(dest)
+    return t if t.device == dev else t.to(dev)
 
 
 def existing_target(name, meta, size, obj):

@@ -135,9 +135,11 @@ def decode(tree, load_leaf, into=None):
                     raise _bad("bad dict item %.80r" % (pair,))
                 k = dec(pair[0], None, depth + 1)
                 try:
-                    out[k] = dec(pair[1], sub(into_node, k), depth + 1)
+                    hash(k)
                 except TypeError:
                     raise _bad("unhashable dict key %.80r" % (k,)) from None
+                # Outside the try: a TypeError from loading the value is not about the key.
+                out[k] = dec(pair[1], sub(into_node, k), depth + 1)
             if "meta" in x:
                 out._metadata = dec(x["meta"], None, depth + 1)
             return out

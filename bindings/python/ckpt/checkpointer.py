@@ -9,6 +9,8 @@ import operator
 import os
 import threading
 import weakref
+from typing import (Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Type,
+                    Union)
 
 from . import _lib
 from . import _objects
@@ -16,13 +18,18 @@ from . import _tree
 from .errors import CkptError, InvalidArgument, NotFound, Corrupt, error_from_code
 
 # The region every step saved by this package carries, after the caller's regions: UTF-8 JSON
-# {"format": "libckpt-python", "version": 1,
+# {"format": "libckpt-python", "version": 1 or 2,
 #  "regions": {name: {"kind": "bytes"|"bytearray"|"memoryview"|"numpy"|"torch", ...}},
 #  "state": <encoded tree, only for save_state>}.
-# Steps without it (saved from C) load as bytes.
+# Version 2 adds {"kind": "alias", "of": name} entries: a name whose object was the same memory
+# as an earlier region's (tied weights) and that has no region of its own. A step without
+# aliases is written as version 1, readable by every version of this package; one with aliases
+# as version 2, which an older package refuses (Corrupt) instead of silently missing names.
+# Steps without the metadata region (saved from C) load as bytes.
 META_REGION = "__ckpt_meta__.json"
 META_FORMAT = "libckpt-python"
-META_VERSION = 1
+META_VERSION = 2           # the newest version this package reads
+META_VERSION_NO_ALIAS = 1  # what it writes when a step has no aliases
 
 
 class State(enum.IntEnum):
@@ -33,9 +40,18 @@ class State(enum.IntEnum):
     FAILED = 3     # drain failed; local copy kept; wait() raises the error
 
 
-Region = collections.namedtuple("Region", "name size kind dtype shape")
-Region.__doc__ = """One region of a step: its name, size in bytes, and what it was saved from
-(kind: "bytes", "bytearray", "memoryview", "numpy", "torch"; dtype and shape, or None)."""
+class Region(NamedTuple):
+    """One region of a step: its name, size in bytes, and what it was saved from
+    (kind: "bytes", "bytearray", "memoryview", "numpy", "torch"; dtype and shape, or None)."""
+    name: str
+    size: int
+    kind: str
+    dtype: Optional[str]
+    shape: Optional[Tuple[int, ...]]
+
+
+# What a configuration keyword accepts (None: keep the default / CKPT_<KEY>).
+OptionValue = Union[str, int, float, "os.PathLike[str]", None]
 
 
 def _check_step(step):
@@ -79,6 +95,22 @@ def _close_ctx(lib, handle):
         handle.value = None
 
 
+def _aliases(doc, step):
+    """{alias name: region name} of a metadata document (version 2); Corrupt when an alias is
+    malformed or names something that is not a region of the step."""
+    metas = doc.get("regions", {})
+    out = {}
+    for name, m in metas.items():
+        if isinstance(m, dict) and m.get("kind") == "alias":
+            of = m.get("of")
+            target = metas.get(of) if isinstance(of, str) else None
+            if not isinstance(target, dict) or target.get("kind") == "alias":
+                raise Corrupt(_lib.CKPT_ECORRUPT, "step %d: region %r is an alias of %r, which "
+                              "is not a region of the step" % (step, name, of), "load")
+            out[name] = of
+    return out
+
+
 class Checkpointer:
     """An open checkpointer.
 
@@ -86,7 +118,8 @@ class Checkpointer:
 
     local_dir, shared_dir, name and every other configuration key of libckpt (compress_level,
     keep_local, keep_shared, drain_threads, io_backend, chunk_size, max_pending, close_timeout,
-    io_depth, drain_nice, mpi_timeout) may be given as keywords; a key left out (or None) keeps
+    io_depth, drain_nice, mpi_timeout, log_level, require_persistent, cluster) may be given as
+    keywords; a key left out (or None) keeps
     its default or its CKPT_<KEY> environment variable. An unknown key or a bad value raises
     InvalidArgument with the library's message.
 
@@ -99,7 +132,12 @@ class Checkpointer:
     threads; its calls are serialized, as the C library serializes calls on one context.
     """
 
-    def __init__(self, local_dir=None, shared_dir=None, name=None, comm=None, **options):
+    rank: int
+    nranks: int
+
+    def __init__(self, local_dir: OptionValue = None, shared_dir: OptionValue = None,
+                 name: Optional[str] = None, comm: Any = None,
+                 **options: OptionValue) -> None:
         self._lib = lib = _lib.lib()
         self._lock = threading.Lock()
         self._ctx = ctypes.c_void_p()
@@ -149,10 +187,10 @@ class Checkpointer:
             return rc
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return not self._ctx.value
 
-    def close(self):
+    def close(self) -> None:
         """Finish pending drains (at most close_timeout seconds), stop the threads, free the
         context. Raises the first drain error, or TimedOut (the local copies stay and are
         drained by the next open). Closing twice is a no-op. Collective with MPI."""
@@ -168,10 +206,11 @@ class Checkpointer:
             raise error_from_code(rc, "a drain failed or did not finish before close_timeout; "
                                   "the local copies are kept", "ckpt_close")
 
-    def __enter__(self):
+    def __enter__(self) -> "Checkpointer":
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Any) -> bool:
         if exc is None:
             self.close()
             return False
@@ -182,13 +221,13 @@ class Checkpointer:
                 exc.add_note("and then close() failed: %s" % close_error)
         return False
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "closed" if self.closed else "rank %d/%d" % (self.rank, self.nranks)
         return "<ckpt.Checkpointer %s>" % state
 
     # ---- saving
 
-    def save(self, step, regions):
+    def save(self, step: int, regions: Mapping[str, Any]) -> None:
         """Save `regions` ({name: object}) as checkpoint `step`; return once it is durable on
         the local tier (the objects may then be modified). Draining to the shared volume goes
         on in the background (wait(), poll()). Saving a step again replaces it.
@@ -198,10 +237,12 @@ class Checkpointer:
         tensors are written from their own memory, without a copy; strided views and tensors
         on other devices are copied to contiguous host memory first. Do not modify an object
         while save() runs (other threads keep running: the GIL is released).
+        Names whose objects are the same memory seen the same way (the same object; tied
+        weights) are stored once and loaded as one object (see the README).
         Collective with MPI: every rank passes the same step."""
         self._save(step, regions, None)
 
-    def save_state(self, step, state):
+    def save_state(self, step: int, state: Any) -> None:
         """Save nested Python state (dicts, lists, tuples, scalars, strings, numpy arrays,
         torch tensors, e.g. {"model": model.state_dict(), "epoch": 3}) as checkpoint `step`.
         Arrays and tensors become regions (zero-copy as in save); the rest is JSON in the
@@ -214,13 +255,27 @@ class Checkpointer:
         if not isinstance(regions, collections.abc.Mapping):
             raise TypeError("regions must be a mapping {name: object}")
         exports, names, meta = [], [], {}
+        first = {}  # identity key -> the name that stores that memory
         try:
             for name, obj in regions.items():
-                names.append(_encode_name(name))
+                raw = _encode_name(name)
+                key = _objects.identity(obj)
+                if key is not None and key in first:
+                    # Tied: stored once, under the first name; C checks only the names it gets.
+                    if not 0 < len(raw) <= _lib.CKPT_NAME_MAX:
+                        raise InvalidArgument(_lib.CKPT_EINVAL, "region name %r is %s (1 to %d "
+                                              "bytes)" % (name, "too long" if raw else "empty",
+                                                          _lib.CKPT_NAME_MAX), "save")
+                    meta[name] = {"kind": "alias", "of": first[key]}
+                    continue
+                names.append(raw)
                 ex = _objects.export(name, obj)
                 exports.append(ex)
                 meta[name] = ex.meta
-            doc = {"format": META_FORMAT, "version": META_VERSION, "regions": meta}
+                if key is not None:
+                    first[key] = name
+            version = META_VERSION if len(exports) < len(meta) else META_VERSION_NO_ALIAS
+            doc = {"format": META_FORMAT, "version": version, "regions": meta}
             if tree is not None:
                 doc["state"] = tree
             blob = json.dumps(doc, ensure_ascii=False, allow_nan=False,
@@ -240,15 +295,16 @@ class Checkpointer:
 
     # ---- steps
 
-    def wait(self, step=None):
+    def wait(self, step: Optional[int] = None) -> None:
         """Wait until `step` (None: every step saved so far by this context) is committed on the
         shared volume. Raises the drain's error (the local copy is kept), NotFound when this
         context never saved `step`."""
         s = _lib.CKPT_STEP_ALL if step is None else _check_step(step)
         self._call("ckpt_wait", self._lib.ckpt_wait, s)
 
-    def poll(self, step):
-        """State of `step` saved by this context, without blocking (a State)."""
+    def poll(self, step: int) -> Union[State, int]:
+        """State of `step` saved by this context, without blocking (a State; a plain int for a
+        state this package does not know yet)."""
         st = ctypes.c_int()
         self._call("ckpt_poll", self._lib.ckpt_poll, _check_step(step), ctypes.byref(st))
         try:
@@ -256,7 +312,7 @@ class Checkpointer:
         except ValueError:
             return st.value
 
-    def latest(self):
+    def latest(self) -> Optional[int]:
         """The newest complete, verifiable step on either tier, or None when there is none.
         Collective with MPI: every rank gets the same answer."""
         s = ctypes.c_uint64()
@@ -266,7 +322,7 @@ class Checkpointer:
             return None
         return s.value
 
-    def step_nranks(self, step):
+    def step_nranks(self, step: int) -> int:
         """How many ranks saved `step`."""
         n = ctypes.c_uint32()
         self._call("ckpt_step_nranks", self._lib.ckpt_step_nranks, _check_step(step),
@@ -336,12 +392,23 @@ class Checkpointer:
             except NotFound:
                 has_meta = False
         doc = self._meta(step, rank) if has_meta else {}
+        aliases = _aliases(doc, step)
         if listing is None:
             if not doc:
                 raise NotFound(_lib.CKPT_ENOENT, "step %d rank %d has no %s region, so its "
                                "region names are unknown; load them by name" %
                                (step, rank, META_REGION), "load")
-            listing = [(n, self._size(step, rank, n)) for n in doc["regions"]]
+            listing = [(n, self._size(step, rank, aliases.get(n, n))) for n in doc["regions"]]
+        elif aliases:
+            # An alias has no region of its own: it takes its place in the saved order (the
+            # metadata's), and the size of the region it names.
+            sizes = dict(listing)
+            if any(of not in sizes for of in aliases.values()):
+                raise Corrupt(_lib.CKPT_ECORRUPT, "step %d: an alias names a region the step "
+                              "does not have" % step, "load")
+            order = [n for n in doc["regions"] if n in sizes or n in aliases]
+            order += [n for n in sizes if n not in doc["regions"]]
+            listing = [(n, sizes[aliases.get(n, n)]) for n in order]
         return doc, [(n, s) for n, s in listing if n != META_REGION]
 
     def _meta(self, step, rank):
@@ -365,20 +432,24 @@ class Checkpointer:
                           "load")
         return doc
 
-    def regions(self, step=None, rank=None):
+    def regions(self, step: Optional[int] = None,
+                rank: Optional[int] = None) -> Dict[str, Region]:
         """{name: Region} of a step (None: latest()), in the order they were saved; the
         metadata region is not listed. `rank` reads another rank's shard (resharding)."""
         step, rank = self._resolve(step), self._rank(rank)
         doc, listing = self._step(step, rank)
         metas = doc.get("regions", {})
+        aliases = _aliases(doc, step)
         out = {}
         for name, size in listing:
-            m = _objects.check_meta(name, metas.get(name), size)
+            m = _objects.check_meta(name, metas.get(aliases.get(name, name)), size)
             out[name] = Region(name, size, m["kind"], m.get("dtype", m.get("format")),
                                tuple(m["shape"]) if "shape" in m else None)
         return out
 
-    def load(self, step=None, into=None, names=None, raw=False, rank=None):
+    def load(self, step: Optional[int] = None, into: Optional[Mapping[str, Any]] = None,
+             names: Union[str, Iterable[str], None] = None, raw: bool = False,
+             rank: Optional[int] = None) -> Dict[str, Any]:
         """Load a step (None: latest(); NotFound when there is none) as {name: object}, each
         rebuilt as what it was saved from: bytes, bytearray, memoryview (format and shape),
         numpy.ndarray (dtype, shape, memory order), torch.Tensor (dtype, shape; on the CPU).
@@ -393,6 +464,7 @@ class Checkpointer:
         step, rank = self._resolve(step), self._rank(rank)
         doc, listing = self._step(step, rank)
         metas = doc.get("regions", {})
+        aliases = _aliases(doc, step)
         into = into or {}
         if names is None:
             todo = list(listing)
@@ -401,13 +473,21 @@ class Checkpointer:
         else:
             todo = [(n, None) for n in ([names] if isinstance(names, str) else names)]
         out = {}
+        loaded = {}  # region name -> the object it was loaded as (for its aliases)
         for name, size in todo:
             if not isinstance(name, str) or name == META_REGION or "\0" in name:
                 raise InvalidArgument(_lib.CKPT_EINVAL, "bad region name %r" % (name,), "load")
+            real = aliases.get(name, name)
+            target = into.get(name)
+            prev = loaded.get(real)
+            if prev is not None and (target is None or _objects.same_memory(target, prev)):
+                out[name] = prev if target is None else target  # tied: one object, read once
+                continue
             if size is None:
-                size = self._size(step, rank, name)  # NotFound with the C message
-            out[name] = self._load_one(step, rank, name, size, metas.get(name), into.get(name),
-                                       raw)
+                size = self._size(step, rank, real)  # NotFound with the C message
+            obj = self._load_one(step, rank, real, size, metas.get(real), target, raw)
+            loaded.setdefault(real, obj)
+            out[name] = obj
         return out
 
     def _load_one(self, step, rank, name, size, meta, target, raw):
@@ -418,17 +498,29 @@ class Checkpointer:
             t = _objects.new_target(name, meta, size, raw)
         return self._load_into(step, rank, name, t)
 
-    def load_state(self, step=None, into=None, rank=None):
+    def load_state(self, step: Optional[int] = None, into: Any = None,
+                   rank: Optional[int] = None, map_location: Any = None,
+                   _unmapped: Tuple[Any, ...] = ()) -> Any:
         """Load what save_state() saved (None: latest()). `into` mirrors the state partially: a
         tensor or array found in it at the same path as a stored one is filled in place (same
         dtype and shape), e.g. into={"model": model.state_dict()}. Raises NotFound when the step
-        was not saved by save_state()."""
+        was not saved by save_state().
+
+        map_location: where the torch tensors that are not filled in place go, as in
+        torch.load (see torch_load); None leaves them on the CPU. (_unmapped: top-level keys
+        whose tensors stay on the CPU, e.g. torch_load's RNG states.)"""
         step, rank = self._resolve(step), self._rank(rank)
         doc, _ = self._step(step, rank)
         if "state" not in doc:
             raise NotFound(_lib.CKPT_ENOENT, "step %d was not saved with save_state()" % step,
                            "load_state")
         metas = doc["regions"]
+        aliases = _aliases(doc, step)
+        loaded = {}  # region name -> the object it was loaded as (for its aliases)
+        unmapped = set()
+        if map_location is not None and _unmapped:
+            unmapped = {name for name, path in _tree.leaf_paths(doc["state"]).items()
+                        if path and path[0] in _unmapped}
 
         def load_leaf(name, existing):
             if name not in metas:
@@ -438,12 +530,22 @@ class Checkpointer:
                                              _objects.is_ndarray(existing) or
                                              isinstance(existing, (bytearray, memoryview))):
                 existing = None
-            return self._load_one(step, rank, name, self._size(step, rank, name), metas[name],
-                                  existing, False)
+            real = aliases.get(name, name)
+            prev = loaded.get(real)
+            if prev is not None and (existing is None or _objects.same_memory(existing, prev)):
+                return prev if existing is None else existing  # tied: one object, read once
+            obj = self._load_one(step, rank, real, self._size(step, rank, real), metas[real],
+                                 existing, False)
+            if (existing is None and map_location is not None and name not in unmapped
+                    and _objects.is_tensor(obj)):
+                obj = _objects.map_tensor(obj, metas[real].get("device", "cpu"), map_location)
+            loaded.setdefault(real, obj)
+            return obj
 
         return _tree.decode(doc["state"], load_leaf, into)
 
-    def state_regions(self, step=None, rank=None):
+    def state_regions(self, step: Optional[int] = None,
+                      rank: Optional[int] = None) -> Dict[Tuple[Any, ...], Region]:
         """{path tuple: Region} of the tensors/arrays a save_state() step holds, without loading
         them (e.g. to check shapes before loading in place)."""
         step, rank = self._resolve(step), self._rank(rank)

@@ -1,5 +1,17 @@
 # SPDX-License-Identifier: MIT
-"""Exceptions: one CkptError subclass per pinned CKPT_E* code, carrying the C library's message."""
+"""Exceptions: one CkptError subclass per pinned CKPT_E* code, carrying the C library's message.
+
+The codes that stand for a failed system call are also the matching built-in OSError subclass
+with its errno, so that `except OSError` (or `except TimeoutError`, `except PermissionError`)
+around a training loop catches a full disk as it catches any other: CkptIOError (EIO), NoSpace
+(ENOSPC), TimedOut (TimeoutError, ETIMEDOUT), PermissionDenied (PermissionError, EACCES), Busy
+(EBUSY). NotFound ("no such step or region") stays a LookupError, not a FileNotFoundError: a
+checkpoint that does not exist yet is an expected answer, not an OS failure, and must not be
+swallowed by a handler meant for broken storage."""
+import errno as _errno
+import os as _os
+from typing import Any, Callable, Dict, Optional, Tuple, Type
+
 from . import _lib
 
 __all__ = [
@@ -17,30 +29,38 @@ class CkptError(Exception):
     function the C function (or Python method) that failed, when known
     """
 
-    code = None
+    code: Optional[int] = None
+    message: str
+    function: Optional[str]
 
-    def __init__(self, code, message="", function=None):
-        super().__init__(code, message, function)
+    def __init__(self, code: int, message: str = "", function: Optional[str] = None) -> None:
+        os_errno = getattr(type(self), "os_errno", None)
+        if os_errno is not None:
+            # OSError's own constructor sets errno and strerror from (errno, strerror); the
+            # CKPT_E* code, the message and the function are kept in our attributes.
+            super().__init__(os_errno, message or _os.strerror(os_errno))
+        else:
+            super().__init__(code, message, function)
         self.code = code
         self.message = message
         self.function = function
 
     @property
-    def description(self):
+    def description(self) -> str:
         """ckpt_strerror(code): the short generic text for the code."""
         try:
             return _lib.decode(_lib.lib().ckpt_strerror(self.code))
         except ImportError:
             return "libckpt error %s" % self.code
 
-    def __str__(self):
+    def __str__(self) -> str:
         detail = self.message or self.description
         head = ""
         if self.function and not detail.startswith(self.function + ":"):
             head = "%s: " % self.function  # C messages often name their function already
         return "%s%s [%s %s]" % (head, detail, _NAMES.get(self.code, "CKPT_E?"), self.code)
 
-    def __reduce__(self):  # picklable across processes (multiprocessing), whatever the subclass
+    def __reduce__(self) -> Tuple[Callable[..., "CkptError"], Tuple[Any, ...]]:  # picklable across processes (multiprocessing), whatever the subclass
         return (error_from_code, (self.code, self.message, self.function))
 
 
@@ -54,14 +74,17 @@ class OutOfMemory(CkptError, MemoryError):
     code = _lib.CKPT_ENOMEM
 
 
-class CkptIOError(CkptError):
-    """CKPT_EIO: an I/O system call failed (the message has the path and the system's words)."""
+class CkptIOError(CkptError, OSError):
+    """CKPT_EIO: an I/O system call failed (the message has the path and the system's words).
+    Also an OSError with errno EIO."""
     code = _lib.CKPT_EIO
+    os_errno = _errno.EIO
 
 
-class NoSpace(CkptError):
-    """CKPT_ENOSPC: a tier is full or over its quota."""
+class NoSpace(CkptError, OSError):
+    """CKPT_ENOSPC: a tier is full or over its quota. Also an OSError with errno ENOSPC."""
     code = _lib.CKPT_ENOSPC
+    os_errno = _errno.ENOSPC
 
 
 class NotFound(CkptError, LookupError):
@@ -80,14 +103,19 @@ class NotSupported(CkptError):
     code = _lib.CKPT_ENOTSUP
 
 
-class TimedOut(CkptError):
-    """CKPT_ETIMEDOUT: a wait (close_timeout, mpi_timeout) ran past its limit."""
+class TimedOut(CkptError, TimeoutError):
+    """CKPT_ETIMEDOUT: a wait (close_timeout, mpi_timeout) ran past its limit. Also a
+    TimeoutError (an OSError) with errno ETIMEDOUT."""
     code = _lib.CKPT_ETIMEDOUT
+    os_errno = _errno.ETIMEDOUT
 
 
-class PermissionDenied(CkptError):
-    """CKPT_EPERM: permission denied on a directory or file (or a read-only file system)."""
+class PermissionDenied(CkptError, PermissionError):
+    """CKPT_EPERM: permission denied on a directory or file (or a read-only file system). Also
+    a PermissionError (an OSError) with errno EACCES: the C code does not say whether the
+    system answered EACCES, EPERM or EROFS."""
     code = _lib.CKPT_EPERM
+    os_errno = _errno.EACCES
 
 
 class MPIError(CkptError):
@@ -95,22 +123,25 @@ class MPIError(CkptError):
     code = _lib.CKPT_EMPI
 
 
-class Busy(CkptError):
-    """CKPT_EBUSY: the job (this rank) is already open in another process on this node."""
+class Busy(CkptError, OSError):
+    """CKPT_EBUSY: the job (this rank) is already open elsewhere on this node (another process;
+    another context of this process once the library refuses that too). Also an OSError with
+    errno EBUSY."""
     code = _lib.CKPT_EBUSY
+    os_errno = _errno.EBUSY
 
 
-_CLASSES = {c.code: c for c in (InvalidArgument, OutOfMemory, CkptIOError, NoSpace, NotFound,
+_CLASSES: Dict[int, Type[CkptError]] = {c.code: c for c in (InvalidArgument, OutOfMemory, CkptIOError, NoSpace, NotFound,
                                 Corrupt, NotSupported, TimedOut, PermissionDenied, MPIError,
                                 Busy)}
-_NAMES = {
+_NAMES: Dict[int, str] = {
     -1: "CKPT_EINVAL", -2: "CKPT_ENOMEM", -3: "CKPT_EIO", -4: "CKPT_ENOSPC", -5: "CKPT_ENOENT",
     -6: "CKPT_ECORRUPT", -7: "CKPT_ENOTSUP", -8: "CKPT_ETIMEDOUT", -9: "CKPT_EPERM",
     -10: "CKPT_EMPI", -11: "CKPT_EBUSY",
 }
 
 
-def error_from_code(code, message="", function=None):
+def error_from_code(code: int, message: str = "", function: Optional[str] = None) -> CkptError:
     """The exception for a CKPT_E* code: its subclass, or CkptError itself for a code this
     package does not know yet (the C API may add codes)."""
     cls = _CLASSES.get(code, CkptError)

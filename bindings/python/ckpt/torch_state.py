@@ -2,15 +2,28 @@
 """Saving and restoring PyTorch training state (model, optimizer, scheduler, RNGs, your own
 counters) through Checkpointer.save_state: tensors as zero-copy regions, the rest as JSON.
 Never pickle: loading a checkpoint cannot execute code from it."""
-import collections
 import random
 import sys
+from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, Optional, Union
 
-Restored = collections.namedtuple("Restored", "step extra")
-Restored.__doc__ = "What torch_load() restored: the step number and the `extra` object saved."
+from .checkpointer import Checkpointer
+
+if TYPE_CHECKING:  # pragma: no cover  (PyTorch is optional: imported only by type checkers)
+    import torch
+
+# torch.load's map_location forms: a device (str or torch.device), {saved location: device}, or
+# a callable(tensor, saved location) -> tensor (torch.load's gets a storage; ours a tensor).
+MapLocation = Union[None, str, "torch.device", Dict[str, Union[str, "torch.device"]],
+                    Callable[[Any, str], Any]]
 
 
-def rng_state():
+class Restored(NamedTuple):
+    """What torch_load() restored: the step number and the `extra` object saved."""
+    step: int
+    extra: Any
+
+
+def rng_state() -> Dict[str, Any]:
     """The random number generators' states: torch's CPU generator, CUDA's (when CUDA is
     initialized), Python's `random`, and NumPy's global one (when NumPy is imported)."""
     import torch
@@ -23,7 +36,7 @@ def rng_state():
     return state
 
 
-def set_rng_state(state):
+def set_rng_state(state: Dict[str, Any]) -> None:
     """Restore what rng_state() returned."""
     import torch
     if "torch" in state:
@@ -37,7 +50,8 @@ def set_rng_state(state):
         np.random.set_state(state["numpy"])
 
 
-def torch_save(ckpt, step, model=None, optimizer=None, scheduler=None, extra=None, rng=True):
+def torch_save(ckpt: "Checkpointer", step: int, model: Any = None, optimizer: Any = None,
+               scheduler: Any = None, extra: Any = None, rng: bool = True) -> None:
     """Save a training step: model.state_dict(), optimizer.state_dict(),
     scheduler.state_dict(), `extra` (nested dicts/lists/tuples of scalars, strings, tensors,
     arrays: epoch, data order, a generator's get_state(), ...), and with rng=True the RNG states
@@ -57,7 +71,7 @@ def torch_save(ckpt, step, model=None, optimizer=None, scheduler=None, extra=Non
     ckpt.save_state(step, state)
 
 
-def _in_place_targets(ckpt, step, model):
+def _in_place_targets(ckpt: "Checkpointer", step: int, model: Any) -> Dict[str, Any]:
     """model.state_dict() tensors that can receive their stored values directly (CPU,
     contiguous, same dtype and shape): they share memory with the parameters and buffers, so
     the load itself restores the model and load_state_dict's copy is a no-op."""
@@ -74,19 +88,31 @@ def _in_place_targets(ckpt, step, model):
     return out
 
 
-def torch_load(ckpt, step=None, model=None, optimizer=None, scheduler=None, rng=True,
-               strict=True):
+def torch_load(ckpt: "Checkpointer", step: Optional[int] = None, model: Any = None,
+               optimizer: Any = None, scheduler: Any = None, rng: bool = True,
+               strict: bool = True, map_location: MapLocation = None) -> Restored:
     """Restore what torch_save saved at `step` (None: ckpt.latest(); NotFound when there is no
     checkpoint). Each of model/optimizer/scheduler given gets load_state_dict() (strict for the
     model unless strict=False); with rng=True the RNG states are restored. Returns
     Restored(step, extra). Model tensors that match their stored dtype and shape are read in
     place before load_state_dict runs, so a strict load that then fails on other keys leaves
-    those tensors already restored."""
+    those tensors already restored.
+
+    map_location, as in torch.load: where the tensors of the loaded state (`extra`, and the
+    state dicts handed to load_state_dict) are put: a device ("cpu", "cuda:1", a torch.device),
+    a dict {saved location: device} (e.g. {"cuda:0": "cuda:1"}; locations not in it stay on the
+    CPU), or a callable(tensor, saved location) -> tensor. Saved locations are "cpu" or the
+    device a tensor was saved from ("cuda:0"). Unlike torch.load, None leaves every tensor on
+    the CPU, where it is read, rather than on the device it was saved from: a checkpoint
+    written on a GPU loads on a machine without one. Model tensors read in place stay where
+    the model has them; load_state_dict and the optimizer move the rest to their parameters'
+    devices anyway. The RNG states are not moved (set_rng_state wants them on the CPU)."""
     step = ckpt._resolve(step)
     into = {}
     if model is not None:
         into["model"] = _in_place_targets(ckpt, step, model)
-    state = ckpt.load_state(step, into=into)
+    # The RNG states stay on the CPU: torch.set_rng_state takes a CPU tensor only.
+    state = ckpt.load_state(step, into=into, map_location=map_location, _unmapped=("rng",))
     if not isinstance(state, dict):
         raise TypeError("step %d does not hold a torch_save() state" % step)
     for obj, key in ((model, "model"), (optimizer, "optimizer"), (scheduler, "scheduler")):

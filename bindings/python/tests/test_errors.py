@@ -234,3 +234,30 @@ def test_mpi_in_a_build_without_mpi(dirs):
         with pytest.raises(ckpt.NotSupported, match="without MPI") as ei:
             ckpt.Checkpointer(local_dir=dirs[0], shared_dir=dirs[1], comm=comm)
         assert ei.value.code == -7 and ei.value.function == "ckpt_open_mpi_f"
+
+
+def test_busy_in_another_process_is_an_os_error(dirs):
+    """A job open in another process: Busy, which is also an OSError with errno EBUSY."""
+    import errno
+    import subprocess
+    import sys
+    from conftest import child_env
+    code = ("import ckpt, sys\n"
+            "c = ckpt.Checkpointer(local_dir=sys.argv[1], shared_dir=sys.argv[2], name='b')\n"
+            "print('open', flush=True)\n"
+            "sys.stdin.read()\n"
+            "c.close()\n")
+    child = subprocess.Popen([sys.executable, "-c", code, str(dirs[0]), str(dirs[1])],
+                             env=child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout.readline() == "open\n"
+        with pytest.raises(OSError) as ei:
+            ckpt.Checkpointer(local_dir=dirs[0], shared_dir=dirs[1], name="b")
+        assert type(ei.value) is ckpt.Busy and ei.value.errno == errno.EBUSY
+        assert ei.value.code == -11 and "another process" in ei.value.message
+    finally:
+        child.communicate("", timeout=60)
+    assert child.returncode == 0
+    with ckpt.Checkpointer(local_dir=dirs[0], shared_dir=dirs[1], name="b"):
+        pass  # free again once the other process closed it

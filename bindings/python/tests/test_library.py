@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 # Finding the library, ctypes declarations, the exception classes.
 import ctypes
+import errno
 import os
 import pickle
 import subprocess
@@ -74,21 +75,38 @@ def test_not_found_lists_what_was_tried(tmp_path, monkeypatch):
     assert str(tmp_path) in msg and "CKPT_LIBRARY" in msg and "CKPT_BUILD_DIR" in msg
 
 
-@pytest.mark.parametrize("code,cls,base", [
-    (-1, ckpt.InvalidArgument, ValueError), (-2, ckpt.OutOfMemory, MemoryError),
-    (-3, ckpt.CkptIOError, ckpt.CkptError), (-4, ckpt.NoSpace, ckpt.CkptError),
-    (-5, ckpt.NotFound, LookupError), (-6, ckpt.Corrupt, ckpt.CkptError),
-    (-7, ckpt.NotSupported, ckpt.CkptError), (-8, ckpt.TimedOut, ckpt.CkptError),
-    (-9, ckpt.PermissionDenied, ckpt.CkptError), (-10, ckpt.MPIError, ckpt.CkptError),
+@pytest.mark.parametrize("code,cls,base,os_errno", [
+    (-1, ckpt.InvalidArgument, ValueError, None), (-2, ckpt.OutOfMemory, MemoryError, None),
+    (-3, ckpt.CkptIOError, OSError, errno.EIO), (-4, ckpt.NoSpace, OSError, errno.ENOSPC),
+    (-5, ckpt.NotFound, LookupError, None), (-6, ckpt.Corrupt, ckpt.CkptError, None),
+    (-7, ckpt.NotSupported, ckpt.CkptError, None),
+    (-8, ckpt.TimedOut, TimeoutError, errno.ETIMEDOUT),
+    (-9, ckpt.PermissionDenied, PermissionError, errno.EACCES),
+    (-10, ckpt.MPIError, ckpt.CkptError, None), (-11, ckpt.Busy, OSError, errno.EBUSY),
 ])
-def test_error_classes(code, cls, base):
+def test_error_classes(code, cls, base, os_errno):
     e = ckpt.error_from_code(code, "what failed", "ckpt_x")
     assert type(e) is cls and isinstance(e, base) and isinstance(e, ckpt.CkptError)
     assert e.code == cls.code == code and e.message == "what failed"
     assert "what failed" in str(e) and "ckpt_x" in str(e)
     assert e.description == ckpt.strerror(code)
+    # The failures of a system call are OSErrors with their errno: `except OSError` around a
+    # training loop catches a full disk from libckpt as it does from open(). The others are not.
+    assert isinstance(e, OSError) == (os_errno is not None)
+    if os_errno is not None:
+        assert e.errno == os_errno and e.strerror == "what failed"
+        with pytest.raises(OSError):
+            raise e
     again = pickle.loads(pickle.dumps(e))
-    assert type(again) is cls and again.message == e.message
+    assert type(again) is cls and again.message == e.message and again.function == "ckpt_x"
+    assert getattr(again, "errno", None) == os_errno
+
+
+def test_not_found_is_not_an_os_error():
+    """No such step or region is an answer (a LookupError), not a storage failure: a handler
+    for broken storage (`except OSError`) must not swallow it."""
+    assert not issubclass(ckpt.NotFound, OSError)
+    assert not issubclass(ckpt.Corrupt, OSError)
 
 
 def test_unknown_code_is_base_class():

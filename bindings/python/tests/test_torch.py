@@ -162,3 +162,43 @@ def test_unstorable_state(ck):
         ck.save_state(1, {"x": object()})
     with pytest.raises(TypeError, match="lambda|function"):
         ck.save_state(1, {"f": lambda: 0})
+
+
+def test_map_location(ck):
+    """torch_load(map_location=...) as torch.load: a device string or torch.device, a dict
+    {saved location: device}, a callable(tensor, saved location). "meta" is a device every
+    PyTorch has, so moving there is visible without a GPU."""
+    torch.manual_seed(3)
+    m = _model()
+    o = torch.optim.Adam(m.parameters(), lr=0.01)
+    _train(m, o, 2, seed=4)
+    extra = {"t": torch.arange(6.0).reshape(2, 3), "nested": [torch.ones(2, dtype=torch.int8)]}
+    ckpt.torch_save(ck, 1, model=m, optimizer=o, extra=extra)
+
+    for loc in ("cpu", torch.device("cpu"), {"cpu": "cpu"}, None):
+        e = ckpt.torch_load(ck, 1, model=_model(), map_location=loc).extra
+        assert e["t"].device.type == "cpu" and torch.equal(e["t"], extra["t"])
+    for loc in ("meta", torch.device("meta"), {"cpu": "meta"}):
+        e = ckpt.torch_load(ck, 1, map_location=loc).extra
+        assert e["t"].device.type == "meta" and e["t"].shape == (2, 3)
+        assert e["nested"][0].device.type == "meta" and e["nested"][0].dtype == torch.int8
+    e = ckpt.torch_load(ck, 1, map_location={"cuda:0": "meta"}).extra  # not a saved location
+    assert e["t"].device.type == "cpu"
+
+    seen = []
+
+    def fn(t, location):
+        seen.append(location)
+        return t * 2
+    e = ckpt.torch_load(ck, 1, map_location=fn).extra
+    assert torch.equal(e["t"], extra["t"] * 2) and set(seen) == {"cpu"}
+
+    # A model and an optimizer still restore exactly with a map_location (the model in place).
+    m2 = _model()
+    o2 = torch.optim.Adam(m2.parameters(), lr=1.0)
+    ckpt.torch_load(ck, 1, model=m2, optimizer=o2, map_location="cpu")
+    for p1, p2 in zip(m.parameters(), m2.parameters()):
+        assert torch.equal(p1, p2)
+    assert o2.state_dict()["param_groups"] == o.state_dict()["param_groups"]
+    with pytest.raises(TypeError, match="map_location"):
+        ckpt.torch_load(ck, 1, map_location={"cpu": 3})
