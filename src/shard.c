@@ -10,8 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <xxhash.h>
-
 #include "config.h"
 #include "shard.h"
 
@@ -36,7 +34,7 @@ int ckpt_shard__writer_new(struct ckpt_writer **out, enum ckpt_backend backend, 
 		goto fail;
 	w->bufsize = BOUNCE_SIZE;
 	rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory for %u bounce buffers", depth);
-	if (!(w->bufs = calloc(depth, sizeof(void *))) || !(w->xxh_state = XXH3_createState()))
+	if (!(w->bufs = calloc(depth, sizeof(void *))) || ckpt_codec__hash_new(&w->hash) < 0)
 		goto fail;
 	for (unsigned i = 0; i < depth; i++)
 		if (posix_memalign(&w->bufs[i], CKPT_ALIGN, w->bufsize))
@@ -57,8 +55,7 @@ void ckpt_shard__writer_free(struct ckpt_writer *w)
 		for (unsigned i = 0; i < w->io->depth; i++)
 			free(w->bufs[i]);
 	free(w->bufs);
-	if (w->xxh_state)
-		XXH3_freeState(w->xxh_state);
+	ckpt_codec__hash_free(w->hash);
 	ckpt_io__close(w->io);
 	free(w);
 }
@@ -84,13 +81,13 @@ static int get_slot(struct wjob *j, unsigned *slot)
 
 static int write_region(struct wjob *j, const ckpt_region *r, uint64_t off, uint64_t *hash)
 {
-	XXH3_state_t *st = j->w->xxh_state;
+	struct ckpt_hash *h = j->w->hash;
 	const char *p = r->data;
 	size_t left = r->size;
 	unsigned slot;
 	int rc;
 
-	XXH3_64bits_reset(st);
+	ckpt_codec__hash_reset(h);
 	while (left) {
 		const void *src;
 		size_t piece, len;
@@ -100,7 +97,7 @@ static int write_region(struct wjob *j, const ckpt_region *r, uint64_t off, uint
 		piece = left < j->w->bufsize ? left : j->w->bufsize;
 		if (!j->direct) {
 			/* Buffered I/O (no O_DIRECT on this filesystem): the kernel copies anyway. */
-			XXH3_64bits_update(st, p, piece);
+			ckpt_codec__hash_update(h, p, piece);
 			src = p;
 			len = piece;
 		} else {
@@ -114,7 +111,7 @@ static int write_region(struct wjob *j, const ckpt_region *r, uint64_t off, uint
 			memcpy(j->w->bufs[slot], p, piece);
 			len = (size_t)align_up(piece);
 			memset((char *)j->w->bufs[slot] + piece, 0, len - piece);
-			XXH3_64bits_update(st, j->w->bufs[slot], piece);
+			ckpt_codec__hash_update(h, j->w->bufs[slot], piece);
 			src = j->w->bufs[slot];
 		}
 		if ((rc = ckpt_io__submit(j->w->io, j->fd, src, len, off, slot, j->err)) < 0) {
@@ -125,7 +122,7 @@ static int write_region(struct wjob *j, const ckpt_region *r, uint64_t off, uint
 		off += len;
 		left -= piece;
 	}
-	*hash = XXH3_64bits_digest(st);
+	*hash = ckpt_codec__hash_digest(h);
 	return CKPT_OK;
 }
 
@@ -210,7 +207,7 @@ int ckpt_shard__write_local(struct ckpt_writer *w, const char *stepdir, const ch
 	}
 	memset(tail, 0, tail_len);
 	ckpt_fmt__encode_index(tail, meta, (uint32_t)n);
-	trl = (struct ckpt_trailer){ off, index_size, XXH3_64bits(tail, index_size), raw_total,
+	trl = (struct ckpt_trailer){ off, index_size, ckpt_codec__xxh3(tail, index_size), raw_total,
 				     off + tail_len, hdr.save_id };
 	ckpt_fmt__encode_trailer((uint8_t *)tail + tail_len - CKPT_TRAILER_SIZE, &trl);
 	if ((rc = ckpt_io__submit(w->io, j.fd, tail, tail_len, off, slot, err)) < 0)
@@ -321,7 +318,7 @@ int ckpt_shard__open(struct ckpt_shard **out, const char *path, struct ckpt_err 
 	if ((rc = ckpt_io__pread_full(s->fd, index, s->trl.index_size, s->trl.index_offset, err,
 				      path)) < 0)
 		goto fail;
-	if (XXH3_64bits(index, s->trl.index_size) != s->trl.index_xxh3) {
+	if (ckpt_codec__xxh3(index, s->trl.index_size) != s->trl.index_xxh3) {
 		rc = ckpt_err__set(err, CKPT_ECORRUPT, "%s: index checksum mismatch", path);
 		goto fail;
 	}
@@ -360,132 +357,120 @@ static uint64_t max_stored(const struct ckpt_region_meta *r)
 	return m;
 }
 
+/* Read chunk i of r into place and check it (ckpt_codec__check_chunk). A raw chunk is read straight
+ * to dst; a compressed one into `stored` (room for its stored size) first. */
+static int read_chunk(struct ckpt_shard *s, const struct ckpt_region_meta *r, uint32_t i,
+		      uint8_t *stored, void *dst, struct ckpt_codec *codec, struct ckpt_hash *h,
+		      struct ckpt_err *err)
+{
+	const struct ckpt_chunk *ch = &r->chunks[i];
+	void *in = r->codec == CKPT_CODEC_NONE ? dst : stored;
+	int rc;
+
+	if ((rc = ckpt_io__pread_full(s->fd, in, ch->stored_size, ch->offset, err, s->path)) < 0)
+		return rc;
+	if ((rc = ckpt_codec__check_chunk(codec, r, i, in, dst, h, err)) < 0)
+		return in_file(err, rc, s->path);
+	return CKPT_OK;
+}
+
+/* An empty region has no chunk to check: its raw_xxh3 must still be that of zero bytes. */
+static int check_empty(struct ckpt_shard *s, const struct ckpt_region_meta *r, struct ckpt_err *err)
+{
+	if (ckpt_codec__xxh3(NULL, 0) != r->raw_xxh3)
+		return ckpt_err__set(err, CKPT_ECORRUPT, "%s: region '%s' checksum mismatch", s->path,
+				     r->name);
+	return CKPT_OK;
+}
+
 int ckpt_shard__read_region(struct ckpt_shard *s, const struct ckpt_region_meta *r, void *buf,
 			    struct ckpt_codec *codec, struct ckpt_err *err)
 {
-	uint8_t *tmp = NULL;
+	struct ckpt_hash *h = NULL;
+	uint8_t *stored = NULL;
 	int rc = CKPT_OK;
 
-	if (r->codec == CKPT_CODEC_NONE) {
-		if (r->nchunks &&
-		    (rc = ckpt_io__pread_full(s->fd, buf, r->raw_size, r->chunks[0].offset, err,
-					      s->path)) < 0)
-			return rc;
-	} else {
-		if (!codec)
-			return ckpt_err__set(err, CKPT_EINVAL, "no codec to read %s", s->path);
-		if (!(tmp = malloc(max_stored(r) + 1)))
-			return ckpt_err__set(err, CKPT_ENOMEM, "out of memory reading %s", s->path);
-		for (uint32_t c = 0; c < r->nchunks; c++) {
-			const struct ckpt_chunk *ch = &r->chunks[c];
-
-			if ((rc = ckpt_io__pread_full(s->fd, tmp, ch->stored_size, ch->offset, err,
-						      s->path)) < 0)
-				goto out;
-			/* Check the stored bytes before the decompressor sees them. */
-			if (XXH3_64bits(tmp, ch->stored_size) != ch->stored_xxh3) {
-				rc = ckpt_err__set(err, CKPT_ECORRUPT,
-						   "%s: region '%s' chunk %u checksum mismatch", s->path,
-						   r->name, c);
-				goto out;
-			}
-			if ((rc = ckpt_codec__decompress(codec, (char *)buf + (uint64_t)c * r->chunk_raw,
-							 ckpt_fmt__chunk_raw(r, c), tmp,
-							 ch->stored_size, err)) < 0) {
-				in_file(err, rc, s->path);
-				goto out;
-			}
-		}
+	if (!r->nchunks)
+		return check_empty(s, r, err);
+	if (r->codec != CKPT_CODEC_NONE && !codec)
+		return ckpt_err__set(err, CKPT_EINVAL, "no codec to read %s", s->path);
+	if (ckpt_codec__hash_new(&h) < 0 ||
+	    (r->codec != CKPT_CODEC_NONE && !(stored = malloc(max_stored(r) + 1)))) {
+		rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory reading %s", s->path);
+		goto out;
 	}
-	if (XXH3_64bits(buf, r->raw_size) != r->raw_xxh3)
-		rc = ckpt_err__set(err, CKPT_ECORRUPT, "%s: region '%s' checksum mismatch", s->path,
-				   r->name);
+	for (uint32_t c = 0; c < r->nchunks && rc == CKPT_OK; c++)
+		rc = read_chunk(s, r, c, stored, (char *)buf + (uint64_t)c * r->chunk_raw, codec, h,
+				err);
 out:
-	free(tmp);
+	ckpt_codec__hash_free(h);
+	free(stored);
 	return rc;
 }
 
 int ckpt_shard__verify(struct ckpt_shard *s, struct ckpt_codec *codec, struct ckpt_err *err)
 {
-	XXH3_state_t *st = XXH3_createState();
+	struct ckpt_hash *h = NULL;
 	uint8_t *raw = NULL, *stored = NULL;
 	size_t cap = BOUNCE_SIZE;
 	int rc = CKPT_OK;
 
-	if (!st || !(raw = malloc(cap))) {
+	if (ckpt_codec__hash_new(&h) < 0 || !(raw = malloc(cap))) {
 		rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory verifying %s", s->path);
 		goto out;
 	}
-	for (uint32_t i = 0; i < s->idx.nregions; i++) {
+	for (uint32_t i = 0; i < s->idx.nregions && rc == CKPT_OK; i++) {
 		const struct ckpt_region_meta *r = &s->idx.regions[i];
+		/* one chunk's raw bytes, never more than the region holds: a 100-byte region of a
+		 * shard drained with chunk_size 256M needs 100 bytes, not 256 MiB */
+		uint64_t need = r->chunk_raw < r->raw_size ? r->chunk_raw : r->raw_size;
 
-		XXH3_64bits_reset(st);
-		if (r->codec == CKPT_CODEC_NONE) {
-			/* Stream through a bounded buffer: regions may be larger than memory. */
-			for (uint64_t done = 0; done < r->raw_size;) {
+		if (!r->nchunks) {
+			rc = check_empty(s, r, err);
+		} else if (r->codec == CKPT_CODEC_NONE) {
+			/* A raw region is one chunk that may be larger than memory: the chunk check
+			 * needs it whole, so it is streamed through a bounded buffer and hashed
+			 * here instead (the check of a raw chunk is its raw_xxh3 alone). */
+			ckpt_codec__hash_reset(h);
+			for (uint64_t done = 0; done < r->raw_size && rc == CKPT_OK;) {
 				size_t piece = r->raw_size - done < cap ? r->raw_size - done : cap;
 
-				if ((rc = ckpt_io__pread_full(s->fd, raw, piece, r->chunks[0].offset + done,
-							      err, s->path)) < 0)
-					goto out;
-				XXH3_64bits_update(st, raw, piece);
+				rc = ckpt_io__pread_full(s->fd, raw, piece, r->chunks[0].offset + done,
+							 err, s->path);
+				ckpt_codec__hash_update(h, raw, piece);
 				done += piece;
 			}
+			if (rc == CKPT_OK && ckpt_codec__hash_digest(h) != r->raw_xxh3)
+				rc = ckpt_err__set(err, CKPT_ECORRUPT,
+						   "%s: region '%s' checksum mismatch", s->path,
+						   r->name);
+		} else if (!codec) {
+			rc = ckpt_err__set(err, CKPT_EINVAL, "no codec to verify %s", s->path);
 		} else {
-			/* one chunk's raw bytes, never more than the region holds: a 100-byte region of
-			 * a shard drained with chunk_size 256M needs 100 bytes, not 256 MiB */
-			uint64_t need = r->chunk_raw < r->raw_size ? r->chunk_raw : r->raw_size;
-
-			if (!codec) {
-				rc = ckpt_err__set(err, CKPT_EINVAL, "no codec to verify %s", s->path);
-				goto out;
-			}
 			free(stored);
 			if (!(stored = malloc(max_stored(r) + 1))) {
 				rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory verifying %s",
 						   s->path);
-				goto out;
+				break;
 			}
-			if (r->nchunks && need > cap) {
+			if (need > cap) {
 				uint8_t *nr = realloc(raw, need);
 
 				if (!nr) {
 					rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory verifying %s",
 							   s->path);
-					goto out;
+					break;
 				}
 				raw = nr;
 				cap = need;
 			}
-			for (uint32_t c = 0; c < r->nchunks; c++) {
-				const struct ckpt_chunk *ch = &r->chunks[c];
-
-				if ((rc = ckpt_io__pread_full(s->fd, stored, ch->stored_size, ch->offset,
-							      err, s->path)) < 0)
-					goto out;
-				if (XXH3_64bits(stored, ch->stored_size) != ch->stored_xxh3) {
-					rc = ckpt_err__set(err, CKPT_ECORRUPT,
-							   "%s: region '%s' chunk %u checksum mismatch",
-							   s->path, r->name, c);
-					goto out;
-				}
-				if ((rc = ckpt_codec__decompress(codec, raw, ckpt_fmt__chunk_raw(r, c),
-								 stored, ch->stored_size, err)) < 0) {
-					in_file(err, rc, s->path);
-					goto out;
-				}
-				XXH3_64bits_update(st, raw, ckpt_fmt__chunk_raw(r, c));
-			}
-		}
-		if (XXH3_64bits_digest(st) != r->raw_xxh3) {
-			rc = ckpt_err__set(err, CKPT_ECORRUPT, "%s: region '%s' checksum mismatch",
-					   s->path, r->name);
-			goto out;
+			/* every chunk decodes into the same buffer: the region hash runs over them */
+			for (uint32_t c = 0; c < r->nchunks && rc == CKPT_OK; c++)
+				rc = read_chunk(s, r, c, stored, raw, codec, h, err);
 		}
 	}
 out:
-	if (st)
-		XXH3_freeState(st);
+	ckpt_codec__hash_free(h);
 	free(raw);
 	free(stored);
 	return rc;

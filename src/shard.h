@@ -17,7 +17,7 @@ struct ckpt_writer {
 	struct ckpt_io *io;
 	void **bufs;        /* io->depth buffers of bufsize bytes, CKPT_ALIGN-aligned */
 	size_t bufsize;
-	void *xxh_state;    /* XXH3_state_t */
+	struct ckpt_hash *hash; /* of the region being written */
 };
 
 int ckpt_shard__writer_new(struct ckpt_writer **out, enum ckpt_backend backend, unsigned depth,
