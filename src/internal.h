@@ -103,6 +103,9 @@ int ckpt_drain__running(const struct ckpt_ctx *ctx, const struct ckpt_step_rec *
 void ckpt_drain__retention(struct ckpt_ctx *ctx);
 /* Wait until the trash is empty (ctx->mu held): what retention removed is then gone. */
 void ckpt_drain__wait_trash(struct ckpt_ctx *ctx);
+/* Remove what retention retired (ctx->mu held; dropped while removing). One thread at a time, so
+ * that ckpt_drain__wait_trash knows when all is gone. For drain threads and ckpt_drain__stop. */
+void ckpt_drain__empty_trash(struct ckpt_ctx *ctx);
 
 /* commit.c */
 int ckpt_commit__single(struct ckpt_ctx *ctx, const struct ckpt_drained *d, struct ckpt_err *err);
