@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Configuration keys, defaults and CKPT_* environment variables (private view). */
+/* Configuration keys, defaults and CKPT_* environment variables (private view; config.c), and
+ * what two keys do at run time: log_level (config_log.c) and fault_kill_at (config_fault.c). */
 #ifndef CKPT_CONFIG_H
 #define CKPT_CONFIG_H
 
