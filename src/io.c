@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The front of the io module: backend selection and the bookkeeping shared by both backends, and
- * the blocking full-length pread/pwrite that every module uses for anything but local-shard data. */
+ * the blocking full-length pread/pwrite that every module uses for all but local-shard data. */
 #include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
