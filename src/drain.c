@@ -8,6 +8,7 @@
  * while compression runs in parallel (the scheme of zstd's own multithreading, but with
  * independent frames so that regions stay separable). The thread that appends the last chunk
  * finishes the job: the writer's index, trailer, fsync and rename, then the commit. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -134,7 +135,8 @@ static void process_chunk(struct worker *w, struct drain_job *j, uint32_t i)
 	if (rc < 0)
 		return; /* someone else recorded why */
 
-	/* Our turn: this thread alone touches the writer now. */
+	/* Our turn: this thread alone touches the writer now, and piece i is the one it expects. */
+	assert(j->out->next == i);
 	if ((rc = ckpt_shard__zappend(j->out, &ch, w->out, w->raw, &err)) < 0)
 		goto fail;
 	pthread_mutex_lock(&ctx->mu);
@@ -159,7 +161,8 @@ static int job_finish(struct ckpt_ctx *ctx, struct drain_job *j, struct ckpt_err
 	d.step = j->step;
 	d.save_id = j->save_id;
 	d.created_ns = j->src->hdr.created_ns;
-	/* 3. commit (writes the MANIFEST durably, or the MPI protocol) */
+	/* The shard is durable under its final name (ckpt_shard__zfinish: 1. fsync, 2. rename and
+	 * directory fsync); 3. commit (writes the MANIFEST durably, or the MPI protocol). */
 	return ctx->commit(ctx, &d, err);
 }
 
