@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "config.h" /* ckpt_config__parse_size: --size takes what chunk_size takes */
 
 #define ALIGN 4096
 #define PIECE (8u << 20)   /* raw baseline: one pwrite per 8 MiB, the library's bounce size */
@@ -259,33 +260,6 @@ static void cleanup(void)
 	}
 	rm_tree(made.local_tmp);
 	rm_tree(made.shared_tmp);
-}
-
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-	unsigned shift = 0;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
-		return -1;
-	switch (*end) {
-	case '\0': break;
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	default: return -1;
-	}
-	if (shift && *end == 'i')
-		end++;
-	if (shift && (*end == 'B' || *end == 'b'))
-		end++;
-	if (*end || v > (UINT64_MAX >> shift))
-		return -1;
-	*out = (uint64_t)v << shift;
-	return 0;
 }
 
 static const char *fs_name(const char *dir, char *buf, size_t len)
@@ -677,7 +651,7 @@ static void parse(int argc, char **argv, struct opts *o)
 						      (int)parse_uint(optarg, 0, 19, "--level");
 			break;
 		case 'z':
-			if (parse_size(optarg, &o->size) || o->size < ALIGN)
+			if (ckpt_config__parse_size(optarg, &o->size) || o->size < ALIGN)
 				die("--size %s: expected bytes (>= 4K) with an optional K/M/G suffix",
 				    optarg);
 			break;

@@ -141,7 +141,7 @@ static void damaged(const char *tag, const uint8_t *f, size_t len)
 
 /* A structurally valid shard (every checksum right) whose empty region "empty" claims a chunk
  * size of 2^42 bytes: once made ckpt_shard__verify ask for 4 TiB (fixed in src/fmt.c and
- * src/shard.c); kept as a regression input. */
+ * in the shard reader, now src/shard_read.c); kept as a regression input. */
 static void forged(const char *tag, const uint8_t *f, size_t len)
 {
 	uint8_t *c = malloc(len);

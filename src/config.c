@@ -5,8 +5,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -369,24 +367,4 @@ int ckpt_config__check(const struct ckpt_config *cfg, struct ckpt_err *err)
 				     "bad CKPT_* environment variable");
 	}
 	return CKPT_OK;
-}
-
-void ckpt_config__fault(const char *fault_kill_at, const char *point)
-{
-	if (fault_kill_at && !strcmp(fault_kill_at, point))
-		raise(SIGKILL);
-}
-
-void ckpt_config__log(const struct ckpt_config *cfg, int level, const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-
-	if (!cfg || cfg->log_level < level)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	/* one write per line, so that lines of concurrent ranks do not interleave */
-	fprintf(stderr, "libckpt: %s: %s\n", level <= 1 ? "warning" : "info", line);
 }

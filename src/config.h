@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Configuration keys, defaults and CKPT_* environment variables (private view). */
+/* Configuration keys, defaults and CKPT_* environment variables (private view; config.c), and
+ * what two keys do at run time: log_level (config_log.c) and fault_kill_at (config_fault.c). */
 #ifndef CKPT_CONFIG_H
 #define CKPT_CONFIG_H
 
@@ -10,7 +11,8 @@
 
 enum ckpt_backend { CKPT_BACKEND_AUTO = 0, CKPT_BACKEND_URING = 1, CKPT_BACKEND_POSIX = 2 };
 
-/* Where the job runs, which decides what /home is (storage.c). AUTO: from the environment. */
+/* Where the job runs, which decides what /home is (storage_cluster.c). AUTO: from the
+ * environment. */
 enum ckpt_cluster {
 	CKPT_CLUSTER_AUTO = 0,
 	CKPT_CLUSTER_NONE = 1,

@@ -1,5 +1,34 @@
 /* SPDX-License-Identifier: MIT */
-/* The context object shared by the api, commit and drain modules (private, never installed). */
+/* The context object shared by the api, commit and drain modules (private, never installed).
+ *
+ * The layering of the library, top down (docs/ARCHITECTURE.md is the same map, for readers). A
+ * module uses only modules below it, and its #includes show that; no two modules call each other.
+ *   api       api.c: public ckpt_* (check arguments, api_mu, call inward); api_mpi.c: ckpt_open_mpi
+ *             and the collective save, latest and recovery
+ *   context   context.c: open/shutdown, local save and backpressure, step listings
+ *   commit    commit_mpi.c: the MPI vote engine; commit.c: the commit point (the one function that
+ *             writes a MANIFEST) and the single-process commit
+ *   drain     drain.c: threads, queue, one job at a time; drain_retention.c: keep_local,
+ *             keep_shared and the trash (this header: the context they share with the above)
+ *   step      step.c: a step's MANIFEST and shards, found and checked on either tier
+ *   shard     shard_local.c: the local writer; shard_shared.c: the compressed writer the drain
+ *             feeds; shard_read.c: the verifying reader of both tiers
+ *   storage   storage_class.c: filesystem classification, persistence verdict, the check at
+ *             open; storage_cluster.c: cluster type, launcher rank
+ *   store     store_layout.c: names and paths; store_durable.c: write, fsync, rename, directory
+ *             fsync, guarded reads; store_scan.c: scans, removal; store_host.c: host, clock, ids
+ *   codec     codec.c: zstd, XXH3-64, the chunk check (uses fmt's index entries)
+ *   io        io.c: backend choice, full pread/pwrite; io_uring.c, io_posix.c: the backends
+ *   fmt       fmt.c: encode/decode of header, index, trailer, MANIFEST; pure buffers. Below codec,
+ *             so it seals its own structures with one private XXH3 call (fmt.c: checksum)
+ *   config    config.c: keys, defaults, the only getenv(); config_log.c; config_fault.c
+ *   error     error.c
+ * Direct uses below the drain (each also uses error): config, fmt: none; io: config; codec: fmt;
+ * store: io; storage: config; shard: codec, fmt, io, store, config; step: shard, store, fmt.
+ * The one call upward: a drain thread ends a job through the hooks ctx->commit and
+ * ctx->vote_fail, set by the context at open, while the commit layer updates the drain's step
+ * records (ckpt_drain__rec, ckpt_drain__retention): a cycle through function pointers, kept for
+ * now and written down here. */
 #ifndef CKPT_INTERNAL_H
 #define CKPT_INTERNAL_H
 
@@ -86,7 +115,7 @@ struct ckpt_ctx {
 	int emptying;                   /* a drain thread is removing a batch taken from trash */
 };
 
-/* drain.c */
+/* drain.c: the pipeline */
 int ckpt_drain__start(struct ckpt_ctx *ctx, struct ckpt_err *err);
 /* Wait up to `timeout` seconds for the queue to empty, then stop the threads.
  * CKPT_ETIMEDOUT when drains were abandoned. */
@@ -97,12 +126,19 @@ void ckpt_drain__enqueue(struct ckpt_ctx *ctx, struct ckpt_step_rec *rec);
 struct ckpt_step_rec *ckpt_drain__rec(struct ckpt_ctx *ctx, uint64_t step, int create);
 /* Is a drain of rec in progress? (ctx->mu held) */
 int ckpt_drain__running(const struct ckpt_ctx *ctx, const struct ckpt_step_rec *rec);
+/* drain_retention.c: retention and the trash */
 /* Apply keep_local / keep_shared (ctx->mu held: a save cannot rename into a step meanwhile).
- * Only renames happen under the lock: the copies go to the trash, which the drain threads empty
- * without it (removing a large file takes tens of ms that a save must not wait for). */
+ * All of it runs under the lock: the listing of both job directories, the header, trailer and
+ * index of each local copy, the MANIFEST of each step (small reads, mostly cached) and the
+ * renames into the trash. What takes long, removing the retired files (tens of ms for a large
+ * one, that a save must not wait for), happens later without the lock: the drain threads empty
+ * the trash (drain_retention.c). */
 void ckpt_drain__retention(struct ckpt_ctx *ctx);
 /* Wait until the trash is empty (ctx->mu held): what retention removed is then gone. */
 void ckpt_drain__wait_trash(struct ckpt_ctx *ctx);
+/* Remove what retention retired (ctx->mu held; dropped while removing). One thread at a time, so
+ * that ckpt_drain__wait_trash knows when all is gone. For drain threads and ckpt_drain__stop. */
+void ckpt_drain__empty_trash(struct ckpt_ctx *ctx);
 
 /* commit.c */
 int ckpt_commit__single(struct ckpt_ctx *ctx, const struct ckpt_drained *d, struct ckpt_err *err);

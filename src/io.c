@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Backend selection and the bookkeeping shared by both backends. */
+/* The front of the io module: backend selection and the bookkeeping shared by both backends, and
+ * the blocking full-length pread/pwrite that every module uses for all but local-shard data. */
+#include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "ckpt.h"
 #include "io.h"
@@ -85,4 +88,53 @@ int ckpt_io__reap_all(struct ckpt_io *io, struct ckpt_err *err)
 			first = rc;
 	}
 	return first;
+}
+
+int ckpt_io__pwrite_full(int fd, const void *buf, size_t len, uint64_t off, struct ckpt_err *err,
+			 const char *what)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return ckpt_err__errno(err, errno, "write %s at offset %llu", what,
+					       (unsigned long long)off);
+		}
+		if (n == 0)
+			return ckpt_err__set(err, CKPT_EIO, "write %s: no progress at offset %llu",
+					     what, (unsigned long long)off);
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return CKPT_OK;
+}
+
+int ckpt_io__pread_full(int fd, void *buf, size_t len, uint64_t off, struct ckpt_err *err,
+			const char *what)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return ckpt_err__errno(err, errno, "read %s at offset %llu", what,
+					       (unsigned long long)off);
+		}
+		if (n == 0)
+			return ckpt_err__set(err, CKPT_ECORRUPT,
+					     "read %s: file ends before offset %llu (truncated)", what,
+					     (unsigned long long)off);
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return CKPT_OK;
 }

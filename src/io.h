@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Asynchronous positional writes for the local tier, behind one small ops table: io_uring when the
- * kernel (and the container's seccomp profile) allows it, plain pwrite otherwise. */
+/* Positional I/O. Asynchronous writes for the local tier, behind one small ops table: io_uring when
+ * the kernel (and the container's seccomp profile) allows it, plain pwrite otherwise (io.c,
+ * io_uring.c, io_posix.c); and the blocking full-length pread/pwrite of every other file (io.c). */
 #ifndef CKPT_IO_H
 #define CKPT_IO_H
 

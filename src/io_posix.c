@@ -15,55 +15,6 @@ struct posix_state {
 	struct ckpt_err *errs;
 };
 
-int ckpt_io__pwrite_full(int fd, const void *buf, size_t len, uint64_t off, struct ckpt_err *err,
-			 const char *what)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return ckpt_err__errno(err, errno, "write %s at offset %llu", what,
-					       (unsigned long long)off);
-		}
-		if (n == 0)
-			return ckpt_err__set(err, CKPT_EIO, "write %s: no progress at offset %llu",
-					     what, (unsigned long long)off);
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return CKPT_OK;
-}
-
-int ckpt_io__pread_full(int fd, void *buf, size_t len, uint64_t off, struct ckpt_err *err,
-			const char *what)
-{
-	char *p = buf;
-
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return ckpt_err__errno(err, errno, "read %s at offset %llu", what,
-					       (unsigned long long)off);
-		}
-		if (n == 0)
-			return ckpt_err__set(err, CKPT_ECORRUPT,
-					     "read %s: file ends before offset %llu (truncated)", what,
-					     (unsigned long long)off);
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return CKPT_OK;
-}
-
 static int posix_open(struct ckpt_io *io, unsigned depth, struct ckpt_err *err)
 {
 	struct posix_state *s = calloc(1, sizeof(*s));

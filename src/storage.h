@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Where the job runs: the cluster type, the launcher's rank, and what kind of filesystem holds
- * each tier (network or node-local, persistent or ephemeral), for ckpt_open and `ckpt doctor`. */
+/* Where the job runs: the cluster type, the launcher's rank (storage_cluster.c), and what kind of
+ * filesystem holds each tier, network or node-local, persistent or ephemeral (storage_class.c),
+ * for ckpt_open and `ckpt doctor`. Not to be confused with the store (store.h): where libckpt's
+ * own files go and how they are written. */
 #ifndef CKPT_STORAGE_H
 #define CKPT_STORAGE_H
 

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Directory layout of both tiers and the durable filesystem steps (fsync, rename, dir fsync). */
+/* The store: where files go on both tiers and how they get there durably. Layout and names
+ * (store_layout.c), durable steps and guarded reads (store_durable.c), scans and removal
+ * (store_scan.c), host name, clock and random ids (store_host.c). */
 #ifndef CKPT_STORE_H
 #define CKPT_STORE_H
 
@@ -18,12 +20,16 @@
 #define CKPT_PATH_MAX 4096
 #define CKPT_MANIFEST_NAME "MANIFEST"
 
+/* ---- store_layout.c: names and paths ---- */
 int ckpt_store__step_dir(char *buf, size_t len, const char *jobdir, uint64_t step);
 void ckpt_store__local_name(char *buf, size_t len, uint32_t rank);
 void ckpt_store__shared_name(char *buf, size_t len, uint32_t rank, uint64_t save_id);
 /* Parse "step-NNNN..." into *step; 0 on success. */
 int ckpt_store__parse_step(const char *name, uint64_t *step);
+/* A temporary name in dir for final_base, unique across hosts and processes. */
+int ckpt_store__tmp_path(char *buf, size_t len, const char *dir, const char *final_base);
 
+/* ---- store_durable.c: durable steps, guarded reads ---- */
 /* A step directory must be a real directory: a symlink planted in its place (pointing into
  * another job or anywhere else) is never followed. CKPT_ENOENT when absent, CKPT_ECORRUPT for a
  * symlink or another kind of file. */
@@ -36,8 +42,6 @@ int ckpt_store__same_dir(const char *dir, uint64_t dev, uint64_t ino, struct ckp
 int ckpt_store__mkdirs(const char *path, struct ckpt_err *err);
 /* fsync a directory so that entries created or renamed in it survive a crash. */
 int ckpt_store__fsync_dir(const char *path, struct ckpt_err *err);
-/* A temporary name in dir for final_base, unique across hosts and processes. */
-int ckpt_store__tmp_path(char *buf, size_t len, const char *dir, const char *final_base);
 /* rename(tmp, dir/final_base) then fsync(dir): after this returns the new name is durable. */
 int ckpt_store__publish(const char *tmp, const char *dir, const char *final_base,
 			struct ckpt_err *err);
@@ -48,6 +52,7 @@ int ckpt_store__write_durable(const char *dir, const char *final_base, const voi
 int ckpt_store__read_file(const char *path, uint8_t **out, size_t *len, size_t max,
 			  struct ckpt_err *err);
 
+/* ---- store_scan.c: scans and removal ---- */
 /* Step numbers present under jobdir (any state), ascending. *steps is malloc'd (may be NULL). */
 int ckpt_store__list_steps(const char *jobdir, uint64_t **steps, size_t *n, struct ckpt_err *err);
 /* Remove temporary files left in the step directories of jobdir by dead processes of this host,
@@ -65,8 +70,13 @@ void ckpt_store__remove_retired(const char *trash);
 /* Remove every file "rank-*" in stepdir whose save id differs from keep_id (superseded shards). */
 void ckpt_store__remove_other_saves(const char *stepdir, uint64_t keep_id);
 
+/* ---- store_host.c: this host and this moment ---- */
+/* A random non-zero 64-bit value (getrandom; time and pid if that fails). */
 uint64_t ckpt_store__random64(void);
+/* CLOCK_REALTIME in nanoseconds (the created_ns of headers and manifests). */
 uint64_t ckpt_store__now_ns(void);
+/* gethostname() made a safe path component ('/', '.', spaces and control
+ * characters become '_'). */
 const char *ckpt_store__hostname(void);
 
 #endif

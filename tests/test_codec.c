@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of the codec module: zstd chunk round trips, damaged input, XXH3-64 checksums. */
+/* Unit tests of the codec module: zstd chunk round trips, damaged input, XXH3-64 checksums, the
+ * chunk check. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,6 +325,189 @@ static void test_xxh3(void)
 	CU_ASSERT_NOT_EQUAL(ckpt_codec__xxh3(raw, raw_len - 1), h);
 }
 
+/* A running hash over pieces equals the one-shot hash of the whole. */
+static void test_hash_pieces(void)
+{
+	struct ckpt_hash *h;
+	size_t piece = 4096 * 3 + 7;
+
+	CU_ASSERT_EQUAL_FATAL(ckpt_codec__hash_new(&h), CKPT_OK);
+	CU_ASSERT_EQUAL(ckpt_codec__hash_digest(h), ckpt_codec__xxh3("", 0));
+	for (size_t off = 0; off < raw_len; off += piece)
+		ckpt_codec__hash_update(h, raw + off, raw_len - off < piece ? raw_len - off : piece);
+	CU_ASSERT_EQUAL(ckpt_codec__hash_digest(h), ckpt_codec__xxh3(raw, raw_len));
+	ckpt_codec__hash_reset(h);
+	ckpt_codec__hash_update(h, raw, 100);
+	CU_ASSERT_EQUAL(ckpt_codec__hash_digest(h), ckpt_codec__xxh3(raw, 100));
+	ckpt_codec__hash_free(h);
+	ckpt_codec__hash_free(NULL);
+}
+
+/* A compressed region of raw_len bytes in chunks of a third of it (the last one shorter), encoded
+ * with ckpt_codec__encode_chunk: the index entry and each chunk's stored bytes. */
+struct zregion {
+	struct ckpt_region_meta r;
+	struct ckpt_chunk ch[4];
+	uint8_t *stored[4];
+};
+
+static void zregion_make(struct zregion *z, struct ckpt_codec *c)
+{
+	size_t cap;
+
+	memset(z, 0, sizeof(*z));
+	strcpy(z->r.name, "weights");
+	z->r.name_len = 7;
+	z->r.codec = CKPT_CODEC_ZSTD;
+	z->r.raw_size = raw_len;
+	z->r.raw_xxh3 = ckpt_codec__xxh3(raw, raw_len);
+	z->r.chunk_raw = raw_len / 3 + 1;
+	z->r.nchunks = 3;
+	z->r.chunks = z->ch;
+	cap = ckpt_codec__bound(z->r.chunk_raw);
+	for (uint32_t i = 0; i < 3; i++) {
+		uint64_t n = ckpt_fmt__chunk_raw(&z->r, i);
+
+		z->stored[i] = malloc(cap);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(z->stored[i]);
+		CU_ASSERT_EQUAL_FATAL(ckpt_codec__encode_chunk(c, z->stored[i], cap,
+							       raw + i * z->r.chunk_raw, n, &z->ch[i],
+							       NULL), CKPT_OK);
+		CU_ASSERT_EQUAL(z->ch[i].stored_xxh3,
+				ckpt_codec__xxh3(z->stored[i], z->ch[i].stored_size));
+	}
+	CU_ASSERT(ckpt_fmt__chunk_raw(&z->r, 2) < z->r.chunk_raw);
+}
+
+static void zregion_free(struct zregion *z)
+{
+	for (int i = 0; i < 4; i++)
+		free(z->stored[i]);
+}
+
+/* Check every chunk of z in order into out; the first failure's code, and its message in err. */
+static int zregion_check(struct zregion *z, struct ckpt_codec *c, uint8_t *out,
+			 struct ckpt_hash *h, struct ckpt_err *err)
+{
+	int rc;
+
+	for (uint32_t i = 0; i < z->r.nchunks; i++)
+		if ((rc = ckpt_codec__check_chunk(c, &z->r, i, z->stored[i],
+						  out + i * z->r.chunk_raw, h, err)) < 0)
+			return rc;
+	return CKPT_OK;
+}
+
+static void test_check_chunk(void)
+{
+	struct ckpt_codec *c;
+	struct ckpt_hash *h;
+	struct ckpt_err err = { "" };
+	struct zregion z;
+	uint8_t *out = malloc(raw_len + 1);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+	CU_ASSERT_EQUAL_FATAL(ckpt_codec__new(&c, 1), CKPT_OK);
+	CU_ASSERT_EQUAL_FATAL(ckpt_codec__hash_new(&h), CKPT_OK);
+	zregion_make(&z, c);
+
+	/* good chunks: every byte back, region hash checked after the last one */
+	memset(out, 0xee, raw_len);
+	CU_ASSERT_EQUAL(zregion_check(&z, c, out, h, &err), CKPT_OK);
+	CU_ASSERT_EQUAL(memcmp(out, raw, raw_len), 0);
+	/* and again with the same hash (reset at chunk 0), and without a region hash */
+	CU_ASSERT_EQUAL(zregion_check(&z, c, out, h, &err), CKPT_OK);
+	CU_ASSERT_EQUAL(zregion_check(&z, c, out, NULL, &err), CKPT_OK);
+
+	/* a flipped stored byte: caught by stored_xxh3 before zstd sees it, naming the chunk */
+	z.stored[1][z.ch[1].stored_size / 2] ^= 0x10;
+	CU_ASSERT_EQUAL(zregion_check(&z, c, out, h, &err), CKPT_ECORRUPT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "region 'weights' chunk 1 checksum mismatch"));
+	CU_ASSERT_EQUAL(zregion_check(&z, c, out, NULL, &err), CKPT_ECORRUPT);
+	z.stored[1][z.ch[1].stored_size / 2] ^= 0x10;
+	/* a flipped stored_xxh3 in the index entry: the same verdict */
+	z.ch[0].stored_xxh3 ^= 1;
+	CU_ASSERT_EQUAL(zregion_check(&z, c, out, h, &err), CKPT_ECORRUPT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "chunk 0 checksum mismatch"));
+	z.ch[0].stored_xxh3 ^= 1;
+
+	/* a flipped raw hash: every chunk decodes, the region check after the last one fails; a
+	 * caller that hashes the region itself (NULL) gets the chunks */
+	z.r.raw_xxh3 ^= 1ull << 40;
+	err.msg[0] = '\0';
+	CU_ASSERT_EQUAL(ckpt_codec__check_chunk(c, &z.r, 0, z.stored[0], out, h, &err), CKPT_OK);
+	CU_ASSERT_EQUAL(zregion_check(&z, c, out, h, &err), CKPT_ECORRUPT);
+	CU_ASSERT_STRING_EQUAL(err.msg, "region 'weights' checksum mismatch");
+	CU_ASSERT_EQUAL(zregion_check(&z, c, out, NULL, &err), CKPT_OK);
+	z.r.raw_xxh3 ^= 1ull << 40;
+	CU_ASSERT_EQUAL(zregion_check(&z, c, out, h, &err), CKPT_OK);
+
+	/* a wrong raw size: the last chunk decodes to fewer bytes than the index says, and a chunk
+	 * size that does not match what was compressed fails at chunk 0 */
+	z.r.raw_size++;
+	CU_ASSERT_EQUAL(zregion_check(&z, c, out, h, &err), CKPT_ECORRUPT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "region 'weights' chunk 2: "));
+	z.r.raw_size--;
+	z.r.chunk_raw--;
+	CU_ASSERT_EQUAL(ckpt_codec__check_chunk(c, &z.r, 0, z.stored[0], out, h, &err),
+			CKPT_ECORRUPT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "region 'weights' chunk 0: "));
+	z.r.chunk_raw++;
+	CU_ASSERT_EQUAL(zregion_check(&z, c, out, h, &err), CKPT_OK);
+
+	/* no codec for a compressed region: an argument error, not corruption */
+	CU_ASSERT_EQUAL(ckpt_codec__check_chunk(NULL, &z.r, 0, z.stored[0], out, h, &err),
+			CKPT_EINVAL);
+
+	zregion_free(&z);
+	ckpt_codec__hash_free(h);
+	ckpt_codec__free(c);
+	free(out);
+}
+
+/* A raw chunk (local shard): the stored bytes are the raw bytes; raw_xxh3 decides. */
+static void test_check_raw_chunk(void)
+{
+	struct ckpt_region_meta r;
+	struct ckpt_chunk ch;
+	struct ckpt_hash *h;
+	struct ckpt_err err = { "" };
+	uint8_t *out = malloc(raw_len);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+	CU_ASSERT_EQUAL_FATAL(ckpt_codec__hash_new(&h), CKPT_OK);
+	memset(&r, 0, sizeof(r));
+	strcpy(r.name, "w");
+	r.name_len = 1;
+	r.codec = CKPT_CODEC_NONE;
+	r.raw_size = r.chunk_raw = raw_len;
+	r.raw_xxh3 = ckpt_codec__xxh3(raw, raw_len);
+	r.nchunks = 1;
+	r.chunks = &ch;
+	ch = (struct ckpt_chunk){ 4096, raw_len, r.raw_xxh3 };
+
+	/* good: copied to dst, or checked in place (dst == stored), no codec needed */
+	CU_ASSERT_EQUAL(ckpt_codec__check_chunk(NULL, &r, 0, raw, out, h, &err), CKPT_OK);
+	CU_ASSERT_EQUAL(memcmp(out, raw, raw_len), 0);
+	CU_ASSERT_EQUAL(ckpt_codec__check_chunk(NULL, &r, 0, out, out, h, &err), CKPT_OK);
+	/* a flipped byte, or a flipped raw hash */
+	out[raw_len - 1] ^= 0x80;
+	CU_ASSERT_EQUAL(ckpt_codec__check_chunk(NULL, &r, 0, out, out, h, &err), CKPT_ECORRUPT);
+	CU_ASSERT_STRING_EQUAL(err.msg, "region 'w' checksum mismatch");
+	out[raw_len - 1] ^= 0x80;
+	r.raw_xxh3 ^= 4;
+	CU_ASSERT_EQUAL(ckpt_codec__check_chunk(NULL, &r, 0, out, out, h, &err), CKPT_ECORRUPT);
+	r.raw_xxh3 ^= 4;
+	/* a wrong raw size: stored and raw sizes of a raw chunk must agree */
+	ch.stored_size--;
+	CU_ASSERT_EQUAL(ckpt_codec__check_chunk(NULL, &r, 0, out, out, h, &err), CKPT_ECORRUPT);
+	ch.stored_size++;
+	CU_ASSERT_EQUAL(ckpt_codec__check_chunk(NULL, &r, 0, out, out, h, &err), CKPT_OK);
+
+	ckpt_codec__hash_free(h);
+	free(out);
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -336,7 +520,10 @@ int main(void)
 	    !CU_add_test(s, "wrong raw size", test_wrong_raw_size) ||
 	    !CU_add_test(s, "corrupt input", test_corrupt_input) ||
 	    !CU_add_test(s, "bound", test_bound) ||
-	    !CU_add_test(s, "xxh3", test_xxh3)) {
+	    !CU_add_test(s, "xxh3", test_xxh3) ||
+	    !CU_add_test(s, "hash in pieces", test_hash_pieces) ||
+	    !CU_add_test(s, "chunk check", test_check_chunk) ||
+	    !CU_add_test(s, "chunk check, raw chunk", test_check_raw_chunk)) {
 		CU_cleanup_registry();
 		return 1;
 	}

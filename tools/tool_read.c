@@ -16,8 +16,6 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include <xxhash.h>
-
 #include "codec.h"
 #include "io.h"
 #include "tool.h"
@@ -87,22 +85,17 @@ static int do_chunk(struct worker *w, const struct item *it)
 	if ((rc = ckpt_io__pread_full(j->s->fd, w->stored, ch->stored_size, ch->offset, &w->err,
 				      j->s->path)) < 0)
 		return rc;
-	/* The stored bytes are checked before the decompressor sees them: zstd is then never fed
-	 * damaged input, and the message can say which chunk of which region is bad. */
-	if (ckpt_codec__xxh3(w->stored, ch->stored_size) != ch->stored_xxh3)
-		return ckpt_err__set(&w->err, CKPT_ECORRUPT,
-				     "%s: region '%s' chunk %u checksum mismatch", j->s->path, r->name,
-				     it->chunk);
 	dst = j->out ? (uint8_t *)j->out->mem + j->region_off[it->region] +
 			       (uint64_t)it->chunk * r->chunk_raw
 		     : j->window + (uint64_t)(it->chunk - j->win_c0) * r->chunk_raw;
-	if ((rc = ckpt_codec__decompress(w->codec, dst, raw, w->stored, ch->stored_size,
-					 &w->err)) < 0) {
+	/* The library's chunk check, without the region hash: chunks decode here in any order, and
+	 * the region's raw bytes are hashed afterwards (do_region, verify_windows). */
+	if ((rc = ckpt_codec__check_chunk(w->codec, r, it->chunk, w->stored, dst, NULL,
+					  &w->err)) < 0) {
 		char msg[CKPT_ERRMSG_MAX];
 
 		memcpy(msg, w->err.msg, sizeof(msg));
-		return ckpt_err__set(&w->err, rc, "%s: region '%s' chunk %u: %s", j->s->path, r->name,
-				     it->chunk, msg);
+		return ckpt_err__set(&w->err, rc, "%s: %s", j->s->path, msg);
 	}
 	if (j->progress)
 		atomic_fetch_add(j->progress, raw);
@@ -185,17 +178,17 @@ static uint64_t window_chunks(const struct ckpt_region_meta *r, unsigned nthread
 /* Verify only: decode each region window by window and hash the windows in order. */
 static int verify_windows(struct job *j, struct worker *ws, unsigned nthreads, struct ckpt_err *err)
 {
-	XXH3_state_t *st = XXH3_createState();
+	struct ckpt_hash *st = NULL;
 	size_t k = 0;
 	int rc = CKPT_OK;
 
-	if (!st)
+	if (ckpt_codec__hash_new(&st) < 0)
 		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory verifying %s", j->s->path);
 	for (uint32_t i = 0; i < j->s->idx.nregions && !rc; i++) {
 		const struct ckpt_region_meta *r = &j->s->idx.regions[i];
 		uint32_t w = (uint32_t)window_chunks(r, nthreads);
 
-		XXH3_64bits_reset(st);
+		ckpt_codec__hash_reset(st);
 		for (uint32_t c0 = 0; c0 < r->nchunks && !rc; c0 += w) {
 			uint32_t c1 = r->nchunks - c0 < w ? r->nchunks : c0 + w;
 			uint64_t bytes = 0;
@@ -209,14 +202,14 @@ static int verify_windows(struct job *j, struct worker *ws, unsigned nthreads, s
 			}
 			for (uint32_t c = c0; c < c1; c++)
 				bytes += ckpt_fmt__chunk_raw(r, c);
-			XXH3_64bits_update(st, j->window, bytes);
+			ckpt_codec__hash_update(st, j->window, bytes);
 		}
 		k += r->nchunks;
-		if (!rc && XXH3_64bits_digest(st) != r->raw_xxh3)
+		if (!rc && ckpt_codec__hash_digest(st) != r->raw_xxh3)
 			rc = ckpt_err__set(err, CKPT_ECORRUPT, "%s: region '%s' checksum mismatch",
 					   j->s->path, r->name);
 	}
-	XXH3_freeState(st);
+	ckpt_codec__hash_free(st);
 	return rc;
 }
 

@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/* Retention and the trash: after a commit, which local copies and which committed shared steps
+ * go (keep_local, keep_shared), moved out of sight at once and removed later by a drain thread. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "step.h"
+
+/* Is the local copy of `step` (this rank's) committed on shared with the same save id? */
+static int local_is_committed(struct ckpt_ctx *ctx, uint64_t step, uint64_t local_save)
+{
+	struct ckpt_manifest m;
+	int ok;
+
+	if (ckpt_step__manifest(ctx->shared_job, step, &m, 0, NULL) < 0)
+		return 0;
+	ok = m.save_id == local_save;
+	ckpt_fmt__manifest_free(&m);
+	return ok;
+}
+
+struct kept {
+	uint64_t step, created, save_id;
+	int keep;
+};
+
+static int by_step_desc(const void *a, const void *b)
+{
+	const struct kept *x = a, *y = b;
+
+	return x->step < y->step ? 1 : x->step > y->step ? -1 : 0;
+}
+
+static int by_created_desc(const void *a, const void *b)
+{
+	const struct kept *x = a, *y = b;
+
+	return x->created < y->created ? 1 : x->created > y->created ? -1 : 0;
+}
+
+/* Mark the `keep` highest-numbered and the `keep` most recently created entries. Both count:
+ * after a job rolls back to an earlier step number, its new steps are the most recent ones and
+ * must not be deleted as "old", while the higher-numbered ones stay until the user removes them. */
+static void mark_kept(struct kept *v, size_t n, unsigned keep)
+{
+	qsort(v, n, sizeof(*v), by_step_desc);
+	for (size_t i = 0; i < n; i++)
+		v[i].keep = i < keep;
+	qsort(v, n, sizeof(*v), by_created_desc);
+	for (size_t i = 0; i < n && i < keep; i++)
+		v[i].keep = 1;
+}
+
+/* The local copies of this rank (complete ones only), or the committed steps on shared. */
+static size_t list_kept(struct ckpt_ctx *ctx, int shared, struct kept **out)
+{
+	struct ckpt_manifest m;
+	struct ckpt_shard *s;
+	uint64_t *steps;
+	size_t n, nv = 0;
+
+	*out = NULL;
+	if (ckpt_store__list_steps(shared ? ctx->shared_job : ctx->local_job, &steps, &n, NULL) < 0)
+		return 0;
+	if (n && (*out = calloc(n, sizeof(**out))))
+		for (size_t i = 0; i < n; i++) {
+			if (shared) {
+				if (ckpt_step__manifest(ctx->shared_job, steps[i], &m, 0, NULL) < 0)
+					continue; /* uncommitted: maybe in progress; `ckpt gc` cleans */
+				(*out)[nv++] = (struct kept){ steps[i], m.created_ns, m.save_id, 0 };
+				ckpt_fmt__manifest_free(&m);
+			} else {
+				if (ckpt_step__open_local(&s, ctx->local_job, steps[i], ctx->rank,
+							  NULL) < 0)
+					continue;
+				(*out)[nv++] = (struct kept){ steps[i], s->hdr.created_ns,
+							      s->hdr.save_id, 0 };
+				ckpt_shard__close(s);
+			}
+		}
+	free(steps);
+	return nv;
+}
+
+/* Retire path (a local shard, or a shared step directory) into jobdir's trash: a rename under
+ * ctx->mu, the removal later by a drain thread without it (ckpt_drain__empty_trash). Where the
+ * rename fails, or the trash cannot grow, the removal happens here. */
+static void retire(struct ckpt_ctx *ctx, const char *path, const char *jobdir, int is_step)
+{
+	char trash[CKPT_PATH_MAX], *copy = NULL;
+
+	if (ctx->ntrash == ctx->captrash) {
+		size_t cap = ctx->captrash ? 2 * ctx->captrash : 8;
+		char **t = realloc(ctx->trash, cap * sizeof(*t));
+
+		if (t) {
+			ctx->trash = t;
+			ctx->captrash = cap;
+		}
+	}
+	if (ctx->ntrash < ctx->captrash && ckpt_store__retire(path, jobdir, trash, sizeof(trash)) == 0) {
+		if ((copy = strdup(trash))) {
+			ctx->trash[ctx->ntrash++] = copy;
+			pthread_cond_broadcast(&ctx->cv); /* wake a drain thread to remove it */
+		} else {
+			ckpt_store__remove_retired(trash);
+		}
+		return;
+	}
+	if (is_step)
+		ckpt_store__remove_step(path, NULL);
+	else
+		unlink(path);
+}
+
+void ckpt_drain__empty_trash(struct ckpt_ctx *ctx)
+{
+	char **t = ctx->trash;
+	size_t n = ctx->ntrash;
+
+	ctx->trash = NULL;
+	ctx->ntrash = ctx->captrash = 0;
+	ctx->emptying = 1;
+	pthread_mutex_unlock(&ctx->mu);
+	ckpt_config__fault(ctx->cfg->fault_kill_at, "retention.retired");
+	for (size_t i = 0; i < n; i++) {
+		ckpt_store__remove_retired(t[i]);
+		free(t[i]);
+	}
+	free(t);
+	pthread_mutex_lock(&ctx->mu);
+	ctx->emptying = 0;
+	pthread_cond_broadcast(&ctx->cv);
+}
+
+void ckpt_drain__wait_trash(struct ckpt_ctx *ctx)
+{
+	while ((ctx->ntrash || ctx->emptying) && ctx->nthreads)
+		pthread_cond_wait(&ctx->cv, &ctx->mu);
+}
+
+void ckpt_drain__retention(struct ckpt_ctx *ctx)
+{
+	char dir[CKPT_PATH_MAX], path[CKPT_PATH_MAX + 64], base[64];
+	struct kept *v;
+	size_t n;
+
+	/* Local tier: beyond the kept copies, one goes only once its shared copy is committed
+	 * (same save id) and no drain of it is queued or running. */
+	n = list_kept(ctx, 0, &v);
+	mark_kept(v, n, ctx->cfg->keep_local);
+	for (size_t i = 0; i < n; i++) {
+		struct ckpt_step_rec *rec = ckpt_drain__rec(ctx, v[i].step, 0);
+
+		/* a step whose last drain failed keeps its local copy even when a MANIFEST exists:
+		 * the commit may have been reported failed after its rename (directory fsync) */
+		if (v[i].keep ||
+		    (rec && (rec->state == CKPT_STATE_LOCAL || rec->state == CKPT_STATE_FAILED ||
+			     rec->queued)) ||
+		    (rec && ckpt_drain__running(ctx, rec)) ||
+		    !local_is_committed(ctx, v[i].step, v[i].save_id))
+			continue;
+		ckpt_store__step_dir(dir, sizeof(dir), ctx->local_job, v[i].step);
+		ckpt_store__local_name(base, sizeof(base), ctx->rank);
+		snprintf(path, sizeof(path), "%s/%s", dir, base);
+		retire(ctx, path, ctx->local_job, 0);
+		rmdir(dir); /* fails while other ranks of this node still have files there: fine */
+	}
+	free(v);
+	/* Shared tier (rank 0 only): the kept committed steps. */
+	if (ctx->rank != 0 || ctx->cfg->keep_shared == 0)
+		return;
+	n = list_kept(ctx, 1, &v);
+	mark_kept(v, n, ctx->cfg->keep_shared);
+	for (size_t i = 0; i < n; i++)
+		if (!v[i].keep) {
+			/* readers see the whole step or nothing: the rename takes it away at once */
+			ckpt_store__step_dir(dir, sizeof(dir), ctx->shared_job, v[i].step);
+			retire(ctx, dir, ctx->shared_job, 1);
+		}
+	free(v);
+}

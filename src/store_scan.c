@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: MIT */
+/* Scans of a job directory and what they remove: the steps present, temporary files of dead
+ * processes, superseded shards, and retired copies (moved out of sight first, removed after). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "store.h"
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int ckpt_store__list_steps(const char *jobdir, uint64_t **steps, size_t *n, struct ckpt_err *err)
+{
+	DIR *d;
+	struct dirent *e;
+	uint64_t *v = NULL, step;
+	size_t cnt = 0, cap = 0;
+
+	*steps = NULL;
+	*n = 0;
+	if (!(d = opendir(jobdir))) {
+		if (errno == ENOENT)
+			return CKPT_OK;
+		return ckpt_err__errno(err, errno, "open directory %s", jobdir);
+	}
+	while ((e = readdir(d))) {
+		struct stat st;
+
+		if (ckpt_store__parse_step(e->d_name, &step))
+			continue;
+		/* only real directories: a planted symlink is not a step of this job */
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+			continue;
+		if (cnt == cap) {
+			uint64_t *nv = realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*v));
+
+			if (!nv) {
+				free(v);
+				closedir(d);
+				return ckpt_err__set(err, CKPT_ENOMEM, "out of memory listing %s",
+						     jobdir);
+			}
+			v = nv;
+		}
+		v[cnt++] = step;
+	}
+	closedir(d);
+	if (cnt)
+		qsort(v, cnt, sizeof(*v), cmp_u64);
+	*steps = v;
+	*n = cnt;
+	return CKPT_OK;
+}
+
+/* ".tmp.<host>.<pid>.<rand>.<final>": does it belong to a dead process of this host? */
+static int tmp_is_abandoned(const char *name)
+{
+	const char *host = ckpt_store__hostname();
+	size_t hl = strlen(host);
+	char *end;
+	long pid;
+
+	if (strncmp(name, ".tmp.", 5) || strncmp(name + 5, host, hl) || name[5 + hl] != '.')
+		return 0;
+	pid = strtol(name + 6 + hl, &end, 10);
+	if (*end != '.' || pid <= 0)
+		return 0;
+	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+int ckpt_store__cleanup_tmp(const char *jobdir)
+{
+	char path[CKPT_PATH_MAX];
+	uint64_t *steps;
+	size_t n;
+	int removed = 0;
+	DIR *jd;
+
+	/* Retired copies are garbage whoever retired them: a process that died before removing
+	 * them, or one of another host (a shared tier). Removing one that its owner is removing
+	 * too is harmless. */
+	if ((jd = opendir(jobdir))) {
+		struct dirent *e;
+
+		while ((e = readdir(jd))) {
+			size_t l = strlen(e->d_name);
+
+			if (strncmp(e->d_name, ".tmp.", 5) || l < 13 ||
+			    strcmp(e->d_name + l - 8, ".retired") ||
+			    snprintf(path, sizeof(path), "%s/%s", jobdir, e->d_name) >= (int)sizeof(path))
+				continue;
+			ckpt_store__remove_retired(path);
+			removed++;
+		}
+		closedir(jd);
+	}
+	if (ckpt_store__list_steps(jobdir, &steps, &n, NULL) < 0)
+		return removed;
+	for (size_t i = 0; i < n; i++) {
+		DIR *d;
+		struct dirent *e;
+
+		if (ckpt_store__step_dir(path, sizeof(path), jobdir, steps[i]) < 0 ||
+		    !(d = opendir(path)))
+			continue;
+		while ((e = readdir(d))) {
+			if (tmp_is_abandoned(e->d_name) && unlinkat(dirfd(d), e->d_name, 0) == 0)
+				removed++;
+		}
+		closedir(d);
+	}
+	free(steps);
+	return removed;
+}
+
+/* Remove every entry of a step directory (it holds files only), then the directory. A directory
+ * that is already gone is no error. */
+static int remove_dir_files(const char *dir, struct ckpt_err *err)
+{
+	DIR *d;
+	struct dirent *e;
+
+	if (!(d = opendir(dir)))
+		return errno == ENOENT ? CKPT_OK :
+		       ckpt_err__errno(err, errno, "open directory %s", dir);
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlinkat(dirfd(d), e->d_name, 0);
+	closedir(d);
+	if (rmdir(dir) < 0 && errno != ENOENT)
+		return ckpt_err__errno(err, errno, "remove directory %s", dir);
+	return CKPT_OK;
+}
+
+int ckpt_store__remove_step(const char *stepdir, struct ckpt_err *err)
+{
+	char path[CKPT_PATH_MAX];
+	int rc;
+
+	/* 1. uncommit: remove the MANIFEST and make that durable before touching any shard */
+	snprintf(path, sizeof(path), "%s/%s", stepdir, CKPT_MANIFEST_NAME);
+	if (unlink(path) == 0 && (rc = ckpt_store__fsync_dir(stepdir, err)) < 0)
+		return rc;
+	/* 2. the shards and anything else in the directory, then the directory itself */
+	return remove_dir_files(stepdir, err);
+}
+
+int ckpt_store__retire(const char *path, const char *jobdir, char *trash, size_t len)
+{
+	if (ckpt_store__tmp_path(trash, len, jobdir, "retired") < 0) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	/* No fsync: what is retired is garbage either way. After a crash it is found under its old
+	 * name (removed again by retention or ckpt gc) or under the new one (removed at open). */
+	return rename(path, trash);
+}
+
+void ckpt_store__remove_retired(const char *trash)
+{
+	char parent[CKPT_PATH_MAX + 4];
+	struct stat st;
+
+	if (lstat(trash, &st) < 0)
+		return;
+	if (!S_ISDIR(st.st_mode)) {
+		unlink(trash);
+		return;
+	}
+	/* A retired step directory. Its rename must be durable before any of its files goes: a
+	 * crash may otherwise bring back the step under its old name, committed but with holes.
+	 * The job directory it was renamed into is its parent, "..". */
+	snprintf(parent, sizeof(parent), "%s/..", trash);
+	if (ckpt_store__fsync_dir(parent, NULL) < 0)
+		return; /* left for ckpt_store__cleanup_tmp */
+	remove_dir_files(trash, NULL);
+}
+
+void ckpt_store__remove_other_saves(const char *stepdir, uint64_t keep_id)
+{
+	char keep[32];
+	DIR *d;
+	struct dirent *e;
+	size_t kl;
+
+	snprintf(keep, sizeof(keep), "-%016" PRIx64 ".ckz", keep_id);
+	kl = strlen(keep);
+	if (!(d = opendir(stepdir)))
+		return;
+	while ((e = readdir(d))) {
+		size_t l = strlen(e->d_name);
+
+		if (strncmp(e->d_name, "rank-", 5) || l < kl + 5 ||
+		    strcmp(e->d_name + l - 4, ".ckz") || !strcmp(e->d_name + l - kl, keep))
+			continue;
+		unlinkat(dirfd(d), e->d_name, 0);
+	}
+	closedir(d);
+}
