@@ -166,29 +166,9 @@ static void finish_round(struct ckpt_ctx *ctx, struct round *r)
 	if (o.rc == CKPT_OK) {
 		struct ckpt_manifest m = { CKPT_FMT_VERSION, (uint32_t)mp->size, r->step, r->save_id,
 					   r->created_ns, r->ranks };
-		size_t len = ckpt_fmt__manifest_size(m.nranks);
-		uint8_t *buf = malloc(len);
-		char dir[CKPT_PATH_MAX];
 
-		ckpt_store__step_dir(dir, sizeof(dir), ctx->shared_job, r->step);
-		if (!buf) {
-			o.rc = ckpt_err__set(&err, CKPT_ENOMEM, "out of memory for a manifest");
-		} else {
-			ckpt_fmt__encode_manifest(buf, &m);
-			ckpt_config__fault(ctx->cfg->fault_kill_at, "commit.before");
-			/* The commit point for every rank at once (see commit.c for the order). */
-			o.rc = ckpt_store__same_dir(ctx->shared_root, ctx->shared_dev,
-						    ctx->shared_ino, &err);
-			if (o.rc == CKPT_OK)
-				o.rc = ckpt_store__write_durable(dir, CKPT_MANIFEST_NAME, buf, len,
-								 &err);
-			free(buf);
-			if (o.rc == CKPT_OK) {
-				ckpt_config__fault(ctx->cfg->fault_kill_at, "commit.done");
-				ckpt_store__remove_other_saves(dir, r->save_id);
-			}
-		}
-		if (o.rc < 0)
+		/* The commit point for every rank at once. */
+		if ((o.rc = ckpt_commit__point(ctx, &m, &err)) < 0)
 			snprintf(o.msg, sizeof(o.msg), "%s", err.msg);
 	}
 	for (int i = 1; i < mp->size; i++)

@@ -105,6 +105,12 @@ void ckpt_drain__retention(struct ckpt_ctx *ctx);
 void ckpt_drain__wait_trash(struct ckpt_ctx *ctx);
 
 /* commit.c */
+/* The commit point, the one place a MANIFEST is written: encode m, check that shared_dir is still
+ * the directory opened, write it durably (write, fsync, rename, fsync dir), then remove the shards
+ * of other saves of the step. Single-process and MPI (rank 0) commits both end here. Any thread,
+ * without ctx->mu. */
+int ckpt_commit__point(struct ckpt_ctx *ctx, const struct ckpt_manifest *m, struct ckpt_err *err);
+/* ckpt_commit_fn of a single-process context: a one-rank manifest through the commit point. */
 int ckpt_commit__single(struct ckpt_ctx *ctx, const struct ckpt_drained *d, struct ckpt_err *err);
 
 #endif
