@@ -20,6 +20,7 @@
 
 #include "api.h"
 #include "ckpt_mpi.h"
+#include "commit_mpi.h"
 #include "internal.h"
 #include "step.h"
 
@@ -86,6 +87,8 @@ struct ckpt_mpi {
 	int thread_on, thread_stop;
 	int broken;
 };
+
+void (*ckpt_mpi__test_hook)(const char *point);
 
 static struct ckpt_mpi *M(struct ckpt_ctx *ctx)
 {
@@ -359,22 +362,10 @@ static void *progress_main(void *arg)
 
 /* ---- hooks called by the rest of the library ---- */
 
-/* Drain thread: the shard is durable on shared; vote and let the engine finish the commit. */
-static int commit_mpi(struct ckpt_ctx *ctx, const struct ckpt_drained *d, struct ckpt_err *err)
+/* Append a whole vote to the outbox in one critical section: the engine takes the outbox under the
+ * same lock, so it sees the vote either not at all or complete (rc and message included). */
+static int post_vote(struct ckpt_mpi *mp, const struct vote *v, struct ckpt_err *err)
 {
-	struct ckpt_mpi *mp = M(ctx);
-	struct vote v;
-
-	memset(&v, 0, sizeof(v));
-	v.step = d->step;
-	v.save_id = d->save_id;
-	v.created_ns = d->created_ns;
-	v.file_size = d->shard.file_size;
-	v.index_xxh3 = d->shard.index_xxh3;
-	v.raw_bytes = d->shard.raw_bytes;
-	v.nregions = d->shard.nregions;
-	v.rank = (uint32_t)mp->rank;
-	v.awaits = 1;
 	pthread_mutex_lock(&mp->mu);
 	if (mp->nout == mp->capout) {
 		size_t cap = mp->capout ? 2 * mp->capout : 8;
@@ -387,8 +378,32 @@ static int commit_mpi(struct ckpt_ctx *ctx, const struct ckpt_drained *d, struct
 		mp->outbox = nv;
 		mp->capout = cap;
 	}
-	mp->outbox[mp->nout++] = v;
+	mp->outbox[mp->nout++] = *v;
 	pthread_mutex_unlock(&mp->mu);
+	if (ckpt_mpi__test_hook)
+		ckpt_mpi__test_hook("vote.posted");
+	return CKPT_OK;
+}
+
+/* Drain thread: the shard is durable on shared; vote and let the engine finish the commit. */
+static int commit_mpi(struct ckpt_ctx *ctx, const struct ckpt_drained *d, struct ckpt_err *err)
+{
+	struct ckpt_mpi *mp = M(ctx);
+	struct vote v;
+	int rc;
+
+	memset(&v, 0, sizeof(v));
+	v.step = d->step;
+	v.save_id = d->save_id;
+	v.created_ns = d->created_ns;
+	v.file_size = d->shard.file_size;
+	v.index_xxh3 = d->shard.index_xxh3;
+	v.raw_bytes = d->shard.raw_bytes;
+	v.nregions = d->shard.nregions;
+	v.rank = (uint32_t)mp->rank;
+	v.awaits = 1;
+	if ((rc = post_vote(mp, &v, err)) < 0)
+		return rc;
 	return CKPT_COMMIT_PENDING;
 }
 
@@ -399,18 +414,20 @@ static void vote_failure(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id, 
 			 const char *msg, int awaits)
 {
 	struct ckpt_mpi *mp = M(ctx);
-	struct ckpt_drained d = { step, save_id, 0, { 0, 0, 0, 0 } };
 	struct ckpt_err err;
+	struct vote v;
 
 	if (!mp)
 		return;
-	if (commit_mpi(ctx, &d, &err) != CKPT_COMMIT_PENDING)
-		return;
-	pthread_mutex_lock(&mp->mu);
-	mp->outbox[mp->nout - 1].rc = rc;
-	mp->outbox[mp->nout - 1].awaits = (uint32_t)awaits;
-	snprintf(mp->outbox[mp->nout - 1].msg, MSG_LEN, "%s", msg);
-	pthread_mutex_unlock(&mp->mu);
+	memset(&v, 0, sizeof(v));
+	v.step = step;
+	v.save_id = save_id;
+	v.rc = rc;
+	v.rank = (uint32_t)mp->rank;
+	v.awaits = (uint32_t)awaits;
+	snprintf(v.msg, sizeof(v.msg), "%s", msg);
+	/* Out of memory: no vote, and rank 0 ends the round when mpi_timeout passes. */
+	post_vote(mp, &v, &err);
 }
 
 void ckpt_mpi__vote_failure(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id, int rc,
