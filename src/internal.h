@@ -1,5 +1,19 @@
 /* SPDX-License-Identifier: MIT */
-/* The context object shared by the api, commit and drain modules (private, never installed). */
+/* The context object shared by the api, commit and drain modules (private, never installed).
+ *
+ * API, MPI and commit layers, top down; each file calls only files below it, never one above:
+ *   api.c         public ckpt_* but ckpt_open_mpi: check arguments, api_mu, call inward; for an
+ *                 MPI context ckpt_save/ckpt_latest call api_mpi.c (api.h)
+ *   api_mpi.c     ckpt_open_mpi(_f), collective save, latest and recovery (MPI collectives)
+ *   context.c     context open/shutdown, local save + backpressure, step listings (context.h)
+ *   commit_mpi.c  the MPI vote engine: outbox, rounds, outcomes, progress thread (commit_mpi.h);
+ *                 the only file that talks MPI for the commit protocol
+ *   commit.c      the commit point (ckpt_commit__point, the one MANIFEST writer), single commit
+ *   drain.c and below
+ * Without MPI, api.h and commit_mpi.h give static inline stand-ins that are never reached
+ * (ctx->mpi is always NULL). Not yet one-way: the drain calls the commit layer through the hooks
+ * ctx->commit / ctx->vote_fail below, while the engine updates the drain's step records
+ * (ckpt_drain__rec, ckpt_drain__retention). */
 #ifndef CKPT_INTERNAL_H
 #define CKPT_INTERNAL_H
 
