@@ -1,16 +1,20 @@
 /* SPDX-License-Identifier: MIT */
-/* The MPI side of libckpt: collective open/save/latest and the commit protocol. The only file
- * that calls MPI.
+/* The MPI vote engine: how ranks agree that a step is committed. The only file that talks MPI for
+ * the commit protocol (api_mpi.c holds the collective API above it).
  *
  * Protocol. ckpt_save is collective: ranks agree on the step and on a save id chosen by rank 0,
  * write their shard locally, and learn together whether every local write succeeded. Each rank's
  * drain thread then publishes its compressed shard on the shared tier and posts a vote (its
  * shard's size and index checksum, or its error) to an outbox; drain threads never call MPI.
  * A progress engine moves votes to rank 0. When rank 0 holds a vote from every rank for the same
- * (step, save id) and all succeeded, it writes the MANIFEST durably (the commit point) and sends
- * the outcome to every rank; any failed vote, or a rank silent for mpi_timeout seconds, makes the
- * outcome a failure that every rank reports. The engine runs on a library thread when MPI gives
- * MPI_THREAD_MULTIPLE, otherwise inside ckpt_save, ckpt_wait, ckpt_poll, ckpt_latest, ckpt_close.
+ * (step, save id) and all succeeded, it writes the MANIFEST through the commit point
+ * (ckpt_commit__point) and sends the outcome to every rank; any failed vote, or a rank silent for
+ * mpi_timeout seconds, makes the outcome a failure that every rank reports. The engine runs on a
+ * library thread when MPI gives MPI_THREAD_MULTIPLE, otherwise inside ckpt_save, ckpt_wait,
+ * ckpt_poll, ckpt_latest, ckpt_close and every collective wait.
+ *
+ * Below: commit.c (the commit point) and the drain's step records. Above: api_mpi.c (open,
+ * collectives) and context.c (waiting, closing); this file calls neither.
  */
 #include <mpi.h>
 #include <stdio.h>
@@ -18,15 +22,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "api.h"
-#include "ckpt_mpi.h"
+#include "commit_mpi.h"
 #include "internal.h"
-#include "step.h"
 
 #define TAG_VOTE 7401
 #define TAG_OUTCOME 7402
 #define MSG_LEN 256
-#define MAX_RECOVER 64 /* newest local steps considered for re-drain at open */
 
 struct vote {
 	uint64_t step, save_id, created_ns;
@@ -87,12 +88,14 @@ struct ckpt_mpi {
 	int broken;
 };
 
+void (*ckpt_mpi__test_hook)(const char *point);
+
 static struct ckpt_mpi *M(struct ckpt_ctx *ctx)
 {
 	return ctx->mpi;
 }
 
-static int mpi_fail(struct ckpt_err *err, int mrc, const char *what)
+int ckpt_mpi__error(struct ckpt_err *err, int mrc, const char *what)
 {
 	char s[MPI_MAX_ERROR_STRING];
 	int len = 0;
@@ -166,29 +169,9 @@ static void finish_round(struct ckpt_ctx *ctx, struct round *r)
 	if (o.rc == CKPT_OK) {
 		struct ckpt_manifest m = { CKPT_FMT_VERSION, (uint32_t)mp->size, r->step, r->save_id,
 					   r->created_ns, r->ranks };
-		size_t len = ckpt_fmt__manifest_size(m.nranks);
-		uint8_t *buf = malloc(len);
-		char dir[CKPT_PATH_MAX];
 
-		ckpt_store__step_dir(dir, sizeof(dir), ctx->shared_job, r->step);
-		if (!buf) {
-			o.rc = ckpt_err__set(&err, CKPT_ENOMEM, "out of memory for a manifest");
-		} else {
-			ckpt_fmt__encode_manifest(buf, &m);
-			ckpt_config__fault(ctx->cfg->fault_kill_at, "commit.before");
-			/* The commit point for every rank at once (see commit.c for the order). */
-			o.rc = ckpt_store__same_dir(ctx->shared_root, ctx->shared_dev,
-						    ctx->shared_ino, &err);
-			if (o.rc == CKPT_OK)
-				o.rc = ckpt_store__write_durable(dir, CKPT_MANIFEST_NAME, buf, len,
-								 &err);
-			free(buf);
-			if (o.rc == CKPT_OK) {
-				ckpt_config__fault(ctx->cfg->fault_kill_at, "commit.done");
-				ckpt_store__remove_other_saves(dir, r->save_id);
-			}
-		}
-		if (o.rc < 0)
+		/* The commit point for every rank at once. */
+		if ((o.rc = ckpt_commit__point(ctx, &m, &err)) < 0)
 			snprintf(o.msg, sizeof(o.msg), "%s", err.msg);
 	}
 	for (int i = 1; i < mp->size; i++)
@@ -290,8 +273,7 @@ static void check_timeouts(struct ckpt_ctx *ctx)
 	}
 }
 
-/* One pass of the engine; any thread, never with ctx->mu held. */
-static void progress(struct ckpt_ctx *ctx)
+void ckpt_mpi__progress(struct ckpt_ctx *ctx)
 {
 	struct ckpt_mpi *mp = M(ctx);
 	struct vote *out;
@@ -371,7 +353,7 @@ static void *progress_main(void *arg)
 		pthread_mutex_unlock(&mp->mu);
 		if (stop)
 			break;
-		progress(ctx);
+		ckpt_mpi__progress(ctx);
 		nanosleep(&ts, NULL);
 	}
 	return NULL;
@@ -379,22 +361,10 @@ static void *progress_main(void *arg)
 
 /* ---- hooks called by the rest of the library ---- */
 
-/* Drain thread: the shard is durable on shared; vote and let the engine finish the commit. */
-static int commit_mpi(struct ckpt_ctx *ctx, const struct ckpt_drained *d, struct ckpt_err *err)
+/* Append a whole vote to the outbox in one critical section: the engine takes the outbox under the
+ * same lock, so it sees the vote either not at all or complete (rc and message included). */
+static int post_vote(struct ckpt_mpi *mp, const struct vote *v, struct ckpt_err *err)
 {
-	struct ckpt_mpi *mp = M(ctx);
-	struct vote v;
-
-	memset(&v, 0, sizeof(v));
-	v.step = d->step;
-	v.save_id = d->save_id;
-	v.created_ns = d->created_ns;
-	v.file_size = d->shard.file_size;
-	v.index_xxh3 = d->shard.index_xxh3;
-	v.raw_bytes = d->shard.raw_bytes;
-	v.nregions = d->shard.nregions;
-	v.rank = (uint32_t)mp->rank;
-	v.awaits = 1;
 	pthread_mutex_lock(&mp->mu);
 	if (mp->nout == mp->capout) {
 		size_t cap = mp->capout ? 2 * mp->capout : 8;
@@ -407,8 +377,32 @@ static int commit_mpi(struct ckpt_ctx *ctx, const struct ckpt_drained *d, struct
 		mp->outbox = nv;
 		mp->capout = cap;
 	}
-	mp->outbox[mp->nout++] = v;
+	mp->outbox[mp->nout++] = *v;
 	pthread_mutex_unlock(&mp->mu);
+	if (ckpt_mpi__test_hook)
+		ckpt_mpi__test_hook("vote.posted");
+	return CKPT_OK;
+}
+
+/* Drain thread: the shard is durable on shared; vote and let the engine finish the commit. */
+int ckpt_mpi__commit(struct ckpt_ctx *ctx, const struct ckpt_drained *d, struct ckpt_err *err)
+{
+	struct ckpt_mpi *mp = M(ctx);
+	struct vote v;
+	int rc;
+
+	memset(&v, 0, sizeof(v));
+	v.step = d->step;
+	v.save_id = d->save_id;
+	v.created_ns = d->created_ns;
+	v.file_size = d->shard.file_size;
+	v.index_xxh3 = d->shard.index_xxh3;
+	v.raw_bytes = d->shard.raw_bytes;
+	v.nregions = d->shard.nregions;
+	v.rank = (uint32_t)mp->rank;
+	v.awaits = 1;
+	if ((rc = post_vote(mp, &v, err)) < 0)
+		return rc;
 	return CKPT_COMMIT_PENDING;
 }
 
@@ -419,18 +413,20 @@ static void vote_failure(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id, 
 			 const char *msg, int awaits)
 {
 	struct ckpt_mpi *mp = M(ctx);
-	struct ckpt_drained d = { step, save_id, 0, { 0, 0, 0, 0 } };
 	struct ckpt_err err;
+	struct vote v;
 
 	if (!mp)
 		return;
-	if (commit_mpi(ctx, &d, &err) != CKPT_COMMIT_PENDING)
-		return;
-	pthread_mutex_lock(&mp->mu);
-	mp->outbox[mp->nout - 1].rc = rc;
-	mp->outbox[mp->nout - 1].awaits = (uint32_t)awaits;
-	snprintf(mp->outbox[mp->nout - 1].msg, MSG_LEN, "%s", msg);
-	pthread_mutex_unlock(&mp->mu);
+	memset(&v, 0, sizeof(v));
+	v.step = step;
+	v.save_id = save_id;
+	v.rc = rc;
+	v.rank = (uint32_t)mp->rank;
+	v.awaits = (uint32_t)awaits;
+	snprintf(v.msg, sizeof(v.msg), "%s", msg);
+	/* Out of memory: no vote, and rank 0 ends the round when mpi_timeout passes. */
+	post_vote(mp, &v, &err);
 }
 
 void ckpt_mpi__vote_failure(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id, int rc,
@@ -439,18 +435,24 @@ void ckpt_mpi__vote_failure(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_i
 	vote_failure(ctx, step, save_id, rc, msg, 1);
 }
 
-void ckpt_api__progress_mpi(struct ckpt_ctx *ctx)
+void ckpt_mpi__vote_save_failure(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id, int rc,
+				 const char *msg)
 {
-	if (M(ctx) && !M(ctx)->thread_on)
-		progress(ctx);
+	vote_failure(ctx, step, save_id, rc, msg, 0);
 }
 
-void ckpt_api__wait_progress_mpi(struct ckpt_ctx *ctx)
+void ckpt_mpi__poll(struct ckpt_ctx *ctx)
+{
+	if (M(ctx) && !M(ctx)->thread_on)
+		ckpt_mpi__progress(ctx);
+}
+
+void ckpt_mpi__wait_progress(struct ckpt_ctx *ctx)
 {
 	struct timespec dl;
 
 	pthread_mutex_unlock(&ctx->mu);
-	ckpt_api__progress_mpi(ctx);
+	ckpt_mpi__poll(ctx);
 	pthread_mutex_lock(&ctx->mu);
 	clock_gettime(CLOCK_REALTIME, &dl);
 	dl.tv_nsec += 2000000;
@@ -461,273 +463,86 @@ void ckpt_api__wait_progress_mpi(struct ckpt_ctx *ctx)
 	pthread_cond_timedwait(&ctx->cv, &ctx->mu, &dl);
 }
 
-/* ---- collective operations ----
- * Every collective is nonblocking and its wait drives the engine: a rank blocked in a collective
- * must still forward its drain's votes, or rank 0 (waiting for them, e.g. in backpressure) and
- * this rank would wait for each other forever when no progress thread runs. */
+/* ---- collective waits and the engine's life ---- */
 
-static int coll_wait_until(struct ckpt_ctx *ctx, MPI_Request *req, int mrc, const char *what,
-			   double deadline, struct ckpt_err *err)
+int ckpt_mpi__wait(struct ckpt_ctx *ctx, MPI_Request *req, int mrc, const char *what,
+		   double deadline, struct ckpt_err *err)
 {
 	struct timespec ts = { 0, 100000 };
 	int done = 0;
 
 	if (mrc != MPI_SUCCESS)
-		return mpi_fail(err, mrc, what);
+		return ckpt_mpi__error(err, mrc, what);
 	for (;;) {
 		if (deadline > 0 && MPI_Wtime() > deadline)
 			return ckpt_err__set(err, CKPT_ETIMEDOUT, "%s: other ranks did not join", what);
 		if ((mrc = MPI_Test(req, &done, MPI_STATUS_IGNORE)) != MPI_SUCCESS)
-			return mpi_fail(err, mrc, what);
+			return ckpt_mpi__error(err, mrc, what);
 		if (done)
 			return CKPT_OK;
 		if (!M(ctx)->thread_on)
-			progress(ctx);
+			ckpt_mpi__progress(ctx);
 		nanosleep(&ts, NULL);
 	}
 }
 
-static int coll_wait(struct ckpt_ctx *ctx, MPI_Request *req, int mrc, const char *what,
-		     struct ckpt_err *err)
+int ckpt_mpi__new(struct ckpt_mpi **out, MPI_Comm comm, int *rank, int *size,
+		  struct ckpt_err *err)
 {
-	return coll_wait_until(ctx, req, mrc, what, 0, err);
+	struct ckpt_mpi *mp;
+	int mrc;
+
+	*out = NULL;
+	if (!(mp = calloc(1, sizeof(*mp))))
+		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory");
+	pthread_mutex_init(&mp->mu, NULL);
+	/* Our own communicator: our messages never match the caller's receives. */
+	if ((mrc = MPI_Comm_dup(comm, &mp->comm)) != MPI_SUCCESS) {
+		pthread_mutex_destroy(&mp->mu);
+		free(mp);
+		return ckpt_mpi__error(err, mrc, "MPI_Comm_dup");
+	}
+	MPI_Comm_rank(mp->comm, &mp->rank);
+	MPI_Comm_size(mp->comm, &mp->size);
+	MPI_Query_thread(&mp->thread_level);
+	*rank = mp->rank;
+	*size = mp->size;
+	*out = mp;
+	return CKPT_OK;
 }
 
-static int allreduce(struct ckpt_ctx *ctx, const void *in, void *out, int n, MPI_Datatype t,
-		     MPI_Op op, const char *what, struct ckpt_err *err)
+void ckpt_mpi__free(struct ckpt_mpi *mp)
 {
-	MPI_Request req;
-
-	return coll_wait(ctx, &req, MPI_Iallreduce(in, out, n, t, op, M(ctx)->comm, &req), what,
-			 err);
+	if (!mp)
+		return;
+	free(mp->outbox);
+	MPI_Comm_free(&mp->comm);
+	pthread_mutex_destroy(&mp->mu);
+	free(mp);
 }
 
-/* Every rank learns the lowest rc and the rank that had it. */
-static int agree_rc(struct ckpt_ctx *ctx, int rc, int *who, struct ckpt_err *err)
+MPI_Comm ckpt_mpi__comm(const struct ckpt_mpi *mp)
 {
-	struct { int v, r; } in = { rc, M(ctx)->rank }, res;
-	int mrc = allreduce(ctx, &in, &res, 1, MPI_2INT, MPI_MINLOC, "MPI_Iallreduce (result)", err);
-
-	if (mrc < 0)
-		return mrc;
-	*who = res.r;
-	return res.v;
+	return mp->comm;
 }
 
-int ckpt_api__save_mpi(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *regs, size_t n,
-		       int args_rc)
+void ckpt_mpi__start_thread(struct ckpt_ctx *ctx)
 {
 	struct ckpt_mpi *mp = M(ctx);
-	uint64_t in[2] = { step, ~step }, mx[2], save_id = 0;
-	int rc, who = -1, mrc;
 
-	MPI_Request req;
-
-	progress(ctx);
-	/* 0. arguments: a rank that rejected its own must not leave the others in a collective */
-	mrc = agree_rc(ctx, args_rc, &who, &ctx->err);
-	if (args_rc < 0)
-		return args_rc; /* its own message stays */
-	if (mrc < 0)
-		return ckpt_err__set(&ctx->err, mrc == CKPT_EMPI ? CKPT_EMPI : CKPT_EINVAL,
-				     "ckpt_save: rank %d rejected its arguments for step %llu: nothing "
-				     "written", who, (unsigned long long)step);
-	/* 1. the step: min and max over ranks (max of ~step is ~min) */
-	if ((rc = allreduce(ctx, in, mx, 2, MPI_UINT64_T, MPI_MAX, "MPI_Iallreduce (step)",
-			    &ctx->err)) < 0)
-		return rc;
-	if (mx[0] != step || ~mx[1] != step)
-		return ckpt_err__set(&ctx->err, CKPT_EINVAL,
-				     "ckpt_save: ranks disagree on the step (%llu to %llu; this rank "
-				     "%llu): nothing written", (unsigned long long)~mx[1],
-				     (unsigned long long)mx[0], (unsigned long long)step);
-	/* 2. the save id, from rank 0 */
-	if (mp->rank == 0)
-		save_id = ckpt_store__random64();
-	if ((rc = coll_wait(ctx, &req, MPI_Ibcast(&save_id, 1, MPI_UINT64_T, 0, mp->comm, &req),
-			    "MPI_Ibcast (save id)", &ctx->err)) < 0)
-		return rc;
-	/* 3. the local write, 4. did every rank's succeed? */
-	rc = ckpt_api__save_local(ctx, step, save_id, regs, n);
-	if (rc < 0)
-		vote_failure(ctx, step, save_id, rc, ctx->err.msg, 0);
-	mrc = agree_rc(ctx, rc, &who, &ctx->err);
-	if (mrc < 0 && rc == CKPT_OK)
-		rc = ckpt_err__set(&ctx->err, mrc == CKPT_EMPI ? CKPT_EMPI : mrc,
-				   "ckpt_save: step %llu failed on rank %d; it will not be committed",
-				   (unsigned long long)step, who);
-	progress(ctx);
-	return rc;
+	/* Without the thread (no MPI_THREAD_MULTIPLE, or pthread_create failed) the API calls and
+	 * every collective wait drive the engine: slower commits, same outcome. */
+	if (mp->thread_level == MPI_THREAD_MULTIPLE &&
+	    pthread_create(&mp->thread, NULL, progress_main, ctx) == 0)
+		mp->thread_on = 1;
 }
 
-/* My newest usable step <= bound, as step+1 (0 when none), and the save id I would read. */
-static uint64_t newest_usable(struct ckpt_ctx *ctx, uint64_t *v, size_t n, uint64_t bound)
+void ckpt_mpi__open_failed(struct ckpt_ctx *ctx)
 {
-	for (size_t i = 0; i < n; i++)
-		if (v[i] <= bound && ckpt_api__step_usable(ctx, v[i]))
-			return v[i] + 1;
-	return 0;
+	M(ctx)->broken = 1;
 }
 
-/* The save id this rank would read for `step`: its intact local copy's, else the manifest's. */
-static uint64_t readable_save(struct ckpt_ctx *ctx, uint64_t step, uint64_t *committed)
-{
-	struct ckpt_shard *s;
-	struct ckpt_manifest m;
-	uint64_t id = 0;
-
-	*committed = 0;
-	if (ckpt_step__manifest(ctx->shared_job, step, &m, 1, NULL) == CKPT_OK) {
-		if (m.nranks == ctx->nranks)
-			*committed = m.save_id;
-		ckpt_fmt__manifest_free(&m);
-	}
-	if (ckpt_step__open_local(&s, ctx->local_job, step, ctx->rank, NULL) == CKPT_OK) {
-		if (s->hdr.nranks == ctx->nranks)
-			id = s->hdr.save_id;
-		ckpt_shard__close(s);
-	}
-	return id ? id : *committed;
-}
-
-int ckpt_api__latest_mpi(struct ckpt_ctx *ctx, uint64_t *step)
-{
-	uint64_t *v = NULL, bound = UINT64_MAX, mine, c;
-	size_t n = 0;
-	int rc, mrc;
-
-	progress(ctx);
-	rc = ckpt_api__candidates(ctx, &v, &n);
-	/* Every rank goes through the same rounds, also one whose listing failed (it offers none). */
-	for (;;) {
-		uint64_t ids[3], r[3], committed;
-		int ok, all;
-
-		mine = rc < 0 ? 0 : newest_usable(ctx, v, n, bound);
-		if ((mrc = allreduce(ctx, &mine, &c, 1, MPI_UINT64_T, MPI_MIN,
-				     "MPI_Iallreduce (latest)", &ctx->err)) < 0) {
-			rc = mrc;
-			break;
-		}
-		if (c == 0) {
-			if (rc == CKPT_OK)
-				rc = ckpt_err__set(&ctx->err, CKPT_ENOENT,
-						   "no step of job '%s' is complete for all %u ranks",
-						   ctx->cfg->name, ctx->nranks);
-			break;
-		}
-		c--;
-		/* Is step c readable on every rank, and from one save only? A rank whose local copy
-		 * is of another save than the committed one reads the committed one instead. */
-		ids[0] = readable_save(ctx, c, &committed);
-		ids[1] = ~ids[0];
-		ids[2] = committed;
-		ok = ids[0] != 0;
-		if ((mrc = allreduce(ctx, ids, r, 3, MPI_UINT64_T, MPI_MAX, "MPI_Iallreduce (latest)",
-				     &ctx->err)) < 0 ||
-		    (mrc = allreduce(ctx, &ok, &all, 1, MPI_INT, MPI_LAND, "MPI_Iallreduce (latest)",
-				     &ctx->err)) < 0) {
-			rc = mrc;
-			break;
-		}
-		if (all && r[0] == ~r[1]) {
-			ctx->resolved_step = c;
-			ctx->resolved_save = r[0];
-			ctx->resolved = 1;
-			*step = c;
-			rc = CKPT_OK;
-			break;
-		}
-		if (all && r[2]) { /* mixed saves, but a committed one exists for all */
-			ctx->resolved_step = c;
-			ctx->resolved_save = r[2];
-			ctx->resolved = 1;
-			*step = c;
-			rc = CKPT_OK;
-			break;
-		}
-		if (c == 0) {
-			rc = ckpt_err__set(&ctx->err, CKPT_ENOENT,
-					   "no step of job '%s' is complete for all %u ranks",
-					   ctx->cfg->name, ctx->nranks);
-			break;
-		}
-		bound = c - 1;
-	}
-	free(v);
-	return rc;
-}
-
-/* At open: re-drain the steps that every rank holds locally, of the same save, uncommitted. */
-static int recover_collective(struct ckpt_ctx *ctx, struct ckpt_err *err)
-{
-	struct ckpt_mpi *mp = M(ctx);
-	uint64_t mine[2 * MAX_RECOVER], *all = NULL, *steps;
-	size_t n, k = 0;
-	int rc = CKPT_OK, mrc;
-
-	memset(mine, 0, sizeof(mine));
-	if (ckpt_store__list_steps(ctx->local_job, &steps, &n, NULL) == CKPT_OK) {
-		for (size_t i = n; i-- > 0 && k < MAX_RECOVER;) {
-			struct ckpt_shard *s;
-			struct ckpt_manifest m;
-			int committed = 0;
-
-			if (ckpt_step__open_local(&s, ctx->local_job, steps[i], ctx->rank, NULL) < 0)
-				continue;
-			if (ckpt_step__manifest(ctx->shared_job, steps[i], &m, 0, NULL) == CKPT_OK) {
-				committed = m.save_id == s->hdr.save_id ||
-					    m.created_ns >= s->hdr.created_ns;
-				ckpt_fmt__manifest_free(&m);
-			}
-			if (!committed && s->hdr.nranks == ctx->nranks) {
-				mine[2 * k] = steps[i] + 1;
-				mine[2 * k + 1] = s->hdr.save_id;
-				k++;
-			}
-			ckpt_shard__close(s);
-		}
-		free(steps);
-	}
-	if (!(all = malloc(sizeof(mine) * (size_t)mp->size)))
-		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory for recovery");
-	{
-		MPI_Request req;
-
-		mrc = MPI_Iallgather(mine, 2 * MAX_RECOVER, MPI_UINT64_T, all, 2 * MAX_RECOVER,
-				     MPI_UINT64_T, mp->comm, &req);
-		if ((mrc = coll_wait(ctx, &req, mrc, "MPI_Iallgather (recovery)", err)) < 0) {
-			free(all);
-			return mrc;
-		}
-	}
-	pthread_mutex_lock(&ctx->mu);
-	for (size_t i = 0; i < k; i++) {
-		int everywhere = 1;
-
-		for (int r = 0; r < mp->size && everywhere; r++) {
-			int found = 0;
-
-			for (size_t j = 0; j < MAX_RECOVER && !found; j++)
-				found = all[(size_t)r * 2 * MAX_RECOVER + 2 * j] == mine[2 * i] &&
-					all[(size_t)r * 2 * MAX_RECOVER + 2 * j + 1] == mine[2 * i + 1];
-			everywhere = found;
-		}
-		if (everywhere) {
-			struct ckpt_step_rec *rec = ckpt_drain__rec(ctx, mine[2 * i] - 1, 1);
-
-			if (rec) {
-				rec->save_id = mine[2 * i + 1];
-				ckpt_drain__enqueue(ctx, rec);
-			}
-		}
-	}
-	pthread_mutex_unlock(&ctx->mu);
-	free(all);
-	return rc;
-}
-
-void ckpt_api__close_mpi(struct ckpt_ctx *ctx)
+void ckpt_mpi__close(struct ckpt_ctx *ctx)
 {
 	struct ckpt_mpi *mp = M(ctx);
 
@@ -741,17 +556,17 @@ void ckpt_api__close_mpi(struct ckpt_ctx *ctx)
 		mp->thread_on = 0; /* from here on this thread drives the engine */
 	}
 	/* Let every rank finish its exchanges before the communicator goes away. */
-	progress(ctx);
+	ckpt_mpi__progress(ctx);
 	if (!mp->broken) {
 		MPI_Request req;
 		struct ckpt_err err;
 
 		/* Bounded: a rank that died must not hang the others in ckpt_close. The request is
 		 * then left behind (MPI cannot cancel a collective); the communicator is freed. */
-		coll_wait_until(ctx, &req, MPI_Ibarrier(mp->comm, &req), "MPI_Ibarrier",
-				MPI_Wtime() + ctx->cfg->mpi_timeout, &err);
+		ckpt_mpi__wait(ctx, &req, MPI_Ibarrier(mp->comm, &req), "MPI_Ibarrier",
+			       MPI_Wtime() + ctx->cfg->mpi_timeout, &err);
 	}
-	progress(ctx);
+	ckpt_mpi__progress(ctx);
 	for (struct sendbuf *b = mp->sends, *nb; b; b = nb) {
 		nb = b->next;
 		MPI_Cancel(&b->req);
@@ -766,10 +581,7 @@ void ckpt_api__close_mpi(struct ckpt_ctx *ctx)
 		na = a->next;
 		free(a);
 	}
-	free(mp->outbox);
-	MPI_Comm_free(&mp->comm);
-	pthread_mutex_destroy(&mp->mu);
-	free(mp);
+	ckpt_mpi__free(mp); /* the outbox, the communicator */
 	ctx->mpi = NULL;
 }
 
@@ -780,87 +592,7 @@ void ckpt_mpi__drain_before_close(struct ckpt_ctx *ctx, double timeout)
 
 	pthread_mutex_lock(&ctx->mu);
 	while (ctx->pending && MPI_Wtime() < end)
-		ckpt_api__wait_progress_mpi(ctx);
+		ckpt_mpi__wait_progress(ctx);
 	pthread_mutex_unlock(&ctx->mu);
 }
 
-int ckpt_open_mpi(ckpt_ctx **out, const ckpt_config *cfg, MPI_Comm comm)
-{
-	struct ckpt_err *err = ckpt_api__open_err();
-	struct ckpt_mpi *mp = NULL;
-	struct ckpt_ctx *ctx = NULL;
-	int rc, who, mrc, init = 0;
-
-	ckpt_err__clear(err);
-	if (out)
-		*out = NULL;
-	if (!out || !cfg)
-		return ckpt_err__set(err, CKPT_EINVAL, "ckpt_open_mpi: NULL %s",
-				     out ? "config" : "out");
-	if (MPI_Initialized(&init) != MPI_SUCCESS || !init)
-		return ckpt_err__set(err, CKPT_EMPI, "ckpt_open_mpi: MPI is not initialized");
-	if (!(mp = calloc(1, sizeof(*mp))))
-		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory");
-	pthread_mutex_init(&mp->mu, NULL);
-	/* Our own communicator: our messages never match the caller's receives. */
-	if ((mrc = MPI_Comm_dup(comm, &mp->comm)) != MPI_SUCCESS) {
-		pthread_mutex_destroy(&mp->mu);
-		free(mp);
-		return mpi_fail(err, mrc, "MPI_Comm_dup");
-	}
-	MPI_Comm_rank(mp->comm, &mp->rank);
-	MPI_Comm_size(mp->comm, &mp->size);
-	MPI_Query_thread(&mp->thread_level);
-	rc = ckpt_api__open(&ctx, cfg, (uint32_t)mp->rank, (uint32_t)mp->size, commit_mpi, mp,
-			    err);
-	if (ctx)
-		ctx->vote_fail = ckpt_mpi__vote_failure;
-	/* No drain runs yet (no votes can be pending): a blocking collective is safe here. */
-	{
-		struct { int v, r; } in = { rc, mp->rank }, res = { rc, mp->rank };
-
-		if ((mrc = MPI_Allreduce(&in, &res, 1, MPI_2INT, MPI_MINLOC, mp->comm)) != MPI_SUCCESS)
-			res.v = mpi_fail(err, mrc, "MPI_Allreduce (open)");
-		mrc = res.v;
-		who = res.r;
-	}
-	if (mrc < 0 && rc == CKPT_OK)
-		rc = ckpt_err__set(err, CKPT_EMPI, "ckpt_open_mpi: rank %d failed to open", who);
-	if (rc == CKPT_OK)
-		rc = recover_collective(ctx, err);
-	if (rc == CKPT_OK && mp->thread_level == MPI_THREAD_MULTIPLE) {
-		if (pthread_create(&mp->thread, NULL, progress_main, ctx) == 0)
-			mp->thread_on = 1;
-	}
-	if (rc == CKPT_OK)
-		rc = ckpt_api__start(ctx, err);
-	if (rc < 0) {
-		if (ctx) {
-			mp->broken = 1; /* not every rank has a context: no collective teardown */
-			ckpt_close(ctx); /* also frees mp and the communicator */
-		} else {
-			MPI_Comm_free(&mp->comm);
-			pthread_mutex_destroy(&mp->mu);
-			free(mp);
-		}
-		return rc;
-	}
-	*out = ctx;
-	return CKPT_OK;
-}
-
-int ckpt_open_mpi_f(ckpt_ctx **out, const ckpt_config *cfg, int fortran_comm)
-{
-	int init = 0;
-
-	if (!out || !cfg)
-		return ckpt_open_mpi(out, cfg, MPI_COMM_NULL); /* CKPT_EINVAL, without touching MPI */
-	/* MPI_Comm_f2c before MPI_Init aborts the whole process: say so instead. */
-	if (MPI_Initialized(&init) != MPI_SUCCESS || !init) {
-		if (out)
-			*out = NULL;
-		return ckpt_err__set(ckpt_api__open_err(), CKPT_EMPI,
-				     "ckpt_open_mpi_f: MPI is not initialized");
-	}
-	return ckpt_open_mpi(out, cfg, MPI_Comm_f2c((MPI_Fint)fortran_comm));
-}

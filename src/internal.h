@@ -17,7 +17,8 @@
  *             open; storage_cluster.c: cluster type, launcher rank
  *   store     store_layout.c: names and paths; store_durable.c: write, fsync, rename, directory
  *             fsync, guarded reads; store_scan.c: scans, removal; store_host.c: host, clock, ids
- *   codec     codec.c: zstd, XXH3-64, the chunk check (uses fmt's index entries)
+ *   codec     codec.c: zstd, XXH3-64, the chunk check (uses fmt's index entries); xform.c: the
+ *             byte-grouping chunk transform (pure buffers; wired into the drain by issue 15)
  *   io        io.c: backend choice, full pread/pwrite; io_uring.c, io_posix.c: the backends
  *   fmt       fmt.c: encode/decode of header, index, trailer, MANIFEST; pure buffers. Below codec,
  *             so it seals its own structures with one private XXH3 call (fmt.c: checksum)
@@ -28,7 +29,8 @@
  * The one call upward: a drain thread ends a job through the hooks ctx->commit and
  * ctx->vote_fail, set by the context at open, while the commit layer updates the drain's step
  * records (ckpt_drain__rec, ckpt_drain__retention): a cycle through function pointers, kept for
- * now and written down here. */
+ * now and written down here. Without MPI, api.h and commit_mpi.h give static inline stand-ins
+ * that are never reached (ctx->mpi is always NULL). */
 #ifndef CKPT_INTERNAL_H
 #define CKPT_INTERNAL_H
 
@@ -141,6 +143,12 @@ void ckpt_drain__wait_trash(struct ckpt_ctx *ctx);
 void ckpt_drain__empty_trash(struct ckpt_ctx *ctx);
 
 /* commit.c */
+/* The commit point, the one place a MANIFEST is written: encode m, check that shared_dir is still
+ * the directory opened, write it durably (write, fsync, rename, fsync dir), then remove the shards
+ * of other saves of the step. Single-process and MPI (rank 0) commits both end here. Any thread,
+ * without ctx->mu. */
+int ckpt_commit__point(struct ckpt_ctx *ctx, const struct ckpt_manifest *m, struct ckpt_err *err);
+/* ckpt_commit_fn of a single-process context: a one-rank manifest through the commit point. */
 int ckpt_commit__single(struct ckpt_ctx *ctx, const struct ckpt_drained *d, struct ckpt_err *err);
 
 #endif

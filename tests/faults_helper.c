@@ -280,27 +280,17 @@ static void fill(unsigned char *p, size_t n, uint64_t seed)
 	}
 }
 
+/* This program's settings, before a test's own. */
+static const char *const fixed_kv[] = {
+	"io_backend", "posix", /* libc's pwrite: libfiu sees every write */
+	"chunk_size", "64K",
+	"log_level", "0",      /* errors come through ckpt_errmsg */
+	NULL,
+};
+
 static ckpt_ctx *open_at(const char *local, const char *shared, const char *const *kv)
 {
-	ckpt_config *cfg;
-	ckpt_ctx *ctx = NULL;
-	int rc;
-
-	if (ckpt_config_new(&cfg) != CKPT_OK)
-		return NULL;
-	ckpt_config_set(cfg, "local_dir", local);
-	ckpt_config_set(cfg, "shared_dir", shared);
-	ckpt_config_set(cfg, "name", "job");
-	ckpt_config_set(cfg, "io_backend", "posix"); /* libc's pwrite: libfiu sees every write */
-	ckpt_config_set(cfg, "chunk_size", "64K");
-	ckpt_config_set(cfg, "log_level", "0"); /* errors come through ckpt_errmsg */
-	for (size_t i = 0; kv && kv[i]; i += 2)
-		if (ckpt_config_set(cfg, kv[i], kv[i + 1]) != CKPT_OK)
-			printf("  (config %s=%s: %s)\n", kv[i], kv[i + 1], ckpt_config_errmsg(cfg));
-	if ((rc = ckpt_open(&ctx, cfg)) != CKPT_OK)
-		printf("  (ckpt_open: %s: %s)\n", ckpt_strerror(rc), ckpt_errmsg(NULL));
-	ckpt_config_free(cfg);
-	return ctx;
+	return th_open_dirs(local, shared, fixed_kv, kv);
 }
 
 static ckpt_ctx *open_job(const char *const *kv)

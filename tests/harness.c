@@ -252,7 +252,19 @@ void th_env_teardown(void)
 		}
 }
 
-ckpt_ctx *th_open(const struct th_env *e, const char *const *kv)
+static int set_all(ckpt_config *cfg, const char *const *kv)
+{
+	for (size_t i = 0; kv && kv[i]; i += 2)
+		if (ckpt_config_set(cfg, kv[i], kv[i + 1]) != CKPT_OK) {
+			fprintf(stderr, "config %s=%s: %s\n", kv[i], kv[i + 1],
+				ckpt_config_errmsg(cfg));
+			return -1;
+		}
+	return 0;
+}
+
+ckpt_ctx *th_open_dirs(const char *local, const char *shared, const char *const *fixed,
+		       const char *const *kv)
 {
 	ckpt_config *cfg = NULL;
 	ckpt_ctx *ctx = NULL;
@@ -260,22 +272,21 @@ ckpt_ctx *th_open(const struct th_env *e, const char *const *kv)
 
 	if (ckpt_config_new(&cfg) != CKPT_OK)
 		return NULL;
-	if (ckpt_config_set(cfg, "local_dir", e->local) != CKPT_OK ||
-	    ckpt_config_set(cfg, "shared_dir", e->shared) != CKPT_OK ||
-	    ckpt_config_set(cfg, "name", "job") != CKPT_OK) {
+	if (ckpt_config_set(cfg, "local_dir", local) != CKPT_OK ||
+	    ckpt_config_set(cfg, "shared_dir", shared) != CKPT_OK ||
+	    ckpt_config_set(cfg, "name", "job") != CKPT_OK || set_all(cfg, fixed) < 0 ||
+	    set_all(cfg, kv) < 0) {
 		ckpt_config_free(cfg);
 		return NULL;
 	}
-	for (size_t i = 0; kv && kv[i]; i += 2)
-		if (ckpt_config_set(cfg, kv[i], kv[i + 1]) != CKPT_OK) {
-			fprintf(stderr, "config %s=%s: %s\n", kv[i], kv[i + 1],
-				ckpt_config_errmsg(cfg));
-			ckpt_config_free(cfg);
-			return NULL;
-		}
 	rc = ckpt_open(&ctx, cfg);
 	if (rc != CKPT_OK)
 		fprintf(stderr, "ckpt_open: %s: %s\n", ckpt_strerror(rc), ckpt_errmsg(NULL));
 	ckpt_config_free(cfg);
 	return ctx;
+}
+
+ckpt_ctx *th_open(const struct th_env *e, const char *const *kv)
+{
+	return th_open_dirs(e->local, e->shared, NULL, kv);
 }

@@ -44,8 +44,12 @@ struct th_env {
 int th_env_new(struct th_env *e, const char *tag);
 void th_env_free(struct th_env *e);
 void th_env_teardown(void);
-/* ckpt_open with local_dir/shared_dir of e, name "job", then the key/value pairs of kv
- * (NULL-terminated, may be NULL). NULL on failure, with the reason on stderr. */
+/* ckpt_open with local_dir and shared_dir, name "job", then the key/value pairs of fixed (a
+ * program's own settings) and then those of kv (a test's), each NULL-terminated and may be NULL.
+ * NULL on failure (a key refused, or ckpt_open failed), with the reason on stderr. */
+ckpt_ctx *th_open_dirs(const char *local, const char *shared, const char *const *fixed,
+		       const char *const *kv);
+/* th_open_dirs on e's directories, no fixed settings. */
 ckpt_ctx *th_open(const struct th_env *e, const char *const *kv);
 
 /* Run the registered suites with the basic runner and return the exit status the program should

@@ -17,7 +17,7 @@ layer() {
 	shard.* | shard_*) echo "7 shard" ;;
 	storage.* | storage_*) echo "6 storage" ;;
 	store.* | store_*) echo "5 store" ;;
-	codec.*) echo "4 codec" ;;
+	codec.* | xform.*) echo "4 codec" ;;
 	io.* | io_*) echo "3 io" ;;
 	fmt.*) echo "2 fmt" ;;
 	config.* | config_*) echo "1 config" ;;

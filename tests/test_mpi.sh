@@ -47,6 +47,13 @@ for np in 2 4; do
 	done
 done
 
+# A failed local save's vote while the progress thread (MPI_THREAD_MULTIPLE) takes the outbox: the
+# engine's test hook stalls rank 1 right after posting, the vote must still arrive as a failure.
+fresh
+worker=$W W=${MPI_VOTE_RACE:-./tests/mpi_vote_race}
+run "np=2 multiple: a failed save's vote stays a failure while the progress thread runs" ok 2 "$base/j"
+W=$worker
+
 export TEST_MPI_THREAD=single
 # One rank's shared path becomes unwritable (a read-only bind mount of the same volume).
 fresh

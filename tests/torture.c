@@ -228,25 +228,10 @@ static const char *const fault_points[] = {
 
 static ckpt_ctx *open_job(const char *local, const char *shared, const char *const *kv)
 {
-	ckpt_config *cfg;
-	ckpt_ctx *ctx = NULL;
-	int rc;
+	static const char *const fixed[] = { "name", JOB, "keep_local", KEEP_LOCAL,
+					     "keep_shared", KEEP_SHARED, "log_level", "0", NULL };
 
-	if (ckpt_config_new(&cfg) != CKPT_OK)
-		return NULL;
-	ckpt_config_set(cfg, "local_dir", local);
-	ckpt_config_set(cfg, "shared_dir", shared);
-	ckpt_config_set(cfg, "name", JOB);
-	ckpt_config_set(cfg, "keep_local", KEEP_LOCAL);
-	ckpt_config_set(cfg, "keep_shared", KEEP_SHARED);
-	ckpt_config_set(cfg, "log_level", "0");
-	for (size_t i = 0; kv && kv[i]; i += 2)
-		if ((rc = ckpt_config_set(cfg, kv[i], kv[i + 1])) != CKPT_OK)
-			fprintf(stderr, "torture: %s\n", ckpt_config_errmsg(cfg));
-	if ((rc = ckpt_open(&ctx, cfg)) != CKPT_OK)
-		fprintf(stderr, "torture: ckpt_open: %s: %s\n", ckpt_strerror(rc), ckpt_errmsg(NULL));
-	ckpt_config_free(cfg);
-	return ctx;
+	return th_open_dirs(local, shared, fixed, kv);
 }
 
 static void workload(uint64_t gen, const char *fault, volatile int *phase)

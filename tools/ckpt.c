@@ -7,7 +7,7 @@
  * command lives in cmd_<name>.c; a new one is a new file and one line in `commands` below.
  *
  * The tool works on the files alone, with no MPI launcher and no running job: the layout and the
- * checks are those of the library (store.c, step.c, shard.c), linked in from its internal
+ * checks are those of the library (store_*.c, step.c, shard_*.c), linked in from its internal
  * convenience library, so that the tool and the library can never disagree about what a valid
  * step is. */
 #include <errno.h>

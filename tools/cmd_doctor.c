@@ -3,7 +3,7 @@
  * space, measured bandwidth), whether io_uring works here, the MPI build, the cluster and
  * launcher seen in the environment, and the effective configuration with each value's origin.
  *
- * It asks the library's own modules (config.c, storage.c, io.c), so that its verdicts are the
+ * It asks the library's own modules (config.c, storage_class.c, io.c), so that its verdicts are the
  * ones ckpt_open acts on. It writes nothing but one temporary file per tier, unlinked as soon
  * as it is created, so that a killed doctor leaves nothing behind. */
 #include <errno.h>

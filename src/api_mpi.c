@@ -1,0 +1,324 @@
+/* SPDX-License-Identifier: MIT */
+/* The collective public API: ckpt_open_mpi (with the collective recovery of uncommitted steps)
+ * and the MPI variants of ckpt_save and ckpt_latest that api.c calls for an MPI context.
+ *
+ * Every collective here is nonblocking and waited for through ckpt_mpi__wait, which drives the
+ * vote engine (commit_mpi.c) meanwhile: a rank blocked in a collective must still forward its
+ * drains' votes, or rank 0 (waiting for them, e.g. in backpressure) and this rank would wait for
+ * each other forever when no progress thread runs.
+ *
+ * Layering: api.c -> api_mpi.c -> context.c -> commit_mpi.c (engine) -> commit.c -> drain.c.
+ * Nothing here calls api.c; the engine never calls this file. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "ckpt_mpi.h"
+#include "commit_mpi.h"
+#include "context.h"
+#include "internal.h"
+#include "step.h"
+
+#define MAX_RECOVER 64 /* newest local steps considered for re-drain at open */
+
+static int allreduce(struct ckpt_ctx *ctx, const void *in, void *out, int n, MPI_Datatype t,
+		     MPI_Op op, const char *what, struct ckpt_err *err)
+{
+	MPI_Request req;
+
+	return ckpt_mpi__wait(ctx, &req,
+			      MPI_Iallreduce(in, out, n, t, op, ckpt_mpi__comm(ctx->mpi), &req), what, 0,
+			      err);
+}
+
+/* Every rank learns the lowest rc and the rank that had it. */
+static int agree_rc(struct ckpt_ctx *ctx, int rc, int *who, struct ckpt_err *err)
+{
+	struct { int v, r; } in = { rc, (int)ctx->rank }, res;
+	int mrc = allreduce(ctx, &in, &res, 1, MPI_2INT, MPI_MINLOC, "MPI_Iallreduce (result)", err);
+
+	if (mrc < 0)
+		return mrc;
+	*who = res.r;
+	return res.v;
+}
+
+int ckpt_api_mpi__save(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *regs, size_t n,
+			int args_rc)
+{
+	uint64_t in[2] = { step, ~step }, mx[2], save_id = 0;
+	int rc, who = -1, mrc;
+
+	MPI_Request req;
+
+	ckpt_mpi__progress(ctx);
+	/* 0. arguments: a rank that rejected its own must not leave the others in a collective */
+	mrc = agree_rc(ctx, args_rc, &who, &ctx->err);
+	if (args_rc < 0)
+		return args_rc; /* its own message stays */
+	if (mrc < 0)
+		return ckpt_err__set(&ctx->err, mrc == CKPT_EMPI ? CKPT_EMPI : CKPT_EINVAL,
+				     "ckpt_save: rank %d rejected its arguments for step %llu: nothing "
+				     "written", who, (unsigned long long)step);
+	/* 1. the step: min and max over ranks (max of ~step is ~min) */
+	if ((rc = allreduce(ctx, in, mx, 2, MPI_UINT64_T, MPI_MAX, "MPI_Iallreduce (step)",
+			    &ctx->err)) < 0)
+		return rc;
+	if (mx[0] != step || ~mx[1] != step)
+		return ckpt_err__set(&ctx->err, CKPT_EINVAL,
+				     "ckpt_save: ranks disagree on the step (%llu to %llu; this rank "
+				     "%llu): nothing written", (unsigned long long)~mx[1],
+				     (unsigned long long)mx[0], (unsigned long long)step);
+	/* 2. the save id, from rank 0 */
+	if (ctx->rank == 0)
+		save_id = ckpt_store__random64();
+	if ((rc = ckpt_mpi__wait(ctx, &req,
+				 MPI_Ibcast(&save_id, 1, MPI_UINT64_T, 0, ckpt_mpi__comm(ctx->mpi), &req),
+				 "MPI_Ibcast (save id)", 0, &ctx->err)) < 0)
+		return rc;
+	/* 3. the local write, 4. did every rank's succeed? */
+	rc = ckpt_ctx__save_local(ctx, step, save_id, regs, n);
+	if (rc < 0)
+		ckpt_mpi__vote_save_failure(ctx, step, save_id, rc, ctx->err.msg);
+	mrc = agree_rc(ctx, rc, &who, &ctx->err);
+	if (mrc < 0 && rc == CKPT_OK)
+		rc = ckpt_err__set(&ctx->err, mrc == CKPT_EMPI ? CKPT_EMPI : mrc,
+				   "ckpt_save: step %llu failed on rank %d; it will not be committed",
+				   (unsigned long long)step, who);
+	ckpt_mpi__progress(ctx);
+	return rc;
+}
+
+/* My newest usable step <= bound, as step+1 (0 when none), and the save id I would read. */
+static uint64_t newest_usable(struct ckpt_ctx *ctx, uint64_t *v, size_t n, uint64_t bound)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i] <= bound && ckpt_ctx__step_usable(ctx, v[i]))
+			return v[i] + 1;
+	return 0;
+}
+
+/* The save id this rank would read for `step`: its intact local copy's, else the manifest's. */
+static uint64_t readable_save(struct ckpt_ctx *ctx, uint64_t step, uint64_t *committed)
+{
+	struct ckpt_shard *s;
+	struct ckpt_manifest m;
+	uint64_t id = 0;
+
+	*committed = 0;
+	if (ckpt_step__manifest(ctx->shared_job, step, &m, 1, NULL) == CKPT_OK) {
+		if (m.nranks == ctx->nranks)
+			*committed = m.save_id;
+		ckpt_fmt__manifest_free(&m);
+	}
+	if (ckpt_step__open_local(&s, ctx->local_job, step, ctx->rank, NULL) == CKPT_OK) {
+		if (s->hdr.nranks == ctx->nranks)
+			id = s->hdr.save_id;
+		ckpt_shard__close(s);
+	}
+	return id ? id : *committed;
+}
+
+int ckpt_api_mpi__latest(struct ckpt_ctx *ctx, uint64_t *step)
+{
+	uint64_t *v = NULL, bound = UINT64_MAX, mine, c;
+	size_t n = 0;
+	int rc, mrc;
+
+	ckpt_mpi__progress(ctx);
+	rc = ckpt_ctx__candidates(ctx, &v, &n);
+	/* Every rank goes through the same rounds, also one whose listing failed (it offers none). */
+	for (;;) {
+		uint64_t ids[3], r[3], committed;
+		int ok, all;
+
+		mine = rc < 0 ? 0 : newest_usable(ctx, v, n, bound);
+		if ((mrc = allreduce(ctx, &mine, &c, 1, MPI_UINT64_T, MPI_MIN,
+				     "MPI_Iallreduce (latest)", &ctx->err)) < 0) {
+			rc = mrc;
+			break;
+		}
+		if (c == 0) {
+			if (rc == CKPT_OK)
+				rc = ckpt_err__set(&ctx->err, CKPT_ENOENT,
+						   "no step of job '%s' is complete for all %u ranks",
+						   ctx->cfg->name, ctx->nranks);
+			break;
+		}
+		c--;
+		/* Is step c readable on every rank, and from one save only? A rank whose local copy
+		 * is of another save than the committed one reads the committed one instead. */
+		ids[0] = readable_save(ctx, c, &committed);
+		ids[1] = ~ids[0];
+		ids[2] = committed;
+		ok = ids[0] != 0;
+		if ((mrc = allreduce(ctx, ids, r, 3, MPI_UINT64_T, MPI_MAX, "MPI_Iallreduce (latest)",
+				     &ctx->err)) < 0 ||
+		    (mrc = allreduce(ctx, &ok, &all, 1, MPI_INT, MPI_LAND, "MPI_Iallreduce (latest)",
+				     &ctx->err)) < 0) {
+			rc = mrc;
+			break;
+		}
+		if (all && r[0] == ~r[1]) {
+			ctx->resolved_step = c;
+			ctx->resolved_save = r[0];
+			ctx->resolved = 1;
+			*step = c;
+			rc = CKPT_OK;
+			break;
+		}
+		if (all && r[2]) { /* mixed saves, but a committed one exists for all */
+			ctx->resolved_step = c;
+			ctx->resolved_save = r[2];
+			ctx->resolved = 1;
+			*step = c;
+			rc = CKPT_OK;
+			break;
+		}
+		if (c == 0) {
+			rc = ckpt_err__set(&ctx->err, CKPT_ENOENT,
+					   "no step of job '%s' is complete for all %u ranks",
+					   ctx->cfg->name, ctx->nranks);
+			break;
+		}
+		bound = c - 1;
+	}
+	free(v);
+	return rc;
+}
+
+/* At open: re-drain the steps that every rank holds locally, of the same save, uncommitted. */
+static int recover_collective(struct ckpt_ctx *ctx, struct ckpt_err *err)
+{
+	int size = (int)ctx->nranks;
+	uint64_t mine[2 * MAX_RECOVER], *all = NULL, *steps;
+	size_t n, k = 0;
+	int rc = CKPT_OK, mrc;
+
+	memset(mine, 0, sizeof(mine));
+	if (ckpt_store__list_steps(ctx->local_job, &steps, &n, NULL) == CKPT_OK) {
+		for (size_t i = n; i-- > 0 && k < MAX_RECOVER;) {
+			struct ckpt_shard *s;
+			struct ckpt_manifest m;
+			int committed = 0;
+
+			if (ckpt_step__open_local(&s, ctx->local_job, steps[i], ctx->rank, NULL) < 0)
+				continue;
+			if (ckpt_step__manifest(ctx->shared_job, steps[i], &m, 0, NULL) == CKPT_OK) {
+				committed = m.save_id == s->hdr.save_id ||
+					    m.created_ns >= s->hdr.created_ns;
+				ckpt_fmt__manifest_free(&m);
+			}
+			if (!committed && s->hdr.nranks == ctx->nranks) {
+				mine[2 * k] = steps[i] + 1;
+				mine[2 * k + 1] = s->hdr.save_id;
+				k++;
+			}
+			ckpt_shard__close(s);
+		}
+		free(steps);
+	}
+	if (!(all = malloc(sizeof(mine) * (size_t)size)))
+		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory for recovery");
+	{
+		MPI_Request req;
+
+		mrc = MPI_Iallgather(mine, 2 * MAX_RECOVER, MPI_UINT64_T, all, 2 * MAX_RECOVER,
+				     MPI_UINT64_T, ckpt_mpi__comm(ctx->mpi), &req);
+		if ((mrc = ckpt_mpi__wait(ctx, &req, mrc, "MPI_Iallgather (recovery)", 0, err)) < 0) {
+			free(all);
+			return mrc;
+		}
+	}
+	pthread_mutex_lock(&ctx->mu);
+	for (size_t i = 0; i < k; i++) {
+		int everywhere = 1;
+
+		for (int r = 0; r < size && everywhere; r++) {
+			int found = 0;
+
+			for (size_t j = 0; j < MAX_RECOVER && !found; j++)
+				found = all[(size_t)r * 2 * MAX_RECOVER + 2 * j] == mine[2 * i] &&
+					all[(size_t)r * 2 * MAX_RECOVER + 2 * j + 1] == mine[2 * i + 1];
+			everywhere = found;
+		}
+		if (everywhere) {
+			struct ckpt_step_rec *rec = ckpt_drain__rec(ctx, mine[2 * i] - 1, 1);
+
+			if (rec) {
+				rec->save_id = mine[2 * i + 1];
+				ckpt_drain__enqueue(ctx, rec);
+			}
+		}
+	}
+	pthread_mutex_unlock(&ctx->mu);
+	free(all);
+	return rc;
+}
+
+int ckpt_open_mpi(ckpt_ctx **out, const ckpt_config *cfg, MPI_Comm comm)
+{
+	struct ckpt_err *err = ckpt_ctx__open_err();
+	struct ckpt_mpi *mp = NULL;
+	struct ckpt_ctx *ctx = NULL;
+	int rc, who, mrc, init = 0, rank, size;
+
+	ckpt_err__clear(err);
+	if (out)
+		*out = NULL;
+	if (!out || !cfg)
+		return ckpt_err__set(err, CKPT_EINVAL, "ckpt_open_mpi: NULL %s",
+				     out ? "config" : "out");
+	if (MPI_Initialized(&init) != MPI_SUCCESS || !init)
+		return ckpt_err__set(err, CKPT_EMPI, "ckpt_open_mpi: MPI is not initialized");
+	if ((rc = ckpt_mpi__new(&mp, comm, &rank, &size, err)) < 0)
+		return rc;
+	rc = ckpt_ctx__open(&ctx, cfg, (uint32_t)rank, (uint32_t)size, ckpt_mpi__commit,
+			    ckpt_mpi__vote_failure, mp, err);
+	/* No drain runs yet (no votes can be pending): a blocking collective is safe here. */
+	{
+		struct { int v, r; } in = { rc, rank }, res = { rc, rank };
+
+		if ((mrc = MPI_Allreduce(&in, &res, 1, MPI_2INT, MPI_MINLOC,
+					 ckpt_mpi__comm(mp))) != MPI_SUCCESS)
+			res.v = ckpt_mpi__error(err, mrc, "MPI_Allreduce (open)");
+		mrc = res.v;
+		who = res.r;
+	}
+	if (mrc < 0 && rc == CKPT_OK)
+		rc = ckpt_err__set(err, CKPT_EMPI, "ckpt_open_mpi: rank %d failed to open", who);
+	if (rc == CKPT_OK)
+		rc = recover_collective(ctx, err);
+	if (rc == CKPT_OK)
+		ckpt_mpi__start_thread(ctx);
+	if (rc == CKPT_OK)
+		rc = ckpt_ctx__start(ctx, err);
+	if (rc < 0) {
+		if (ctx) {
+			ckpt_mpi__open_failed(ctx); /* no collective teardown */
+			ckpt_ctx__shutdown(ctx);    /* also frees mp and the communicator */
+			ckpt_ctx__free(ctx);
+		} else {
+			ckpt_mpi__free(mp);
+		}
+		return rc;
+	}
+	*out = ctx;
+	return CKPT_OK;
+}
+
+int ckpt_open_mpi_f(ckpt_ctx **out, const ckpt_config *cfg, int fortran_comm)
+{
+	int init = 0;
+
+	if (!out || !cfg)
+		return ckpt_open_mpi(out, cfg, MPI_COMM_NULL); /* CKPT_EINVAL, without touching MPI */
+	/* MPI_Comm_f2c before MPI_Init aborts the whole process: say so instead. */
+	if (MPI_Initialized(&init) != MPI_SUCCESS || !init) {
+		if (out)
+			*out = NULL;
+		return ckpt_err__set(ckpt_ctx__open_err(), CKPT_EMPI,
+				     "ckpt_open_mpi_f: MPI is not initialized");
+	}
+	return ckpt_open_mpi(out, cfg, MPI_Comm_f2c((MPI_Fint)fortran_comm));
+}

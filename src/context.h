@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/* The context layer (context.c), private: what api.c and api_mpi.c both build on. */
+#ifndef CKPT_CONTEXT_H
+#define CKPT_CONTEXT_H
+
+#include "internal.h"
+
+/* Check the config and the directories, make the job directories, take the rank's lock, build the
+ * context; no drain thread yet. commit is the context's commit hook, vote_fail its failed-drain
+ * hook (NULL when single), mpi the MPI engine (NULL when single). On success the context holds
+ * mpi (ckpt_ctx__shutdown ends it); on failure *out is NULL and mpi is still the caller's. */
+int ckpt_ctx__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank, uint32_t nranks,
+		   ckpt_commit_fn commit, ckpt_vote_fail_fn vote_fail, void *mpi,
+		   struct ckpt_err *err);
+/* Start the drain threads (after recovery has queued what it found); stops them again when that
+ * fails. */
+int ckpt_ctx__start(struct ckpt_ctx *ctx, struct ckpt_err *err);
+/* Finish a context: wait for its drains (and with MPI its pending commits) up to close_timeout,
+ * stop the threads, end the MPI engine. Returns the first failure of a step that never committed,
+ * or CKPT_ETIMEDOUT. Call ckpt_ctx__free afterwards (api_mu may be released in between). */
+int ckpt_ctx__shutdown(struct ckpt_ctx *ctx);
+/* Free a context (NULL-safe); no thread may run any more. */
+void ckpt_ctx__free(struct ckpt_ctx *ctx);
+/* The thread-local message buffer of failed opens (ckpt_errmsg(NULL)). */
+struct ckpt_err *ckpt_ctx__open_err(void);
+
+/* Backpressure, local write of the shard with the given save id, enqueue for draining. Called with
+ * api_mu held; the failure is described in ctx->err. */
+int ckpt_ctx__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
+			 const ckpt_region *regs, size_t n);
+/* Wait for a change of drain state (ctx->mu held); with MPI, also drive the commit protocol. */
+void ckpt_ctx__wait_progress(struct ckpt_ctx *ctx);
+
+/* Is `step` complete for this rank locally, or committed on shared? (structure only) */
+int ckpt_ctx__step_usable(struct ckpt_ctx *ctx, uint64_t step);
+/* Steps present on either tier, newest first, without duplicates; *out is the caller's. */
+int ckpt_ctx__candidates(struct ckpt_ctx *ctx, uint64_t **out, size_t *n);
+
+#endif
