@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -602,7 +603,7 @@ static int scenario_kill(void)
 	uint64_t last = 0, s, latest;
 	double t_kill, t_reap, t_deadline;
 	char pstate[1024];
-	pid_t pid;
+	pid_t pid, parent;
 	int rc;
 
 	for (s = 1; s <= 3; s++)
@@ -614,10 +615,15 @@ static int scenario_kill(void)
 
 	if (pipe(fds) < 0)
 		die("pipe: %s", strerror(errno));
+	parent = getpid();
 	if ((pid = fork()) < 0)
 		die("fork: %s", strerror(errno));
 	if (pid == 0) {
-		/* the training process: saves steps 4, 5, ... and says which are durable locally */
+		/* the training process: saves steps 4, 5, ... and says which are durable locally;
+		 * it dies with us, should we be killed first (a timeout of the driver) */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(3);
 		close(fds[0]);
 		ctx = open_at(local_dir, "keep_shared", "0", NULL);
 		for (s = 4;; s++) {

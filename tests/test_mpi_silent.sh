@@ -26,14 +26,15 @@ for mode in $MODES; do
 		rm -rf "$base/j"
 		mkdir -p "$base/j"
 		start=$(date +%s)
-		TEST_MPI_THREAD=$thr timeout -s KILL "$LIMIT" "$MPIRUN" --allow-run-as-root \
+		# TERM first: mpirun then ends its ranks; KILL 10 s later if it does not
+		TEST_MPI_THREAD=$thr timeout -k 10 "$LIMIT" "$MPIRUN" --allow-run-as-root \
 			--oversubscribe -np "$np" "$W" "$base/j" "$mode" >"$base/out" 2>&1
 		rc=$?
 		took=$(($(date +%s) - start))
 		grep -h '^figure:' "$base/out" | sed 's/^/    /' | tee -a "$base/figures"
 		grep -h '^target:' "$base/out" | sed 's/^/    /'
 		why=""
-		[ $rc -eq 137 ] && why="hung: killed after $LIMIT s"
+		{ [ $rc -eq 124 ] || [ $rc -eq 137 ]; } && why="hung: killed after $LIMIT s"
 		grep -q -i -E 'segmentation|signal 11|SIGSEGV|core dumped' "$base/out" &&
 			why="${why:+$why; }MPI_Finalize or close crashed (segfault)"
 		fin=$(grep -c 'finalized' "$base/out")

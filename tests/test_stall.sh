@@ -41,7 +41,7 @@ FUSERMOUNT=$(command -v fusermount3 || command -v fusermount)
 base=$(mktemp -d "${TMPDIR:-/tmp}/ckpt-stall-XXXXXX")
 mnt=$base/mnt
 ctl=$base/ctl
-fspid=""
+fspid="" hpid=""
 passed=0 failed=0 failures=""
 
 volume() { "$PY" "$srcdir/tests/stallfs.py" ctl "$ctl" "$@"; }
@@ -64,6 +64,8 @@ stop_fs() {
 }
 
 cleanup() {
+	# timeout(1) passes TERM on to the helper, whose calls on the volume are killable
+	[ -z "$hpid" ] || { kill "$hpid" 2>/dev/null; wait "$hpid" 2>/dev/null; }
 	stop_fs
 	if grep -q " $mnt " /proc/mounts 2>/dev/null; then
 		echo "test_stall: $mnt is still mounted; leaving $base"
@@ -125,7 +127,7 @@ scenario_kernel() {
 	kpid=$!
 	volume wait-blocked 2 10 >/dev/null || rc=1
 	kill -9 $kpid
-	wait $kpid
+	wait $kpid 2>/dev/null
 	krc=$?
 	fig "kernel_sigkill_while_stalled=exit $krc, $(volume status)"
 	[ $krc -eq 137 ] || rc=1
@@ -140,11 +142,16 @@ run_helper() { # SCENARIO OUTAGE LIMIT [MODE]
 	sc=$1 hsc=${1%_eio}
 	rm -rf "$base/local-$sc" "$mnt/$sc"
 	mkdir -p "$base/local-$sc" "$mnt/$sc"
-	STALL_MODE=${4:-stall} STALL_OUTAGE=$2 timeout -s KILL "$3" "$HELPER" "$hsc" \
-		"$base/local-$sc" "$mnt/$sc" "$ctl" >"$base/$sc.out" 2>&1
+	# in the background: a signal to this script then runs its trap at once (which ends the
+	# helper) instead of after the helper's own end
+	STALL_MODE=${4:-stall} STALL_OUTAGE=$2 timeout -k 5 "$3" "$HELPER" "$hsc" \
+		"$base/local-$sc" "$mnt/$sc" "$ctl" >"$base/$sc.out" 2>&1 &
+	hpid=$!
+	wait $hpid
 	rc=$?
+	hpid=""
 	cat "$base/$sc.out"
-	[ $rc -eq 137 ] && echo "test_stall: $sc killed after $3 s"
+	[ $rc -eq 124 ] || [ $rc -eq 137 ] && echo "test_stall: $sc hung: killed after $3 s"
 	volume resume >/dev/null # whatever the helper left
 	return $rc
 }
