@@ -2,7 +2,7 @@
 /* Scenarios of a stalled shared volume (issue 13), on the public API, driven by tests/test_stall.sh
  * against tests/stallfs.py: the volume stalls and resumes through stallfs's control socket.
  *
- *   stall_helper outage|close|open|kill LOCAL SHARED CTLSOCK
+ *   stall_helper outage|close|open|kill|retention LOCAL SHARED CTLSOCK
  *
  * LOCAL is an empty node-local directory, SHARED an empty directory on the stallfs mount. Every
  * scenario prints its measurements as "figure: NAME=VALUE" and its verdicts as
@@ -537,6 +537,43 @@ static int scenario_open(void)
 	return failed_targets ? 1 : 0;
 }
 
+/* ---- (e) the volume stalls while the drain applies retention: ckpt_save must not wait ----
+ * Retention runs after each commit and reads the shared MANIFEST of every older local step
+ * before it removes that step's local copy. stallfs stalls at exactly that read (the first
+ * "open" of a MANIFEST: the commit itself creates and renames one, it never opens one). */
+static int scenario_retention(void)
+{
+	struct outage o;
+	ckpt_ctx *ctx = open_at(local_dir, "keep_local", "1", NULL);
+	double took;
+	char reply[512];
+	int rc;
+
+	if (save(ctx, 1, NULL) != CKPT_OK || ckpt_wait(ctx, 1) != CKPT_OK)
+		die("step 1: %s", ckpt_errmsg(ctx));
+	if (ctl("stall-at open /MANIFEST", reply, sizeof(reply)) < 0)
+		die("stallfs stall-at: %s", reply);
+	/* step 2 commits; retention then looks at step 1's MANIFEST and blocks */
+	if (save(ctx, 2, NULL) != CKPT_OK)
+		die("step 2: %s", ckpt_errmsg(ctx));
+	if (ctl("wait-blocked 1 30", reply, sizeof(reply)) < 0)
+		die("retention never read a MANIFEST: %s", reply);
+	printf("stallfs: %s\n", reply);
+	o.t_stall = now();
+	o.t_resume = 0;
+	if (pthread_create(&o.th, NULL, resume_later, &o) != 0)
+		die("pthread_create");
+	rc = save(ctx, 3, &took);
+	figure("retention_save_s", "%.2f (%s; keep_local 1, 1 step pending; the volume stalled in "
+	       "the drain's retention, back after %.1f s)", took, ckpt_strerror(rc), outage_s);
+	target("retention_save_fast", rc == CKPT_OK && took < save_limit,
+	       "ckpt_save while the drain's retention waits on the volume: %s in %.2f s",
+	       ckpt_strerror(rc), took);
+	outage_end(&o);
+	rc = ckpt_close(ctx);
+	return failed_targets ? 1 : 0;
+}
+
 /* ---- (d) kill -9 of the saving process during an outage, then restart ---- */
 
 /* What a SIGKILLed process is doing after up to a second: every thread dead (Z), or threads still
@@ -687,7 +724,8 @@ int main(int argc, char **argv)
 	int rc;
 
 	if (argc != 5) {
-		fprintf(stderr, "usage: stall_helper outage|close|open|kill LOCAL SHARED CTLSOCK\n");
+		fprintf(stderr, "usage: stall_helper outage|close|open|kill|retention LOCAL SHARED "
+				"CTLSOCK\n");
 		return 2;
 	}
 	th_clean_environment();
@@ -720,6 +758,8 @@ int main(int argc, char **argv)
 		rc = scenario_open();
 	else if (!strcmp(sc, "kill"))
 		rc = scenario_kill();
+	else if (!strcmp(sc, "retention"))
+		rc = scenario_retention();
 	else
 		die("unknown scenario %s", sc);
 	free(state_buf);

@@ -13,9 +13,13 @@
 Commands:
     stall            from now on every call blocks until resume (calls already past the gate
                      finish); the reply comes once the mode is set
-    resume           blocked calls go on, new calls are served
+    resume           blocked calls go on, new calls are served; an armed trigger is dropped
     eio              every call (and every blocked one) fails with EIO: a volume that is gone
     status           mode, number of calls blocked now and their operations, calls served
+    stall-at OP SUFFIX
+                     arm a trigger: the next OP call (getattr, open, create, write, fsync,
+                     rename, readdir, ...) on a path ending in SUFFIX stalls the volume, that
+                     call included; a test stalls at an exact point of the library's work
     wait-blocked N [SECONDS]
                      wait until at least N calls are blocked in the gate (default 30 s); "ok" with
                      their operations, or "timeout" with how many were
@@ -73,9 +77,13 @@ class Gate:
         self.killed = 0
         self.interrupted = interrupted  # libfuse's fuse_interrupted(), for this thread's call
         self.context = context          # fusepy's fuse_get_context(): (uid, gid, caller tid)
+        self.trigger = None             # (op, path suffix) that stalls the volume
 
     def enter(self, op, path):
         with self.cv:
+            if self.trigger and op == self.trigger[0] and path.endswith(self.trigger[1]):
+                self.trigger = None
+                self.mode = "stall"
             if self.mode == "stall":
                 me = threading.get_ident()
                 self.blocked[me] = "%s %s" % (op, path)
@@ -99,10 +107,15 @@ class Gate:
             self.mode = mode
             self.cv.notify_all()
 
+    def arm(self, op, suffix):
+        with self.cv:
+            self.trigger = (op, suffix) if op else None
+
     def status(self):
         with self.cv:
-            return "mode=%s blocked=%d served=%d killed=%d ops=%s" % (
-                self.mode, len(self.blocked), self.served, self.killed,
+            return "mode=%s%s blocked=%d served=%d killed=%d ops=%s" % (
+                self.mode, " armed=%s:%s" % self.trigger if self.trigger else "",
+                len(self.blocked), self.served, self.killed,
                 ",".join(sorted(self.blocked.values())) or "-")
 
     def wait_blocked(self, n, timeout):
@@ -258,6 +271,11 @@ def control_one(conn, gate):
         cmd = words[0] if words else ""
         if cmd in ("stall", "resume", "eio"):
             gate.set({"stall": "stall", "resume": "run", "eio": "eio"}[cmd])
+            if cmd == "resume":
+                gate.arm(None, None)
+            reply = "ok " + gate.status()
+        elif cmd == "stall-at" and len(words) == 3:
+            gate.arm(words[1], words[2])
             reply = "ok " + gate.status()
         elif cmd == "status":
             reply = "ok " + gate.status()

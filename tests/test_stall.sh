@@ -4,14 +4,15 @@
 # demand, serves as shared_dir; tests/stall_helper runs the scenarios against it and prints
 # "figure:" and "target:" lines. Starts and stops its own FUSE server in its own mktemp -d
 # directory; skips (77) only where /dev/fuse is missing.
-#   STALL_SCENARIOS="kernel outage outage_eio close open kill doctor" (the default: all of them;
-#   outage_eio is the outage with every call failing with EIO, as on a soft mount)
+#   STALL_SCENARIOS="kernel outage outage_eio close open kill retention doctor" (the default:
+#   all of them; outage_eio is the outage with every call failing with EIO, as on a soft mount;
+#   retention stalls the volume exactly where the drain's retention reads a MANIFEST)
 #   tunables of the scenarios: see tests/stall_helper.c (STALL_OUTAGE, STALL_CLOSE_TIMEOUT, ...)
 set -u
 srcdir=${srcdir:-.}
 HELPER=${STALL_HELPER:-./tests/stall_helper}
 CKPT=${CKPT_TOOL:-./tools/ckpt}
-SCENARIOS=${STALL_SCENARIOS:-kernel outage outage_eio close open kill doctor}
+SCENARIOS=${STALL_SCENARIOS:-kernel outage outage_eio close open kill retention doctor}
 OUTAGE=${STALL_OUTAGE:-15}
 # Scenarios close, open and kill need an outage longer than the bound they measure.
 SHORT_OUTAGE=${STALL_SHORT_OUTAGE:-12}
@@ -193,6 +194,8 @@ for sc in $SCENARIOS; do
 	close) run_helper close "$SHORT_OUTAGE" $((SHORT_OUTAGE * 3 + 60)); result "ckpt_close during an outage" $? ;;
 	open) run_helper open "$SHORT_OUTAGE" $((SHORT_OUTAGE * 3 + 60)); result "ckpt_open during an outage" $? ;;
 	kill) run_helper kill "$SHORT_OUTAGE" $((SHORT_OUTAGE * 3 + 60)); result "kill -9 during an outage, restart" $? ;;
+	retention) run_helper retention "$SHORT_OUTAGE" $((SHORT_OUTAGE * 3 + 60))
+		result "ckpt_save while the drain's retention is stuck on the volume" $? ;;
 	doctor) scenario_doctor; result "ckpt doctor during an outage" $? ;;
 	*) echo "unknown scenario $sc"; result "$sc" 1 ;;
 	esac
