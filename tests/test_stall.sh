@@ -14,7 +14,7 @@ HELPER=${STALL_HELPER:-./tests/stall_helper}
 CKPT=${CKPT_TOOL:-./tools/ckpt}
 SCENARIOS=${STALL_SCENARIOS:-kernel outage outage_eio close open kill retention doctor}
 OUTAGE=${STALL_OUTAGE:-15}
-# Scenarios close, open and kill need an outage longer than the bound they measure.
+# The outage of close, open, kill, retention and doctor: longer than the bounds they measure.
 SHORT_OUTAGE=${STALL_SHORT_OUTAGE:-12}
 export STALL_CLOSE_TIMEOUT=${STALL_CLOSE_TIMEOUT:-3} STALL_OPEN_BOUND=${STALL_OPEN_BOUND:-10}
 
