@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 PKGS="build-essential autoconf automake libtool pkg-config make gcc
 libzstd-dev libxxhash-dev liburing-dev libopenmpi-dev openmpi-bin libcunit1-dev
 zstd fiu-utils python3 python3-pytest python3-numpy python3-torch python3-mpi4py
-python3-pip python3-venv python3-setuptools python3-wheel
+python3-pip python3-venv python3-setuptools python3-wheel python3-fusepy fuse3
 clang libclang-rt-14-dev llvm valgrind git
 slurmd slurmctld slurm-client munge"
 # Node.js and npm check the Kubernetes manifests (tests/test_k8s.sh). A Node.js from elsewhere
