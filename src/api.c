@@ -301,8 +301,7 @@ int ckpt_latest(ckpt_ctx *ctx, uint64_t *step)
 	}
 	if ((rc = ckpt_ctx__candidates(ctx, &v, &n)) < 0)
 		goto out;
-	rc = ckpt_err__set(&ctx->err, CKPT_ENOENT, "no complete step of job '%s' on either tier",
-			   ctx->cfg->name);
+	rc = CKPT_ENOENT;
 	for (size_t i = 0; i < n; i++) {
 		if (ckpt_ctx__step_usable(ctx, v[i])) {
 			*step = v[i];
@@ -312,6 +311,9 @@ int ckpt_latest(ckpt_ctx *ctx, uint64_t *step)
 		warn_damaged(ctx, v[i]);
 	}
 	free(v);
+	if (rc == CKPT_ENOENT) /* only now: a call that found a step leaves no message */
+		ckpt_err__set(&ctx->err, CKPT_ENOENT, "no complete step of job '%s' on either tier",
+			      ctx->cfg->name);
 out:
 	pthread_mutex_unlock(&ctx->api_mu);
 	return rc;

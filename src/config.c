@@ -108,6 +108,22 @@ static int parse_ll(const char *s, long long *out)
 	return (errno || *end) ? -1 : 0;
 }
 
+/* A plain decimal number of seconds: digits with at most one '.', at least one digit. */
+static int decimal(const char *s)
+{
+	int digits = 0, dots = 0;
+
+	for (; *s; s++) {
+		if (isdigit((unsigned char)*s))
+			digits++;
+		else if (*s == '.' && !dots)
+			dots++;
+		else
+			return 0;
+	}
+	return digits > 0;
+}
+
 /* Job names become directory names: keep them to a portable, unambiguous alphabet. */
 static int valid_name(const char *s)
 {
@@ -133,10 +149,13 @@ static int set_key(struct ckpt_config *cfg, const struct key *k, const char *v, 
 	case K_PATH:
 	case K_NAME:
 	case K_STR:
-		if (k->type == K_PATH && (!*v || strlen(v) > 3000))
-			goto bad;
-		if (k->type == K_PATH && strlen(v) != strcspn(v, "\n\r"))
-			goto bad;
+		if (k->type == K_PATH && (!*v || strlen(v) > CKPT_CONFIG_PATH_MAX ||
+					  strlen(v) != strcspn(v, "\n\r")))
+			return ckpt_err__set(&cfg->err, CKPT_EINVAL,
+					     "%s: bad value for key '%s' (a path of 1 to %d bytes "
+					     "without line breaks; this one has %zu bytes): '%.200s%s'",
+					     from, k->name, CKPT_CONFIG_PATH_MAX, strlen(v), v,
+					     strlen(v) > 200 ? "..." : "");
 		if (k->type == K_NAME && !valid_name(v))
 			return ckpt_err__set(&cfg->err, CKPT_EINVAL,
 					     "%s: bad value for key '%s' (1-128 characters of "
@@ -162,9 +181,14 @@ static int set_key(struct ckpt_config *cfg, const struct key *k, const char *v, 
 		*(uint64_t *)field = sz;
 		return CKPT_OK;
 	case K_SECONDS:
+		/* Plain decimal only (digits and one '.'): strtod alone would also take hex
+		 * (0x10, 0x1p4), exponents (1e3), "inf" and leading blanks, none of which the
+		 * documentation promises. */
+		if (!decimal(v))
+			goto range;
 		errno = 0;
 		d = strtod(v, &end);
-		if (!*v || *end || errno || !isfinite(d) || d < k->min || d > k->max)
+		if (*end || errno || !isfinite(d) || d < k->min || d > k->max)
 			goto range;
 		*(double *)field = d;
 		return CKPT_OK;
@@ -190,14 +214,11 @@ static int set_key(struct ckpt_config *cfg, const struct key *k, const char *v, 
 				     "%s: bad value for key '%s' (auto, none, slurm or kubernetes): "
 				     "'%s'", from, k->name, v);
 	}
-bad:
-	return ckpt_err__set(&cfg->err, CKPT_EINVAL, "%s: bad value for key '%s': '%s'", from,
-			     k->name, v);
 range:
 	return ckpt_err__set(&cfg->err, CKPT_EINVAL,
 			     "%s: bad value for key '%s' (expected %s from %lld to %lld): '%s'",
 			     from, k->name, k->type == K_SIZE ? "a size in bytes (K/M/G suffix)" :
-			     k->type == K_SECONDS ? "seconds" : "an integer", k->min, k->max, v);
+			     k->type == K_SECONDS ? "decimal seconds" : "an integer", k->min, k->max, v);
 }
 
 /* "CKPT_" followed by the key in capitals; buf holds 64 bytes. */

@@ -4,6 +4,9 @@
 #ifndef CKPT_CONFIG_H
 #define CKPT_CONFIG_H
 
+/* Longest local_dir / shared_dir accepted, in bytes (paths below them must still fit PATH_MAX). */
+#define CKPT_CONFIG_PATH_MAX 3000
+
 #include <stddef.h>
 #include <stdint.h>
 

@@ -27,19 +27,26 @@ struct ckpt_err *ckpt_ctx__open_err(void)
 	return &open_err;
 }
 
-/* A directory the user named must exist: creating a missing shared_dir would put checkpoints on
- * whatever filesystem holds the mount point when the volume is not mounted. */
-static int check_dir(const char *key, const char *dir, char *real, struct ckpt_err *err)
+/* shared_dir must exist: creating a missing one would put checkpoints on whatever filesystem
+ * holds the mount point when the volume is not mounted. local_dir is created (with its parents)
+ * when missing: the local tier is ephemeral by definition, and a recreated node starts empty. */
+static int check_dir(const char *key, const char *dir, int create, char *real,
+		     struct ckpt_err *err)
 {
 	struct stat st;
+	int rc;
 
 	if (!dir)
 		return ckpt_err__set(err, CKPT_EINVAL, "%s is not set (config key %s or CKPT_%s)",
 				     key, key, !strcmp(key, "local_dir") ? "LOCAL_DIR" : "SHARED_DIR");
+	if (create && stat(dir, &st) < 0 && errno == ENOENT &&
+	    (rc = ckpt_store__mkdirs(dir, err)) < 0) /* durable: each new entry's parent fsync'd */
+		return rc;
 	if (stat(dir, &st) < 0)
-		return ckpt_err__errno(err, errno, "%s %s%s", key, dir,
-				       errno == ENOENT ? " does not exist (is the volume mounted?)" :
-				       "");
+		return errno == ENOENT ?
+		       ckpt_err__set(err, CKPT_EINVAL, "%s %s does not exist (is the volume "
+				     "mounted?); libckpt never creates %s", key, dir, key) :
+		       ckpt_err__errno(err, errno, "%s %s", key, dir);
 	if (!S_ISDIR(st.st_mode))
 		return ckpt_err__set(err, CKPT_EINVAL, "%s %s is not a directory", key, dir);
 	if (access(dir, W_OK | X_OK) < 0)
@@ -121,8 +128,8 @@ int ckpt_ctx__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank,
 	*out = NULL;
 	if ((rc = ckpt_config__check(cfg, err)) < 0)
 		return rc;
-	if ((rc = check_dir("local_dir", cfg->local_dir, local, err)) < 0 ||
-	    (rc = check_dir("shared_dir", cfg->shared_dir, shared, err)) < 0)
+	if ((rc = check_dir("shared_dir", cfg->shared_dir, 0, shared, err)) < 0 ||
+	    (rc = check_dir("local_dir", cfg->local_dir, 1, local, err)) < 0)
 		return rc;
 	if (is_within(shared, local))
 		return ckpt_err__set(err, CKPT_EINVAL,

@@ -46,9 +46,12 @@ int ckpt_shard__open(struct ckpt_shard **out, const char *path, struct ckpt_err 
 		rc = ckpt_err__errno(err, errno, "stat %s", path);
 		goto fail;
 	}
-	rc = ckpt_err__set(err, CKPT_ECORRUPT, "%s: not a regular file of shard size", path);
-	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < CKPT_HEADER_SIZE + CKPT_TRAILER_SIZE)
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < CKPT_HEADER_SIZE + CKPT_TRAILER_SIZE) {
+		/* Set only on failure: ckpt_errmsg must not report a problem after a call that
+		 * succeeded. */
+		rc = ckpt_err__set(err, CKPT_ECORRUPT, "%s: not a regular file of shard size", path);
 		goto fail;
+	}
 	s->file_size = (uint64_t)st.st_size;
 	if ((rc = ckpt_io__pread_full(s->fd, buf, sizeof(buf), 0, err, path)) < 0)
 		goto fail;

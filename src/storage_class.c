@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
@@ -333,6 +334,24 @@ char *ckpt_storage__read_mountinfo(const char *path)
  * Probing and the verdict
  */
 
+/* A mount source that names another machine: "nfs://server/export", "smb://...", or the
+ * "[user@]host:/path" of NFS, sshfs and friends. "/dev/..", a plain word ("fuse", "tmpfs"),
+ * or a local path do not. */
+static int network_source(const char *src)
+{
+	static const char *const schemes[] = { "nfs://", "nfs4://", "smb://", "cifs://",
+					       "sftp://", "ssh://", "ceph://", "gluster://",
+					       "glusterfs://", "lustre://", "9p://" };
+	const char *colon = strchr(src, ':'), *slash = strchr(src, '/');
+
+	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+		if (!strncasecmp(src, schemes[i], strlen(schemes[i])))
+			return 1;
+	/* host:path, with a non-empty host before any '/', and no "scheme://" (handled above) */
+	return colon && colon != src && (!slash || colon < slash) && strncmp(colon, "://", 3) &&
+	       src[0] != '/';
+}
+
 int ckpt_storage__probe(struct ckpt_fsinfo *out, const char *path, const char *mountinfo,
 			struct ckpt_err *err)
 {
@@ -372,6 +391,15 @@ int ckpt_storage__probe(struct ckpt_fsinfo *out, const char *path, const char *m
 	if (t) {
 		out->cls = t->cls;
 		out->caveat = t->caveat;
+	}
+	/* A FUSE filesystem the table does not name (fuse-nfs, a userspace SMB or NFS client)
+	 * says where its data lives through its mount source: a network URL or host:path. */
+	if (out->have_mount && !strncmp(out->mount.fstype, "fuse", 4) &&
+	    (!ckpt_storage__by_name(out->mount.fstype) ||
+	     ckpt_storage__by_name(out->mount.fstype)->cls == CKPT_FS_UNKNOWN) &&
+	    network_source(out->mount.source)) {
+		out->cls = CKPT_FS_NETWORK;
+		out->caveat = NULL;
 	}
 	switch (out->cls) {
 	case CKPT_FS_NETWORK: out->node_local = 0; break;

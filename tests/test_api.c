@@ -721,6 +721,91 @@ static void test_load_errors(void)
 
 /* ---- drain states ---- */
 
+/* The local tier is ephemeral: a missing local_dir (a recreated node) is created with its parents,
+ * durably; a missing shared_dir is an error that says so and creates nothing. */
+static void test_open_creates_local_dir(void)
+{
+	struct th_env e;
+	ckpt_ctx *ctx;
+	char path[4200], step[4300];
+	unsigned char d[4096] = { 1, 2, 3 }, back[4096];
+	ckpt_region r = { "w", d, sizeof(d) };
+	struct stat st;
+	int rc;
+
+	CU_ASSERT_FATAL(th_env_new(&e, "api-mklocal") == 0);
+	snprintf(path, sizeof(path), "%s/fresh/node/nvme", e.base);
+	rc = try_open(path, e.shared, &ctx);
+	CU_ASSERT_EQUAL(rc, CKPT_OK);
+	CU_ASSERT_PTR_NOT_NULL(ctx);
+	CU_ASSERT(stat(path, &st) == 0 && S_ISDIR(st.st_mode));
+	if (ctx) {
+		CU_ASSERT_EQUAL(ckpt_save(ctx, 1, &r, 1), CKPT_OK);
+		snprintf(step, sizeof(step), "%s/job/step-%020d/rank-000000.ckl", path, 1);
+		CU_ASSERT(exists(step));
+		CU_ASSERT_EQUAL(ckpt_load(ctx, 1, "w", back, sizeof(back)), CKPT_OK);
+		CU_ASSERT(!memcmp(d, back, sizeof(d)));
+		CU_ASSERT_EQUAL(ckpt_close(ctx), CKPT_OK);
+	}
+	/* a missing shared_dir: EINVAL (a configuration problem, not "no such step"), no local_dir */
+	snprintf(path, sizeof(path), "%s/other/nvme", e.base);
+	snprintf(step, sizeof(step), "%s/unmounted", e.base);
+	rc = try_open(path, step, &ctx);
+	CU_ASSERT_EQUAL(rc, CKPT_EINVAL);
+	CU_ASSERT_PTR_NULL(ctx);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ckpt_errmsg(NULL), "does not exist (is the volume mounted?)"));
+	CU_ASSERT(!exists(path) && !exists(step));
+	th_env_free(&e);
+}
+
+/* ckpt_errmsg says what the last failure was: a run of calls that all succeeded leaves it empty
+ * (it used to hold "not a regular file of shard size" after every successful load, and "no
+ * complete step" after a ckpt_latest that found one). */
+static void test_errmsg_after_success(void)
+{
+	ckpt_region r = { "w", NULL, 256 * 1024 };
+	unsigned char *d = malloc(r.size), *back = malloc(r.size);
+	ckpt_region_info info[2];
+	struct th_env e;
+	ckpt_ctx *ctx;
+	uint64_t step = 0;
+	size_t n = 0, sz = 0;
+	int state = -1;
+
+	CU_ASSERT_FATAL(th_env_new(&e, "api-errmsg") == 0 && d && back);
+	th_make_data(d, r.size, 7);
+	r.data = d;
+	ctx = th_open(&e, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+	for (uint64_t s = 1; s <= 3; s++)
+		CU_ASSERT_EQUAL(ckpt_save(ctx, s, &r, 1), CKPT_OK);
+	CU_ASSERT_EQUAL(ckpt_wait(ctx, CKPT_STEP_ALL), CKPT_OK);
+	CU_ASSERT_EQUAL(ckpt_load(ctx, 3, "w", back, r.size), CKPT_OK);
+	CU_ASSERT_STRING_EQUAL(ckpt_errmsg(ctx), "");
+	CU_ASSERT_EQUAL(ckpt_poll(ctx, 3, &state), CKPT_OK);
+	CU_ASSERT_EQUAL(ckpt_latest(ctx, &step), CKPT_OK);
+	CU_ASSERT_EQUAL(step, 3);
+	CU_ASSERT_EQUAL(ckpt_region_size(ctx, step, "w", &sz), CKPT_OK);
+	CU_ASSERT_EQUAL(ckpt_list_regions(ctx, step, info, 2, &n), CKPT_OK);
+	CU_ASSERT_EQUAL(ckpt_load(ctx, step, "w", back, r.size), CKPT_OK);
+	CU_ASSERT(!memcmp(d, back, r.size));
+	if (strcmp(ckpt_errmsg(ctx), ""))
+		fprintf(stderr, "errmsg after successful calls: '%s'\n", ckpt_errmsg(ctx));
+	CU_ASSERT_STRING_EQUAL(ckpt_errmsg(ctx), "");
+	/* from the shared tier alone, too */
+	CU_ASSERT_EQUAL(ckpt_close(ctx), CKPT_OK);
+	wipe_local(&e);
+	ctx = th_open(&e, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+	CU_ASSERT_EQUAL(ckpt_latest(ctx, &step), CKPT_OK);
+	CU_ASSERT_EQUAL(ckpt_load(ctx, step, "w", back, r.size), CKPT_OK);
+	CU_ASSERT_STRING_EQUAL(ckpt_errmsg(ctx), "");
+	CU_ASSERT_EQUAL(ckpt_close(ctx), CKPT_OK);
+	free(d);
+	free(back);
+	th_env_free(&e);
+}
+
 static void test_poll_states(void)
 {
 	ckpt_region r = { "w", NULL, 2 * MIB };
@@ -1225,6 +1310,8 @@ int main(void)
 	    !CU_add_test(s, "load errors", test_load_errors) ||
 	    !CU_add_test(s, "retention after a rollback", test_retention_rollback) ||
 	    !CU_add_test(s, "poll states", test_poll_states) ||
+	    !CU_add_test(s, "ckpt_open creates local_dir", test_open_creates_local_dir) ||
+	    !CU_add_test(s, "errmsg empty after successful calls", test_errmsg_after_success) ||
 	    !CU_add_test(s, "latest across tiers", test_latest_across_tiers) ||
 	    !CU_add_test(s, "same step saved again", test_resave_same_step) ||
 	    !CU_add_test(s, "retention", test_retention) ||

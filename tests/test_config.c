@@ -164,7 +164,14 @@ static const struct set_case set_cases[] = {
 	{ "max_pending", "1025", NULL },
 	{ "close_timeout", "0", "0" },
 	{ "close_timeout", "0.5", "0.5" },
-	{ "close_timeout", "1e3", "1000" },
+	{ "close_timeout", "1e3", NULL },     /* decimal only, as documented */
+	{ "close_timeout", "0x10", NULL },
+	{ "close_timeout", "0x1p4", NULL },
+	{ "close_timeout", " 5", NULL },
+	{ "close_timeout", "1.5.2", NULL },
+	{ "close_timeout", ".", NULL },
+	{ "close_timeout", "+5", NULL },
+	{ "close_timeout", "2.", "2" },
 	{ "close_timeout", "604800", "604800" },
 	{ "close_timeout", "604801", NULL },
 	{ "close_timeout", "-1", NULL },
@@ -184,6 +191,8 @@ static const struct set_case set_cases[] = {
 	{ "mpi_timeout", "2.5", "2.5" },
 	{ "mpi_timeout", "0.5", NULL },
 	{ "mpi_timeout", "0", NULL },
+	{ "mpi_timeout", "1e1", NULL },
+	{ "mpi_timeout", "0x10", NULL },
 	{ "fault_kill_at", "after-write", "after-write" },
 	{ "log_level", "0", "0" },
 	{ "log_level", "2", "2" },
@@ -313,6 +322,9 @@ static void test_set_long_values(void)
 			ckpt_config_errmsg(cfg));
 		CU_FAIL("long value pushes the key out of the error message");
 	}
+	/* ... and the limit, so that the user knows what to change */
+	CU_ASSERT_PTR_NOT_NULL(strstr(ckpt_config_errmsg(cfg), "1 to 3000 bytes"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(ckpt_config_errmsg(cfg), "3001 bytes"));
 	ckpt_config_free(cfg);
 }
 

@@ -305,10 +305,16 @@ static void test_directories(void)
 	int rc;
 
 	CU_ASSERT_FATAL(setup_dirs("hostile-dirs") == 0);
-	/* a missing local_dir is not created either */
+	/* a missing local_dir is created (the local tier is ephemeral: a recreated node is empty) */
 	snprintf(p, sizeof(p), "%s/no-such-local", B);
-	CU_ASSERT(try_open(p, S, &ctx) == CKPT_ENOENT && !ctx && !exists(p));
-	CU_ASSERT_PTR_NOT_NULL(strstr(ckpt_errmsg(NULL), p));
+	CU_ASSERT(try_open(p, S, &ctx) == CKPT_OK && ctx && exists(p));
+	ckpt_close(ctx);
+	/* ... but not through a regular file where a parent should be */
+	snprintf(p, sizeof(p), "%s/a-file", B);
+	CU_ASSERT_FATAL(close(open(p, O_CREAT | O_WRONLY, 0644)) == 0);
+	snprintf(p, sizeof(p), "%s/a-file/local", B);
+	CU_ASSERT(try_open(p, S, &ctx) < 0 && !ctx && !exists(p));
+	CU_ASSERT_PTR_NOT_NULL(strstr(ckpt_errmsg(NULL), "a-file"));
 	/* shared_dir reaching into local_dir through a symlink */
 	snprintf(p, sizeof(p), "%s/sub", L);
 	snprintf(q, sizeof(q), "%s/link-to-local-sub", B);

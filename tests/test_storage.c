@@ -317,6 +317,48 @@ static void test_probe_tmp(void)
 	CU_ASSERT(fs.cls != CKPT_FS_UNKNOWN);
 }
 
+/* A FUSE filesystem the table does not know is classified by its mount source: a userspace NFS
+ * client (fuse-nfs, source nfs://...) or any host:path source is a network filesystem; an
+ * unknown FUSE with a local-looking source stays what the magic says. */
+static void test_probe_fuse_source(void)
+{
+	static const char *const cases[][2] = {
+		{ "fuse.fuse-nfs", "nfs://127.0.0.1/export" },
+		{ "fuse.fuse-nfs", "NFS://server/export" },
+		{ "fuse", "server:/export/home" },
+		{ "fuse.smbnetfs", "smb://fileserver/share" },
+		{ "fuse3.something", "user@host:/data" },
+	};
+	struct ckpt_fsinfo fs, plain;
+	struct ckpt_err e = { "" };
+	char real[PATH_MAX], mi[2 * PATH_MAX];
+	struct stat st;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(realpath(base, real));
+	CU_ASSERT_FATAL(stat(real, &st) == 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(mi, sizeof(mi), "36 1 %u:%u / %s rw,relatime - %s %s rw\n",
+			 major(st.st_dev), minor(st.st_dev), real, cases[i][0], cases[i][1]);
+		CU_ASSERT_EQUAL_FATAL(ckpt_storage__probe(&fs, real, mi, &e), CKPT_OK);
+		CU_ASSERT(fs.have_mount);
+		CU_ASSERT_STRING_EQUAL(fs.fstype, cases[i][0]);
+		if (fs.cls != CKPT_FS_NETWORK)
+			fprintf(stderr, "%s from %s: class %d\n", cases[i][0], cases[i][1], fs.cls);
+		CU_ASSERT_EQUAL(fs.cls, CKPT_FS_NETWORK);
+		CU_ASSERT_EQUAL(fs.node_local, 0);
+	}
+	/* a local source says nothing: the classification is the magic's, as without the rule */
+	CU_ASSERT_EQUAL_FATAL(ckpt_storage__probe(&plain, real, NULL, &e), CKPT_OK);
+	snprintf(mi, sizeof(mi), "36 1 %u:%u / %s rw,relatime - fuse.unknownfs /dev/sdz1 rw\n",
+		 major(st.st_dev), minor(st.st_dev), real);
+	CU_ASSERT_EQUAL_FATAL(ckpt_storage__probe(&fs, real, mi, &e), CKPT_OK);
+	CU_ASSERT_EQUAL(fs.cls, plain.cls);
+	snprintf(mi, sizeof(mi), "36 1 %u:%u / %s rw,relatime - fuse.unknownfs unknownfs rw\n",
+		 major(st.st_dev), minor(st.st_dev), real);
+	CU_ASSERT_EQUAL_FATAL(ckpt_storage__probe(&fs, real, mi, &e), CKPT_OK);
+	CU_ASSERT_EQUAL(fs.cls, plain.cls);
+}
+
 static void test_probe_proc(void)
 {
 	struct ckpt_fsinfo fs;
@@ -841,6 +883,7 @@ int main(void)
 	    !CU_add_test(s, "mountinfo parsing", test_mountinfo) ||
 	    !CU_add_test(s, "probe $TMPDIR", test_probe_tmp) ||
 	    !CU_add_test(s, "probe /proc", test_probe_proc) ||
+	    !CU_add_test(s, "probe: FUSE classified by its source", test_probe_fuse_source) ||
 	    !CU_add_test(s, "probe tmpfs", test_probe_tmpfs) ||
 	    !CU_add_test(s, "probe overlay", test_probe_overlay) ||
 	    !CU_add_test(s, "same filesystem as local_dir", test_same_filesystem) ||
