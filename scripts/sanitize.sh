@@ -148,7 +148,11 @@ else
 	for t in $(make -s --no-print-directory --eval='print-tests: ; @echo $(TESTS)' print-tests); do
 		case $skip in *" $t "*) log "skipped: $t" ;; *) tests="$tests $t" ;; esac
 	done
-	make -j"$jobs" check TESTS="$tests" >"$work/check.log" 2>&1 || rc=1
+	# The randomized reliability tests with shorter runs than make check's (a sanitizer slows
+	# every process several times; what it looks for shows in short runs too), unless set.
+	TORTURE_DURATION=${TORTURE_DURATION:-15} FAULTS_ROUNDS=${FAULTS_ROUNDS:-15} \
+		CORRUPT_STRIDE=${CORRUPT_STRIDE:-101} \
+		make -j"$jobs" check TESTS="$tests" >"$work/check.log" 2>&1 || rc=1
 	grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL|XPASS):' "$work/check.log" || true
 	if [ $rc -ne 0 ]; then
 		find tests examples -name '*.trs' -print0 2>/dev/null |
