@@ -314,7 +314,7 @@ static int has_data(const char *dir)
 }
 
 /* --data; else ../shared/data beside the source tree (CKPT_BENCH_SRCDIR when the build passes
- * it, else this file's compile-time path); else $CKPT_TEST_DATA; else /work/shared/data. */
+ * it, else this file's compile-time path); else $CKPT_TEST_DATA. */
 static const char *find_data(const char *given, char *buf, size_t len)
 {
 	const char *env = getenv("CKPT_TEST_DATA");
@@ -344,9 +344,7 @@ static const char *find_data(const char *given, char *buf, size_t len)
 		return buf;
 	if (env && has_data(env))
 		return env;
-	if (has_data("/work/shared/data"))
-		return "/work/shared/data";
-	die("real training data not found: tried %s, $CKPT_TEST_DATA (%s) and /work/shared/data; "
+	die("real training data not found: tried %s and $CKPT_TEST_DATA (%s); "
 	    "pass --data DIR holding %s, %s and %s",
 	    buf, env ? env : "unset", data_files[0], data_files[1], data_files[2]);
 }
@@ -590,8 +588,8 @@ static void usage(FILE *f)
 		"  --local DIR       node-local directory (default: mkdtemp under $TMPDIR or /tmp)\n"
 		"  --shared DIR      shared directory (default: mkdtemp under $TMPDIR or /tmp)\n"
 		"  --data DIR        weights-fp32.bin, adamw-state-fp32.bin, weights-bf16.bin\n"
-		"                    (default: ../shared/data beside the source tree, $CKPT_TEST_DATA,\n"
-		"                    /work/shared/data)\n"
+		"                    (default: ../shared/data beside the source tree, then\n"
+		"                    $CKPT_TEST_DATA)\n"
 		"  --size BYTES      bytes per save and rank, K/M/G suffixes (default 256M)\n"
 		"  --reps R          repetitions (default 5)\n"
 		"  --level L         compress_level and zstd -L (default 1)\n"

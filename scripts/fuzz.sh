@@ -3,7 +3,9 @@
 # Builds the libFuzzer targets of fuzz/ (clang, -fsanitize=fuzzer,address,undefined) straight
 # from the library's sources and runs each for FUZZ_SECONDS seconds on a copy of its seed corpus.
 #
-#   scripts/fuzz.sh [BUILD_DIR]        build into BUILD_DIR (default /tmp/ckpt-fuzz), then fuzz
+#   scripts/fuzz.sh [BUILD_DIR]        build into BUILD_DIR, then fuzz. BUILD_DIR is kept (a
+#                                      long run continues its corpus there); without it, a new
+#                                      $TMPDIR/ckpt-fuzz-XXXXXX, removed when every target passed
 #   scripts/fuzz.sh --make-corpus      regenerate fuzz/corpus/ from files the library writes
 #
 # Environment: FUZZ_SECONDS (per target, default 30), FUZZ_TARGETS (default: every fuzz/fuzz_*.c),
@@ -21,7 +23,25 @@ if [ "${1:-}" = --make-corpus ]; then
 	make_corpus=1
 	shift
 fi
-build=${1:-/tmp/ckpt-fuzz}
+build=${1:-}
+own_build=
+if [ -z "$build" ]; then
+	build=$(mktemp -d "${TMPDIR:-/tmp}/ckpt-fuzz-XXXXXX")
+	own_build=1
+fi
+run_tmp=
+# The targets' scratch files always go; a build directory of our own too, unless a target failed.
+finish() {
+	local rc=$?
+	[ -z "$run_tmp" ] || rm -rf "$run_tmp"
+	if [ -n "$own_build" ] && [ $rc -eq 0 ]; then
+		rm -rf "$build"
+	elif [ -n "$own_build" ]; then
+		echo "fuzz: build, logs and crash inputs kept in $build"
+	fi
+	return $rc
+}
+trap finish EXIT
 seconds=${FUZZ_SECONDS:-30}
 CC=${CC:-clang}
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -100,9 +120,8 @@ if [ -z "$tmpbase" ]; then
 	[ -d /dev/shm ] && [ -w /dev/shm ] && tmpbase=/dev/shm
 fi
 mkdir -p "$tmpbase"
-FUZZ_TMPDIR=$(mktemp -d "$tmpbase/ckpt-fuzz-run.XXXXXX")
-export FUZZ_TMPDIR
-trap 'rm -rf "$FUZZ_TMPDIR"' EXIT
+run_tmp=$(mktemp -d "$tmpbase/ckpt-fuzz-run.XXXXXX")
+export FUZZ_TMPDIR=$run_tmp
 passed=0 failed=0
 for t in $targets; do
 	# the seeds, added to what earlier runs in this build dir grew (a long run continues there)

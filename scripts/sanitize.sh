@@ -13,7 +13,8 @@
 # Leaks and races inside Open MPI are suppressed by fuzz/lsan.supp and fuzz/tsan.supp, never
 # those of libckpt. Environment: CC, CXX (asan, tsan: default clang, clang++), TMPDIR, SAN_JOBS
 # (parallel jobs, default nproc), CONFIGURE_FLAGS (extra ./configure arguments), SAN_SKIP_TESTS
-# (tests left out, default "bindings/python/run_tests.sh tests/test_k8s.sh").
+# (tests left out, default "bindings/python/run_tests.sh tests/test_k8s.sh"), SAN_KEEP (keep the
+# build directory, $TMPDIR/ckpt-san-<mode>-XXXXXX, also when every test passed).
 # Exit status: 0 when every test passed clean, 1 otherwise, 64 for bad usage.
 # shellcheck disable=SC2016,SC2086,SC2012  # sh -c scripts in single quotes; word lists split
 set -euo pipefail
@@ -24,11 +25,22 @@ case $mode in
 asan | tsan | valgrind) ;;
 *) echo "usage: $0 asan|tsan|valgrind" >&2; exit 64 ;;
 esac
-work=${TMPDIR:-/tmp}/ckpt-san-$mode
+# A directory of this run (two runs on one machine never share one): removed when every test
+# passed, kept for its logs and reports otherwise (or always with SAN_KEEP=1).
+work=$(mktemp -d "${TMPDIR:-/tmp}/ckpt-san-$mode-XXXXXX")
 start=$(date +%s)
 log() { echo "sanitize[$mode]: $*"; }
+finish() {
+	local rc=$?
+	if [ $rc -eq 0 ] && [ -z "${SAN_KEEP:-}" ]; then
+		rm -rf "$work"
+	else
+		echo "sanitize[$mode]: build, logs and reports kept in $work"
+	fi
+	return $rc
+}
+trap finish EXIT
 
-rm -rf "$work"
 mkdir -p "$work/build"
 # configure refuses an out-of-tree build from a source tree that is configured in place (what
 # scripts/setup.sh does). Then build from a clean export of the working tree instead (tracked and
@@ -136,7 +148,11 @@ else
 	for t in $(make -s --no-print-directory --eval='print-tests: ; @echo $(TESTS)' print-tests); do
 		case $skip in *" $t "*) log "skipped: $t" ;; *) tests="$tests $t" ;; esac
 	done
-	make -j"$jobs" check TESTS="$tests" >"$work/check.log" 2>&1 || rc=1
+	# The randomized reliability tests with shorter runs than make check's (a sanitizer slows
+	# every process several times; what it looks for shows in short runs too), unless set.
+	TORTURE_DURATION=${TORTURE_DURATION:-15} FAULTS_ROUNDS=${FAULTS_ROUNDS:-15} \
+		CORRUPT_STRIDE=${CORRUPT_STRIDE:-101} \
+		make -j"$jobs" check TESTS="$tests" >"$work/check.log" 2>&1 || rc=1
 	grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL|XPASS):' "$work/check.log" || true
 	if [ $rc -ne 0 ]; then
 		find tests examples -name '*.trs' -print0 2>/dev/null |
@@ -157,6 +173,6 @@ if [ "$nreports" -gt 0 ]; then
 	done
 	rc=1
 fi
-log "tests took $(( $(date +%s) - t0 )) s; total $(( $(date +%s) - start )) s; build in $work"
+log "tests took $(( $(date +%s) - t0 )) s; total $(( $(date +%s) - start )) s"
 echo "sanitize[$mode]: $passed passed, $failed failed, $nreports process(es) with error reports"
 exit $rc

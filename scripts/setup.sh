@@ -10,7 +10,7 @@ PKGS="build-essential autoconf automake libtool pkg-config make gcc
 libzstd-dev libxxhash-dev liburing-dev libopenmpi-dev openmpi-bin libcunit1-dev
 zstd fiu-utils python3 python3-pytest python3-numpy python3-torch python3-mpi4py
 python3-pip python3-venv python3-setuptools python3-wheel python3-fusepy fuse3
-clang libclang-rt-14-dev llvm valgrind git
+clang libclang-rt-14-dev llvm valgrind git pandoc man-db
 slurmd slurmctld slurm-client munge"
 # Node.js and npm check the Kubernetes manifests (tests/test_k8s.sh). A Node.js from elsewhere
 # (NodeSource) bundles npm and conflicts with Debian's npm package: install them only if missing.
@@ -30,5 +30,21 @@ if [ -n "$missing" ]; then
 fi
 
 [ -x configure ] || autoreconf -fi
-[ -f Makefile ] || ./configure "$@"
+# configure runs on a fresh tree, and again whenever arguments are given that differ from those
+# the tree was configured with (./config.status --config): `setup.sh --without-mpi` on a tree
+# configured with MPI must not silently keep MPI. Without arguments a configured tree keeps its
+# configuration, which is said.
+if [ ! -f Makefile ] || [ ! -x config.status ]; then
+	./configure "$@"
+else
+	was=$(./config.status --config) # shell-quoted words
+	if [ $# -gt 0 ] &&
+		[ "$(printf '%s\n' "$@")" != "$(eval "set -- $was; printf '%s\\n' \"\$@\"")" ]; then
+		echo "setup: reconfiguring with: $* (configured with: ${was:-no arguments})"
+		./configure "$@"
+	else
+		echo "setup: keeping this tree's configuration (${was:-no arguments});" \
+			"arguments to setup.sh change it"
+	fi
+fi
 make -j"$(nproc)"

@@ -32,9 +32,11 @@ passed=0 failed=0
 pass() { passed=$((passed + 1)); echo "PASS: $*"; }
 fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
 
-# ---- the validator: installed once per version set (a stamp names the set)
+# ---- the validator: installed once per version set (a stamp names the set). The cache is shared
+# by every run of this test on the machine (two make checks at once): a lock file beside it,
+# exclusive to install, shared while validating, so that no run replaces the modules under another.
 # shellcheck disable=SC2086 # PKGS is a list of words
-if [ "$(cat "$MOD/.ckpt-packages" 2>/dev/null)" != "$PKGS" ]; then
+install_validator() {
 	t=$(date +%s)
 	mkdir -p "$(dirname "$MOD")" && rm -rf "$MOD.new.$$" && mkdir -p "$MOD.new.$$" &&
 		(cd "$MOD.new.$$" && npm install --prefix . --no-audit --no-fund --loglevel=error \
@@ -48,6 +50,18 @@ if [ "$(cat "$MOD/.ckpt-packages" 2>/dev/null)" != "$PKGS" ]; then
 		unavailable "npm install $PKGS failed (no registry?)"
 	fi
 	echo "validator installed into $MOD in $(($(date +%s) - t)) s"
+}
+stamped() { [ "$(cat "$MOD/.ckpt-packages" 2>/dev/null)" = "$PKGS" ]; }
+mkdir -p "$(dirname "$MOD")" || unavailable "cannot create $(dirname "$MOD")"
+if command -v flock >/dev/null 2>&1 && exec 9>"$MOD.lock"; then
+	flock -s 9
+	if ! stamped; then
+		flock -x 9 # (a conversion: another run may install first; then the stamp is there)
+		stamped || install_validator
+		flock -s 9
+	fi
+else
+	stamped || install_validator
 fi
 validate() { node "$K8S/check-manifests.mjs" --modules "$MOD" --shared-volume "$SHARED_VOLUME" "$@"; }
 

@@ -9,12 +9,16 @@
 # Needs root (slurmd starts job steps as their owner), Debian's slurmd, slurmctld, slurm-client
 # and munge (scripts/setup.sh installs them), and an MPI build. Exit 77 (skip) otherwise.
 # Nothing outside a temporary directory is used: own munge key and socket, own slurm.conf
-# (SLURM_CONF), own ports, state and spool directories, all removed at the end.
+# (SLURM_CONF), own ports, state, spool and TmpFS directories, all removed at the end. Two of these
+# tests may run at once on one machine (two make checks): every private cluster numbers its jobs
+# from 1, so whatever Slurm, PMIx or Open MPI names after the job id must live in this test's own
+# directories (TmpFS for PMIx's spmix_appdir_<uid>_<job>.<step>, TMPDIR for Open MPI's session
+# directory, a backing directory of our own for its shared-memory segments).
 set -u
 B=$(pwd)
 SRC=${srcdir:-.}
 SRC=$(cd "$SRC" && pwd)
-TRAIN_BIN=${TRAIN_BIN:-$B/examples/mpi_train}
+TRAIN_BIN=${TRAIN_BIN:-$B/examples/ckpt-mpi-train}
 CKPT_BIN=${CKPT_BIN:-$B/tools/ckpt}
 NP=4
 # Small enough for two cores. Rank 1 dies at step 70 once step 60 is committed (--crash-at).
@@ -31,11 +35,14 @@ for p in munged slurmctld slurmd sbatch srun sinfo scontrol scancel; do
 		skip "$p not found: apt-get install slurmd slurmctld slurm-client munge (scripts/setup.sh)"
 done
 if [ ! -x "$TRAIN_BIN" ] || [ ! -x "$CKPT_BIN" ]; then
-	skip "build examples/mpi_train and tools/ckpt first"
+	skip "build examples/ckpt-mpi-train and tools/ckpt first"
 fi
 
 base=$(mktemp -d "${TMPDIR:-/tmp}/ckpt-slurm-XXXXXX") || exit 1
 chmod 755 "$base" # munged wants its socket's directories searchable by all
+# Open MPI's shared-memory transport names its segment files after the job id and rank: in a
+# directory of ours, on tmpfs when there is one.
+shm=$(mktemp -d /dev/shm/ckpt-slurm-XXXXXX 2>/dev/null) || { shm=$base/shm && mkdir "$shm"; }
 passed=0 failed=0
 started=$(date +%s)
 
@@ -52,7 +59,7 @@ stop_all() {
 		for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
 		alive "$pid" && kill -9 "$pid" 2>/dev/null
 	done
-	rm -rf "$base"
+	rm -rf "$base" "$shm"
 }
 trap stop_all EXIT
 trap 'exit 1' INT TERM
@@ -78,7 +85,8 @@ port=$((20000 + $$ % 20000 / 2 * 2))
 free_ports() { # the next pair of free ports from $port on
 	while ss -ltn 2>/dev/null | grep -qE ":($port|$((port + 1)))\b"; do port=$((port + 2)); done
 }
-mkdir -p "$base/munge" "$base/run" "$base/state" "$base/spool" "$base/log" "$base/bin" "$base/shared"
+mkdir -p "$base/munge" "$base/run" "$base/state" "$base/spool" "$base/log" "$base/bin" "$base/shared" \
+	"$base/tmp"
 chmod 700 "$base/munge"
 head -c 1024 /dev/urandom >"$base/munge/munge.key"
 chmod 400 "$base/munge/munge.key"
@@ -95,6 +103,7 @@ CredType=cred/munge
 AuthInfo=socket=$base/run/munge.socket
 StateSaveLocation=$base/state
 SlurmdSpoolDir=$base/spool
+TmpFS=$base/tmp
 SlurmctldPidFile=$base/slurmctld.pid
 SlurmdPidFile=$base/slurmd.pid
 SlurmctldLogFile=$base/log/slurmctld.log
@@ -113,6 +122,9 @@ KillWait=5
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$NP RealMemory=1000 State=UNKNOWN
 PartitionName=test Nodes=$host Default=YES MaxTime=30 State=UP
 EOF
+	# PMIx's client directories (spmix_appdir_<uid>_<job>.<step>) under our TmpFS, said twice: the
+	# plugin takes SLURM_PMIX_TMPDIR, then mpi.conf's PMIxCliTmpDirBase, then TmpFS (/tmp).
+	echo "PMIxCliTmpDirBase=$base/tmp" >"$base/mpi.conf"
 }
 export SLURM_CONF="$base/slurm.conf"
 # listening PID PORT: process PID (from a pid file) is alive and listens on TCP port PORT
@@ -167,11 +179,22 @@ if srun --mpi=list 2>&1 | grep -qw pmix; then
 else
 	fail "srun --mpi=list has no pmix"
 fi
+# While a PMIx step runs, its client directory exists: it must be in this cluster's TmpFS (with
+# /tmp, a second cluster's job 1 would share it, and the first step to end would remove it).
+appdir=$(srun --mpi=pmix -n1 sh -c "ls -d '$base'/tmp/spmix_appdir_*" 2>&1)
+case $appdir in
+"$base"/tmp/spmix_appdir_*) pass "PMIx's client directory is private to this cluster: $appdir" ;;
+*) fail "no PMIx client directory under $base/tmp while a step runs: ${appdir:-nothing}" ;;
+esac
 
 # ---- the job's environment: sbatch exports it to the batch script, srun to every rank
+# The job script's default programs, ckpt-restore and ckpt-mpi-train, found in PATH as after
+# make install: this build's.
 ln -s "$CKPT_BIN" "$base/bin/ckpt-restore" # the same program, chosen by argv[0]
-export CKPT_SHARED_DIR="$base/shared" CKPT_LOCAL_DIR="$base/nvme" CKPT_RESTORE="$base/bin/ckpt-restore"
-export TRAIN="$TRAIN_BIN"
+ln -s "$TRAIN_BIN" "$base/bin/ckpt-mpi-train"
+export PATH="$base/bin:$PATH"
+unset TRAIN CKPT_RESTORE
+export CKPT_SHARED_DIR="$base/shared" CKPT_LOCAL_DIR="$base/nvme"
 # Both directories are on this machine's disk: libckpt warns that shared_dir is not persistent,
 # and the job script's default CKPT_REQUIRE_PERSISTENT=1 would refuse it. A test cluster of one
 # node has no shared volume to offer; on a real cluster $HOME (NFS) passes.
@@ -179,6 +202,8 @@ export CKPT_REQUIRE_PERSISTENT=0
 # Loopback only: no warnings about missing high-speed networks. Root may run mpirun (test 5).
 export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Open MPI's session directories and shared-memory segments: ours (see the top of this file).
+export TMPDIR="$base/tmp" OMPI_MCA_btl_vader_backing_directory="$shm"
 # The batch script runs in the submit directory (output file paths are relative to it).
 cd "$base" || exit 1
 
@@ -209,7 +234,7 @@ t=$(date +%s)
 rc=$(submit ref "$ARGS")
 ref=$(checksum "$base/ref.out")
 if [ "$rc" = 0 ] && [ -n "$ref" ] && grep -q '^restore: no committed checkpoint yet' "$base/ref.out" &&
-	grep -q '^training: srun --kill-on-bad-exit=1 --mpi=pmix ' "$base/ref.out"; then
+	grep -q '^training: srun --kill-on-bad-exit=1 --mpi=pmix ckpt-mpi-train ' "$base/ref.out"; then
 	pass "reference job: sbatch, restore step (nothing yet), srun --mpi=pmix, $NP ranks," \
 		"checksum $ref ($(($(date +%s) - t)) s)"
 else
