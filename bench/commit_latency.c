@@ -72,7 +72,12 @@ static int cmp_d(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-	const char *base = argc > 1 ? argv[1] : "/tmp/ckpt-commit-bench";
+	if (argc < 2) {
+		fprintf(stderr, "usage: commit_latency DIR [REPS] (DIR: a new directory of this run, "
+			"on the filesystem to measure; bench/commit_latency.sh makes one)\n");
+		return 64;
+	}
+	const char *base = argv[1];
 	if (strlen(base) > 2000) {
 		fprintf(stderr, "directory name too long\n");
 		return 64;

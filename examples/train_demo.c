@@ -139,7 +139,20 @@ static void load(ckpt_ctx *ctx, struct model *md, uint64_t step)
 
 int main(int argc, char **argv)
 {
-	const char *base = argc > 1 ? argv[1] : "/tmp/ckpt-demo";
+	/* Without an argument: a new private directory under $TMPDIR (a fixed path would collide
+	 * with another run on the same machine). It is kept, and named, for a look afterwards. */
+	char tmpl[4096];
+	const char *base = argc > 1 ? argv[1] : NULL;
+
+	if (!base) {
+		snprintf(tmpl, sizeof(tmpl), "%s/ckpt-demo.XXXXXX",
+			 getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+		if (!(base = mkdtemp(tmpl))) {
+			perror("mkdtemp");
+			return 1;
+		}
+		printf("demo directory: %s\n", base);
+	}
 	size_t n = argc > 2 ? (size_t)strtoull(argv[2], NULL, 10) : (size_t)4 << 20;
 	uint64_t steps = argc > 3 ? strtoull(argv[3], NULL, 10) : 60, every = 10, latest;
 	char local[4096], shared[4096], cmd[8300];

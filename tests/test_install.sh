@@ -3,7 +3,7 @@
 # `make install` into a temporary DESTDIR, then what an installed libckpt promises its users:
 #  - man pages: every function declared in the public headers has an installed page of its name
 #    (its own, or a `.so` alias naming the page that documents it, whose NAME section lists it),
-#    and man renders every section 3 and 7 page without a warning; the committed roff is what
+#    and man renders every section 1, 3 and 7 page without a warning; the committed roff is what
 #    pandoc makes of its Markdown source (when this machine's pandoc is the one that made it);
 #  - pkg-config: `pkg-config --cflags --libs libckpt` resolves, and a program builds and runs with
 #    it, where MPI's .pc file cannot be seen (a user without MPI's development files); an MPI
@@ -66,7 +66,7 @@ fi
 if command -v man >/dev/null 2>&1 && man --version >/dev/null 2>&1; then
 	# from the man root, as man itself reads them: `.so man3/x.3` is relative to it
 	bad="" n=0
-	for page in "$mandir"/man3/*.3 "$mandir"/man7/*.7; do
+	for page in "$mandir"/man1/*.1 "$mandir"/man3/*.3 "$mandir"/man7/*.7; do
 		rel=${page#"$mandir"/}
 		n=$((n + 1))
 		(cd "$mandir" && MANWIDTH=80 LC_ALL=C.UTF-8 man --warnings -l "$rel") \
@@ -79,7 +79,7 @@ if command -v man >/dev/null 2>&1 && man --version >/dev/null 2>&1; then
 		fi
 	done
 	if [ $n -gt 20 ] && [ -z "$bad" ]; then
-		pass "man -l renders all $n installed section 3 and 7 pages without a warning"
+		pass "man -l renders all $n installed section 1, 3 and 7 pages without a warning"
 	else
 		fail "man -l warns or fails on:${bad:- nothing, but only $n pages are installed}"
 	fi
