@@ -55,7 +55,7 @@ enum {
 	CKPT_ENOMEM = -2,    /* out of memory */
 	CKPT_EIO = -3,       /* an I/O system call failed (see ckpt_errmsg) */
 	CKPT_ENOSPC = -4,    /* a tier is full (or over its quota) */
-	CKPT_ENOENT = -5,    /* no such step or region */
+	CKPT_ENOENT = -5,    /* no such step, region or directory */
 	CKPT_ECORRUPT = -6,  /* a checksum or format check failed */
 	CKPT_ENOTSUP = -7,   /* not supported by this build (e.g. MPI, io_uring) */
 	CKPT_ETIMEDOUT = -8, /* a wait ran past its time limit */
@@ -94,8 +94,9 @@ void ckpt_config_free(ckpt_config *cfg); /* NULL is a no-op */
  * <shared_dir>/<name> when missing, removes temporary files abandoned by dead processes of this
  * host, and queues for draining every step that is complete locally but not committed on the
  * shared volume (the process died mid-drain). The config is copied; the caller may free it.
- * local_dir and shared_dir must exist: CKPT_ENOENT when one does not (a missing mount point is
- * never created), CKPT_EPERM when one is not writable, CKPT_EINVAL when a key is unset, a path is
+ * shared_dir must exist: CKPT_ENOENT when it does not (a missing mount point is never created);
+ * a missing local_dir is created with its parents (the local tier is ephemeral: a recreated node
+ * starts empty). CKPT_EPERM when a directory is not writable, CKPT_EINVAL when a key is unset, a path is
  * not a directory, or shared_dir is local_dir or inside it. A shared_dir that would not outlive
  * this node (tmpfs, a container's overlay, a node's disk, /home on Kubernetes, the filesystem of
  * local_dir) gets one warning on stderr, or CKPT_EINVAL with require_persistent=1. On failure

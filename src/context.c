@@ -43,10 +43,9 @@ static int check_dir(const char *key, const char *dir, int create, char *real,
 	    (rc = ckpt_store__mkdirs(dir, err)) < 0) /* durable: each new entry's parent fsync'd */
 		return rc;
 	if (stat(dir, &st) < 0)
-		return errno == ENOENT ?
-		       ckpt_err__set(err, CKPT_EINVAL, "%s %s does not exist (is the volume "
-				     "mounted?); libckpt never creates %s", key, dir, key) :
-		       ckpt_err__errno(err, errno, "%s %s", key, dir);
+		return ckpt_err__errno(err, errno, "%s %s%s", key, dir, errno == ENOENT ?
+				       " does not exist (is the volume mounted? libckpt never "
+				       "creates shared_dir)" : "");
 	if (!S_ISDIR(st.st_mode))
 		return ckpt_err__set(err, CKPT_EINVAL, "%s %s is not a directory", key, dir);
 	if (access(dir, W_OK | X_OK) < 0)

@@ -15,7 +15,7 @@ const char *ckpt_strerror(int rc)
 	case CKPT_ENOMEM: return "out of memory";
 	case CKPT_EIO: return "input/output error";
 	case CKPT_ENOSPC: return "no space left on a checkpoint tier";
-	case CKPT_ENOENT: return "no such step or region";
+	case CKPT_ENOENT: return "no such step, region or directory";
 	case CKPT_ECORRUPT: return "checkpoint data is corrupt (checksum or format)";
 	case CKPT_ENOTSUP: return "not supported by this build or system";
 	case CKPT_ETIMEDOUT: return "timed out";

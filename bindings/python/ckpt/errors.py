@@ -5,7 +5,7 @@ The codes that stand for a failed system call are also the matching built-in OSE
 with its errno, so that `except OSError` (or `except TimeoutError`, `except PermissionError`)
 around a training loop catches a full disk as it catches any other: CkptIOError (EIO), NoSpace
 (ENOSPC), TimedOut (TimeoutError, ETIMEDOUT), PermissionDenied (PermissionError, EACCES), Busy
-(EBUSY). NotFound ("no such step or region") stays a LookupError, not a FileNotFoundError: a
+(EBUSY). NotFound ("no such step, region or directory") stays a LookupError, not a FileNotFoundError: a
 checkpoint that does not exist yet is an expected answer, not an OS failure, and must not be
 swallowed by a handler meant for broken storage."""
 import errno as _errno
@@ -88,7 +88,7 @@ class NoSpace(CkptError, OSError):
 
 
 class NotFound(CkptError, LookupError):
-    """CKPT_ENOENT: no such step or region."""
+    """CKPT_ENOENT: no such step, region or directory."""
     code = _lib.CKPT_ENOENT
 
 

@@ -26,7 +26,7 @@ def _import_in_child(env_changes):
 def test_version_and_strerror():
     parts = ckpt.version().split(".")
     assert len(parts) == 3 and all(p.isdigit() for p in parts)
-    assert ckpt.strerror(-5) == "no such step or region"
+    assert ckpt.strerror(-5) == "no such step, region or directory"
     assert ckpt.strerror(-12345)  # never NULL, also for unknown codes
 
 
