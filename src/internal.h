@@ -52,6 +52,7 @@ struct ckpt_step_rec {
 	int rc;                 /* the last drain's result */
 	int queued;             /* waiting in the drain queue (not yet started) */
 	struct ckpt_err err;    /* the last drain's failure */
+	int local_rc;           /* snapshot mode: the newest save's background local write (stage.c) */
 	struct ckpt_step_rec *qnext;
 };
 
@@ -78,6 +79,7 @@ typedef int (*ckpt_commit_fn)(struct ckpt_ctx *ctx, const struct ckpt_drained *d
 
 struct drain_job;
 struct worker;
+struct ckpt_stage;
 
 struct ckpt_ctx {
 	struct ckpt_config *cfg;
@@ -115,6 +117,7 @@ struct ckpt_ctx {
 	char **trash;                   /* retired copies (.tmp.* names) that a drain thread removes */
 	size_t ntrash, captrash;
 	int emptying;                   /* a drain thread is removing a batch taken from trash */
+	struct ckpt_stage *stage;       /* snapshot mode (stage.c); NULL until its first use */
 };
 
 /* drain.c: the pipeline */
