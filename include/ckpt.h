@@ -156,11 +156,11 @@ int ckpt_poll(ckpt_ctx *ctx, uint64_t step, int *state);
  * Snapshot saves
  * --------------
  * With stage_bytes > 0 (a host-memory budget, e.g. "2G"), ckpt_save copies the regions into
- * staging memory that the library owns (several threads, computing each region's XXH3 from the
- * caller's bytes as they are copied) and returns: the caller may reuse its buffers at once. A
- * library thread then writes the staged step to local_dir exactly as a durable ckpt_save would
- * (O_DIRECT from the staging memory, fdatasync, rename, directory fsync), gives its staging memory
- * back to the pool, and queues the drain. Steps are written locally in the order they were saved.
+ * staging memory that the library owns (several threads) and returns: the caller may reuse its
+ * buffers at once. A library thread then computes each region's XXH3 from the staged bytes (the
+ * caller's bytes at the call) and writes the step to local_dir exactly as a durable ckpt_save
+ * would (O_DIRECT from the staging memory, fdatasync, rename, directory fsync), gives its staging
+ * memory back to the pool, and queues the drain. Steps are written locally in the order they were saved.
  *   States: ckpt_poll says CKPT_STATE_STAGED until the local copy is durable, then
  *   CKPT_STATE_LOCAL, CKPT_STATE_COMMITTED (or CKPT_STATE_FAILED) as before. ckpt_wait_local waits
  *   for local durability only; ckpt_wait waits for the commit as before (so through staging), and
