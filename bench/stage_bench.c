@@ -3,8 +3,9 @@
  * durable ckpt_save, in one run, on real trained weights (issue 16's targets).
  *
  * For each --size (default 256M and 1G), saved as regions of 16 MiB (a model's layers):
- *   memcpy     one memcpy of all the bytes into a buffer already touched (the copy a snapshot
- *              cannot avoid; the staging pool is touched too after the first save)
+ *   memcpy     a memcpy of all the bytes (region by region, one thread) into a buffer already
+ *              touched (the copy a snapshot cannot avoid; the staging pool is touched too after
+ *              the first save), right before each snapshot save, so both share the noise
  *   durable    ckpt_save with stage_bytes=0 (returns when the step is durable locally)
  *   snapshot   ckpt_save with stage_bytes=--stage (default: the size), after one warm-up save;
  *              the first save (pool pages faulted in) is printed apart
@@ -151,11 +152,12 @@ static size_t make_regions(ckpt_region *r, char (*names)[32], const unsigned cha
 }
 
 /* Median seconds of `reps` ckpt_save calls (each after ckpt_wait and sync). *first: the very
- * first save's time. */
+ * first save's time. With mc: a memcpy of the step's bytes into dst right before each save (so
+ * both share the machine's noise), its median in *mc. */
 static double time_saves(ckpt_ctx *ctx, const ckpt_region *r, size_t nr, double *first,
-			 double *local_after)
+			 double *local_after, unsigned char *dst, double *mc)
 {
-	double t[64], tl[64];
+	double t[64], tl[64], tm[64];
 	int rc;
 
 	for (int i = -1; i < reps; i++) {
@@ -164,6 +166,14 @@ static double time_saves(ckpt_ctx *ctx, const ckpt_region *r, size_t nr, double 
 		if ((rc = ckpt_wait(ctx, CKPT_STEP_ALL)))
 			die("ckpt_wait", rc, ctx);
 		sync();
+		if (dst && i >= 0) {
+			size_t off = 0;
+
+			t0 = now();
+			for (size_t k = 0; k < nr; off += r[k].size, k++)
+				memcpy(dst + off, r[k].data, r[k].size);
+			tm[i] = now() - t0;
+		}
 		t0 = now();
 		if ((rc = ckpt_save(ctx, (uint64_t)(i + 2), r, nr)))
 			die("ckpt_save", rc, ctx);
@@ -180,6 +190,8 @@ static double time_saves(ckpt_ctx *ctx, const ckpt_region *r, size_t nr, double 
 		die("ckpt_wait", rc, ctx);
 	if (local_after)
 		*local_after = median(tl, reps);
+	if (dst)
+		*mc = median(tm, reps);
 	return median(t, reps);
 }
 
@@ -228,7 +240,7 @@ static void run(size_t n)
 {
 	unsigned char *buf = malloc(n), *dst = malloc(n);
 	uint64_t stage = stage_opt ? stage_opt : n;
-	double tm[64], mc, dur, snap, first_d, first_s, local_s;
+	double mc, dur, snap, first_d, first_s, local_s;
 	struct loop_res lr;
 	ckpt_region r[128];
 	char names[128][32], name[64];
@@ -244,23 +256,16 @@ static void run(size_t n)
 	load_data(buf, n);
 	memset(dst, 0, n);
 	nr = make_regions(r, names, buf, n);
-	for (int i = 0; i < reps; i++) {
-		double t0 = now();
-
-		memcpy(dst, buf, n);
-		tm[i] = now() - t0;
-	}
-	mc = median(tm, reps);
-	free(dst);
 
 	snprintf(name, sizeof(name), "durable-%zu", n);
 	ctx = open_ctx(name, 0, 2);
-	dur = time_saves(ctx, r, nr, &first_d, NULL);
+	dur = time_saves(ctx, r, nr, &first_d, NULL, NULL, NULL);
 	ckpt_close(ctx);
 	snprintf(name, sizeof(name), "snapshot-%zu", n);
 	ctx = open_ctx(name, stage, 2);
-	snap = time_saves(ctx, r, nr, &first_s, &local_s);
+	snap = time_saves(ctx, r, nr, &first_s, &local_s, dst, &mc);
 	ckpt_close(ctx);
+	free(dst);
 
 	fflush(stdout);
 	if (pipe(p) < 0 || (pid = fork()) < 0)

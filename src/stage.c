@@ -383,26 +383,29 @@ static void *writer_main(void *arg)
 		/* durable locally (or lost): the staging memory is free for the next saves */
 		job_release(st, j);
 		rec = ckpt_drain__rec(ctx, j->step, 0);
-		if (rec && rec->save_id == j->save_id) {
-			if (rc == CKPT_OK || published) {
+		if (rc == CKPT_OK || published) {
+			/* durable locally: drain it (a later save of the step, still staged, is
+			 * drained after it lands; the drain reads the newest local copy) */
+			if (rec->save_id == j->save_id)
 				rec->local_rc = CKPT_OK;
-				ctx->pending--; /* counted again by the drain queue */
-				ckpt_drain__enqueue(ctx, rec);
-			} else {
-				rec->local_rc = rc;
-				ckpt_err__copy(&rec->err, &err);
-				if (!ctx->mpi) {
-					/* the staged save is lost; no local copy of it to retry */
-					if (!rec->queued && !ckpt_drain__running(ctx, rec)) {
-						rec->state = CKPT_STATE_FAILED;
-						rec->rc = rc;
-					}
-					rec->save_id = 0;
-					ctx->pending--;
+			ctx->pending--; /* counted again by the drain queue */
+			ckpt_drain__enqueue(ctx, rec);
+		} else if (rec->save_id != j->save_id) {
+			/* superseded by a later save of the step: that one decides the step */
+			if (!ctx->mpi)
+				ctx->pending--; /* with MPI: when the outcome of the vote arrives */
+		} else {
+			rec->local_rc = rc;
+			ckpt_err__copy(&rec->err, &err);
+			if (!ctx->mpi) {
+				/* the staged save is lost; no local copy of it to retry */
+				if (!rec->queued && !ckpt_drain__running(ctx, rec)) {
+					rec->state = CKPT_STATE_FAILED;
+					rec->rc = rc;
 				}
+				rec->save_id = 0;
+				ctx->pending--;
 			}
-		} else if (rc == CKPT_OK || published || !ctx->mpi) {
-			ctx->pending--; /* superseded by a later save of the step (not possible now) */
 		}
 		if (rc < 0)
 			ckpt_config__log(ctx->cfg, 1, "step %llu: the staged save was lost: %s",
@@ -448,15 +451,18 @@ static int stage_get(struct ckpt_ctx *ctx, struct ckpt_err *err)
 	pthread_cond_init(&st->cgo, NULL);
 	pthread_cond_init(&st->cdone, NULL);
 	ctx->stage = st; /* from here ckpt_stage__free undoes it all */
+	rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory for the staging pool");
 	if (!(st->fr = malloc(16 * sizeof(*st->fr))))
-		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory for the staging pool");
+		goto fail;
 	st->capfr = 16;
 	st->fr[0] = (struct ext){ 0, st->cap };
 	st->nfr = 1;
 	if ((rc = ckpt_shard__writer_new(&st->w, ctx->cfg->io_backend, ctx->cfg->io_depth, err)) < 0)
-		return rc;
-	if (pthread_create(&st->writer, NULL, writer_main, st))
-		return ckpt_err__set(err, CKPT_ENOMEM, "cannot start the staging writer thread");
+		goto fail;
+	if (pthread_create(&st->writer, NULL, writer_main, st)) {
+		rc = ckpt_err__set(err, CKPT_ENOMEM, "cannot start the staging writer thread");
+		goto fail;
+	}
 	st->writer_on = 1;
 	/* The copy uses every core the training loop stalls on anyway. */
 	for (long i = 1; i < ncpu && st->ncopiers < MAX_COPIERS - 1; i++) {
@@ -465,6 +471,9 @@ static int stage_get(struct ckpt_ctx *ctx, struct ckpt_err *err)
 		st->ncopiers++;
 	}
 	return CKPT_OK;
+fail:
+	ckpt_stage__free(ctx); /* the next snapshot save tries again */
+	return rc;
 }
 
 void ckpt_stage__stop(struct ckpt_ctx *ctx)
