@@ -5,7 +5,8 @@
  * module uses only modules below it, and its #includes show that; no two modules call each other.
  *   api       api.c: public ckpt_* (check arguments, api_mu, call inward); api_mpi.c: ckpt_open_mpi
  *             and the collective save, latest and recovery
- *   context   context.c: open/shutdown, local save and backpressure, step listings
+ *   context   context.c: open/shutdown, local save and backpressure, step listings; stage.c:
+ *             snapshot saves (staging pool, copy threads, the background local writer)
  *   commit    commit_mpi.c: the MPI vote engine; commit.c: the commit point (the one function that
  *             writes a MANIFEST) and the single-process commit
  *   drain     drain.c: threads, queue, one job at a time; drain_retention.c: keep_local,
