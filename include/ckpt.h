@@ -75,7 +75,7 @@ enum {
  *   local_dir, shared_dir, name, compress_level, keep_local, keep_shared, drain_threads,
  *   io_backend (auto|uring|posix), chunk_size, max_pending, close_timeout, io_depth, drain_nice,
  *   mpi_timeout, log_level, require_persistent (0|1), cluster (auto|none|slurm|kubernetes),
- *   fault_kill_at (tests only).
+ *   stage_bytes (snapshot mode, see "Snapshot saves" below), fault_kill_at (tests only).
  * ckpt_config_new fails only for lack of memory. An unknown key or a bad value given to
  * ckpt_config_set is CKPT_EINVAL, described by ckpt_config_errmsg(). A bad CKPT_* variable is
  * kept aside: ckpt_open then fails with CKPT_EINVAL naming it, unless the program set that key.
@@ -124,6 +124,8 @@ int ckpt_open_mpi_f(ckpt_ctx **out, const ckpt_config *cfg, int fortran_comm);
  * fsync failed: the new save is then in place (the error is still returned) and is drained.
  * With MPI the call is collective: every rank passes the same step.
  * Errors: CKPT_EINVAL (bad step, regions, names, duplicates), CKPT_ENOSPC, CKPT_EIO, CKPT_EMPI.
+ * Snapshot mode (stage_bytes > 0): returns once the regions are copied into the library's staging
+ * memory; see "Snapshot saves" below.
  */
 int ckpt_save(ckpt_ctx *ctx, uint64_t step, const ckpt_region *regions, size_t nregions);
 
@@ -146,8 +148,75 @@ enum {
 	CKPT_STATE_LOCAL = 1,     /* durable locally, drain queued or running */
 	CKPT_STATE_COMMITTED = 2, /* committed on the shared volume */
 	CKPT_STATE_FAILED = 3,    /* drain failed; local copy kept; see ckpt_wait's result */
+	CKPT_STATE_STAGED = 4,    /* snapshot mode: copied into staging memory, not yet durable
+				   * locally (a crash of the process loses this save) */
 };
 int ckpt_poll(ckpt_ctx *ctx, uint64_t step, int *state);
+
+/*
+ * Snapshot saves
+ * --------------
+ * With stage_bytes > 0 (a host-memory budget, e.g. "2G"), ckpt_save copies the regions into
+ * staging memory that the library owns (several threads) and returns: the caller may reuse its
+ * buffers at once. A library thread then computes each region's XXH3 from the staged bytes (the
+ * caller's bytes at the call) and writes the step to local_dir exactly as a durable ckpt_save
+ * would (O_DIRECT from the staging memory, fdatasync, rename, directory fsync), gives its staging
+ * memory back to the pool, and queues the drain. Steps are written locally in the order they were saved.
+ *   States: ckpt_poll says CKPT_STATE_STAGED until the local copy is durable, then
+ *   CKPT_STATE_LOCAL, CKPT_STATE_COMMITTED (or CKPT_STATE_FAILED) as before. ckpt_wait_local waits
+ *   for local durability only; ckpt_wait waits for the commit as before (so through staging), and
+ *   returns the error of a failed background local write. ckpt_latest and ckpt_load see a staged
+ *   step only once it is durable locally.
+ *   Crash: a crash of the process loses the steps still staged (and only those): every step that
+ *   was durable locally or committed before stays intact and readable, and the temporary file of
+ *   a torn local write is never taken for a step (it is removed by the next ckpt_open).
+ *   Memory: staging memory never exceeds stage_bytes. The pool's pages are touched on first use
+ *   and reused by the following saves (so the copy does not pay page faults each time); they are
+ *   returned to the system by ckpt_close. When the pool cannot hold a step now (earlier staged
+ *   steps are still being written), ckpt_save waits until their local writes free enough of it;
+ *   a step larger than stage_bytes, or one that cannot fit even when nothing else is staged
+ *   (memory the caller holds from ckpt_stage_alloc), is written directly as without snapshot mode
+ *   (after the staged steps before it), and ckpt_save returns when it is durable. max_pending
+ *   counts staged steps too.
+ *   MPI: ckpt_save stays collective; the ranks agree that every rank staged the step. A rank
+ *   whose background local write fails votes against the step, which then commits nowhere
+ *   (ckpt_wait returns the error).
+ */
+
+/*
+ * Wait until `step` (or every step saved so far, for CKPT_STEP_ALL) is durable on the local tier,
+ * not for the drain. Returns CKPT_OK once it is, or the error of the step's background local
+ * write (snapshot mode; the staged save is then lost, the step is as it was before it, and
+ * ckpt_errmsg says what failed). Without snapshot mode a successful ckpt_save already was durable
+ * locally: CKPT_OK at once. CKPT_ENOENT when this context never saved `step`.
+ */
+int ckpt_wait_local(ckpt_ctx *ctx, uint64_t step);
+
+/*
+ * Staging memory for a copy-free save (snapshot mode; e.g. a GPU's device-to-host copy straight
+ * into it). ckpt_stage_alloc sets *out to `size` bytes (size > 0) of the context's staging pool,
+ * aligned to 4096 bytes; the caller fills it, then hands it to ckpt_save_staged, or gives it
+ * back with ckpt_stage_free. When the pool has no room now but staged steps are being written,
+ * it waits for them; CKPT_ENOMEM when the pool cannot hold `size` bytes even then (the request
+ * exceeds stage_bytes, or the caller holds the rest); CKPT_EINVAL when stage_bytes is 0. The
+ * memory belongs to the context: ckpt_close frees what the caller still holds. Pinning it for a
+ * GPU (cudaHostRegister) is the caller's choice, undone before ckpt_stage_free/ckpt_save_staged.
+ */
+int ckpt_stage_alloc(ckpt_ctx *ctx, size_t size, void **out);
+/* Give back a buffer from ckpt_stage_alloc that will not be saved. NULL is a no-op; CKPT_EINVAL
+ * for a pointer that is not a buffer of ctx's pool (held by the caller). */
+int ckpt_stage_free(ckpt_ctx *ctx, void *buf);
+/*
+ * ckpt_save of regions whose `data` are buffers from ckpt_stage_alloc on ctx (each the start of
+ * its own buffer, size at most the size allocated): no copy is made. Ownership of every such
+ * buffer passes to the library when the call is made, whatever it returns: the library frees it
+ * once the step is durable locally (or at once when the save fails), and the caller must not
+ * touch it again. Returns once the step is staged, as ckpt_save in snapshot mode; the regions'
+ * checksums are computed by the background writer. With MPI the call is collective, as ckpt_save.
+ * Errors: those of ckpt_save; CKPT_EINVAL when a region's data is not such a buffer (or names one
+ * twice) or is larger than its buffer.
+ */
+int ckpt_save_staged(ckpt_ctx *ctx, uint64_t step, const ckpt_region *regions, size_t nregions);
 
 /* The newest (highest-numbered) step whose copy is complete and structurally intact (header,
  * index, trailer and MANIFEST checksums; data checksums are verified by ckpt_load), committed on

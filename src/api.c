@@ -14,6 +14,7 @@
 #include "commit_mpi.h"
 #include "context.h"
 #include "internal.h"
+#include "stage.h"
 #include "step.h"
 
 const char *ckpt_version(void)
@@ -261,9 +262,103 @@ int ckpt_poll(ckpt_ctx *ctx, uint64_t step, int *state)
 	pthread_mutex_lock(&ctx->mu);
 	rec = ckpt_drain__rec(ctx, step, 0);
 	*state = rec ? rec->state : CKPT_STATE_NONE;
+	/* snapshot mode: LOCAL for the drain and retention, but not durable yet */
+	if (*state == CKPT_STATE_LOCAL && ckpt_stage__staged(ctx, step))
+		*state = CKPT_STATE_STAGED;
 	pthread_mutex_unlock(&ctx->mu);
 	pthread_mutex_unlock(&ctx->api_mu);
 	return CKPT_OK;
+}
+
+int ckpt_wait_local(ckpt_ctx *ctx, uint64_t step)
+{
+	struct ckpt_step_rec *rec;
+	int rc = CKPT_OK;
+
+	if (!ctx)
+		return CKPT_EINVAL;
+	pthread_mutex_lock(&ctx->api_mu);
+	pthread_mutex_lock(&ctx->mu);
+	if (step == CKPT_STEP_ALL) {
+		ckpt_stage__wait(ctx, step);
+		for (size_t i = 0; i < ctx->nrecs; i++)
+			if (ctx->recs[i]->local_rc < 0) {
+				rc = ctx->recs[i]->local_rc;
+				ckpt_err__copy(&ctx->err, &ctx->recs[i]->err);
+				break;
+			}
+	} else if (!(rec = ckpt_drain__rec(ctx, step, 0)) || rec->state == CKPT_STATE_NONE) {
+		rc = ckpt_err__set(&ctx->err, CKPT_ENOENT,
+				   "ckpt_wait_local: step %llu was not saved by this context",
+				   (unsigned long long)step);
+	} else {
+		ckpt_stage__wait(ctx, step);
+		if ((rc = rec->local_rc) < 0)
+			ckpt_err__copy(&ctx->err, &rec->err);
+	}
+	pthread_mutex_unlock(&ctx->mu);
+	pthread_mutex_unlock(&ctx->api_mu);
+	return rc;
+}
+
+int ckpt_stage_alloc(ckpt_ctx *ctx, size_t size, void **out)
+{
+	int rc;
+
+	if (out)
+		*out = NULL;
+	if (!ctx)
+		return CKPT_EINVAL;
+	pthread_mutex_lock(&ctx->api_mu);
+	if (!out)
+		rc = ckpt_err__set(&ctx->err, CKPT_EINVAL, "ckpt_stage_alloc: NULL out");
+	else
+		rc = ckpt_stage__alloc(ctx, size, out);
+	pthread_mutex_unlock(&ctx->api_mu);
+	return rc;
+}
+
+int ckpt_stage_free(ckpt_ctx *ctx, void *buf)
+{
+	int rc;
+
+	if (!ctx)
+		return CKPT_EINVAL;
+	pthread_mutex_lock(&ctx->api_mu);
+	rc = ckpt_stage__free_buf(ctx, buf);
+	pthread_mutex_unlock(&ctx->api_mu);
+	return rc;
+}
+
+int ckpt_save_staged(ckpt_ctx *ctx, uint64_t step, const ckpt_region *regions, size_t nregions)
+{
+	int rc;
+
+	if (!ctx)
+		return CKPT_EINVAL;
+	pthread_mutex_lock(&ctx->api_mu);
+	if (step == CKPT_STEP_ALL)
+		rc = ckpt_err__set(&ctx->err, CKPT_EINVAL,
+				   "ckpt_save_staged: step %llu is reserved (CKPT_STEP_ALL)",
+				   (unsigned long long)step);
+	else
+		rc = check_regions(regions, nregions, &ctx->err);
+	/* the buffers are the library's from here, whatever happens */
+	if (regions) {
+		int crc = ckpt_stage__claim(ctx, regions, nregions);
+
+		if (rc == CKPT_OK)
+			rc = crc;
+	}
+	if (ctx->mpi)
+		rc = ckpt_api_mpi__save(ctx, step, regions, nregions, rc);
+	else if (rc == CKPT_OK)
+		rc = ckpt_ctx__save_local(ctx, step, ckpt_store__random64(), regions, nregions);
+	ckpt_stage__unclaim(ctx); /* frees what a failed save did not take */
+	if (rc == CKPT_OK && !ctx->mpi)
+		retry_failed(ctx);
+	pthread_mutex_unlock(&ctx->api_mu);
+	return rc;
 }
 
 /* A step that ckpt_latest passes over because a copy of it is damaged (not merely absent or in

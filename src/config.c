@@ -46,6 +46,9 @@ static const struct key keys[CKPT_NKEYS] = {
 	 * templates set CKPT_REQUIRE_PERSISTENT=1 (docs/STORAGE.md). */
 	{ "require_persistent", K_INT, OFF(require_persistent), 0, 1, "0" },
 	{ "cluster", K_CLUSTER, OFF(cluster), 0, 0, "auto" },
+	/* Snapshot mode (stage.c): ckpt_save copies into at most this much library-owned memory and
+	 * returns; 0 keeps ckpt_save durable on return. */
+	{ "stage_bytes", K_SIZE, OFF(stage_bytes), 0, 1LL << 40, "0" },
 };
 
 static const char *const cluster_names[] = { "auto", "none", "slurm", "kubernetes" };

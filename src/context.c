@@ -16,6 +16,7 @@
 #include "commit_mpi.h"
 #include "context.h"
 #include "internal.h"
+#include "stage.h"
 #include "step.h"
 #include "storage.h"
 
@@ -99,6 +100,7 @@ void ckpt_ctx__free(struct ckpt_ctx *ctx)
 {
 	if (!ctx)
 		return;
+	ckpt_stage__free(ctx);
 	for (size_t i = 0; i < ctx->nrecs; i++)
 		free(ctx->recs[i]);
 	free(ctx->recs);
@@ -218,6 +220,10 @@ int ckpt_ctx__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 	char dir[CKPT_PATH_MAX], base[64];
 	int rc, prev_state, new_dir, published = 0;
 
+	/* Snapshot mode: stage the step and return; a step the pool cannot hold is written here. */
+	if (ctx->cfg->stage_bytes && (rc = ckpt_stage__save(ctx, step, save_id, regs, n)) !=
+	    CKPT_STAGE_DIRECT)
+		return rc;
 	if ((rc = ckpt_store__step_dir(dir, sizeof(dir), ctx->local_job, step)) < 0)
 		return ckpt_err__set(&ctx->err, rc, "path too long: %s", ctx->local_job);
 	/* Backpressure: bound local disk use by waiting for the oldest drain. */
@@ -344,6 +350,7 @@ int ckpt_ctx__shutdown(struct ckpt_ctx *ctx)
 {
 	int rc = CKPT_OK, drc;
 
+	ckpt_stage__stop(ctx); /* staged steps are written locally, then drained like the others */
 	if (ctx->mpi && ctx->nthreads)
 		ckpt_mpi__drain_before_close(ctx, ctx->cfg->close_timeout);
 	drc = ckpt_drain__stop(ctx, ctx->cfg->close_timeout);

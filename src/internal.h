@@ -5,7 +5,8 @@
  * module uses only modules below it, and its #includes show that; no two modules call each other.
  *   api       api.c: public ckpt_* (check arguments, api_mu, call inward); api_mpi.c: ckpt_open_mpi
  *             and the collective save, latest and recovery
- *   context   context.c: open/shutdown, local save and backpressure, step listings
+ *   context   context.c: open/shutdown, local save and backpressure, step listings; stage.c:
+ *             snapshot saves (staging pool, copy threads, the background local writer)
  *   commit    commit_mpi.c: the MPI vote engine; commit.c: the commit point (the one function that
  *             writes a MANIFEST) and the single-process commit
  *   drain     drain.c: threads, queue, one job at a time; drain_retention.c: keep_local,
@@ -52,6 +53,7 @@ struct ckpt_step_rec {
 	int rc;                 /* the last drain's result */
 	int queued;             /* waiting in the drain queue (not yet started) */
 	struct ckpt_err err;    /* the last drain's failure */
+	int local_rc;           /* snapshot mode: the newest save's background local write (stage.c) */
 	struct ckpt_step_rec *qnext;
 };
 
@@ -78,6 +80,7 @@ typedef int (*ckpt_commit_fn)(struct ckpt_ctx *ctx, const struct ckpt_drained *d
 
 struct drain_job;
 struct worker;
+struct ckpt_stage;
 
 struct ckpt_ctx {
 	struct ckpt_config *cfg;
@@ -115,6 +118,7 @@ struct ckpt_ctx {
 	char **trash;                   /* retired copies (.tmp.* names) that a drain thread removes */
 	size_t ntrash, captrash;
 	int emptying;                   /* a drain thread is removing a batch taken from trash */
+	struct ckpt_stage *stage;       /* snapshot mode (stage.c); NULL until its first use */
 };
 
 /* drain.c: the pipeline */

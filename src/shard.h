@@ -36,6 +36,17 @@ int ckpt_shard__write_local(struct ckpt_writer *w, const char *stepdir, const ch
 			    const struct ckpt_header *h, const ckpt_region *regs, size_t n,
 			    const char *fault_kill_at, struct ckpt_err *err);
 
+/* ckpt_shard__write_local for staged regions (snapshot mode, stage.c): each regs[i].data is
+ * CKPT_ALIGN-aligned with its bytes up to the next CKPT_ALIGN multiple zeroed, and stays unchanged
+ * until the call returns; it is written from there (O_DIRECT) without a bounce copy. Where
+ * hashed[i] is set (hashed may be NULL), xxh3[i] is region i's XXH3-64, computed as it was staged;
+ * the others are hashed here before they are written. Same file, same durability steps and crash
+ * points as ckpt_shard__write_local. */
+int ckpt_shard__write_staged(struct ckpt_writer *w, const char *stepdir, const char *final_base,
+			     const struct ckpt_header *h, const ckpt_region *regs, size_t n,
+			     const uint64_t *xxh3, const unsigned char *hashed,
+			     const char *fault_kill_at, struct ckpt_err *err);
+
 /* An open, structurally validated shard (header, trailer and index checksums verified). */
 struct ckpt_shard {
 	int fd;

@@ -66,6 +66,7 @@ struct wjob {
 	unsigned nfree;
 	unsigned *freelist;
 	struct ckpt_err *err;
+	int in_place;       /* staged regions: aligned and zero-padded, written from where they are */
 };
 
 static int get_slot(struct wjob *j, unsigned *slot)
@@ -77,7 +78,9 @@ static int get_slot(struct wjob *j, unsigned *slot)
 	return ckpt_io__reap(j->w->io, slot, j->err); /* the slot is free even when the write failed */
 }
 
-static int write_region(struct wjob *j, const ckpt_region *r, uint64_t off, uint64_t *hash)
+/* hashed: *hash already holds the region's XXH3 (computed while it was staged). */
+static int write_region(struct wjob *j, const ckpt_region *r, uint64_t off, uint64_t *hash,
+			int hashed)
 {
 	struct ckpt_hash *h = j->w->hash;
 	const char *p = r->data;
@@ -93,7 +96,14 @@ static int write_region(struct wjob *j, const ckpt_region *r, uint64_t off, uint
 		if ((rc = get_slot(j, &slot)) < 0)
 			return rc;
 		piece = left < j->w->bufsize ? left : j->w->bufsize;
-		if (!j->direct) {
+		if (j->in_place) {
+			/* Staging memory (stage.c): CKPT_ALIGN-aligned, its padding zeroed, and no
+			 * longer the caller's, so nothing can change it: no bounce copy. */
+			if (!hashed)
+				ckpt_codec__hash_update(h, p, piece);
+			src = p;
+			len = (size_t)align_up(piece);
+		} else if (!j->direct) {
 			/* Buffered I/O (no O_DIRECT on this filesystem): the kernel copies anyway. */
 			ckpt_codec__hash_update(h, p, piece);
 			src = p;
@@ -120,19 +130,21 @@ static int write_region(struct wjob *j, const ckpt_region *r, uint64_t off, uint
 		off += len;
 		left -= piece;
 	}
-	*hash = ckpt_codec__hash_digest(h);
+	if (!hashed)
+		*hash = ckpt_codec__hash_digest(h);
 	return CKPT_OK;
 }
 
-int ckpt_shard__write_local(struct ckpt_writer *w, const char *stepdir, const char *final_base,
-			    const struct ckpt_header *h, const ckpt_region *regs, size_t n,
-			    const char *fault_kill_at, struct ckpt_err *err)
+static int write_local(struct ckpt_writer *w, const char *stepdir, const char *final_base,
+		       const struct ckpt_header *h, const ckpt_region *regs, size_t n,
+		       const uint64_t *xxh3, const unsigned char *hashed, int in_place,
+		       const char *fault_kill_at, struct ckpt_err *err)
 {
 	struct ckpt_region_meta *meta = NULL;
 	struct ckpt_chunk *chunks = NULL;
 	struct ckpt_header hdr = *h;
 	struct ckpt_trailer trl;
-	struct wjob j = { w, -1, 1, 0, NULL, err };
+	struct wjob j = { w, -1, 1, 0, NULL, err, in_place };
 	char tmp[CKPT_PATH_MAX];
 	uint64_t off, raw_total = 0;
 	size_t index_size, tail_len;
@@ -184,7 +196,10 @@ int ckpt_shard__write_local(struct ckpt_writer *w, const char *stepdir, const ch
 		m->chunk_raw = regs[i].size;
 		m->nchunks = regs[i].size ? 1 : 0;
 		m->chunks = &chunks[i];
-		if ((rc = write_region(&j, &regs[i], off, &m->raw_xxh3)) < 0)
+		if (in_place && hashed && hashed[i])
+			m->raw_xxh3 = xxh3[i];
+		if ((rc = write_region(&j, &regs[i], off, &m->raw_xxh3,
+				       in_place && hashed && hashed[i])) < 0)
 			goto out;
 		chunks[i] = (struct ckpt_chunk){ off, regs[i].size, m->raw_xxh3 };
 		raw_total += regs[i].size;
@@ -248,4 +263,19 @@ out:
 	free(chunks);
 	free(meta);
 	return rc;
+}
+
+int ckpt_shard__write_local(struct ckpt_writer *w, const char *stepdir, const char *final_base,
+			    const struct ckpt_header *h, const ckpt_region *regs, size_t n,
+			    const char *fault_kill_at, struct ckpt_err *err)
+{
+	return write_local(w, stepdir, final_base, h, regs, n, NULL, NULL, 0, fault_kill_at, err);
+}
+
+int ckpt_shard__write_staged(struct ckpt_writer *w, const char *stepdir, const char *final_base,
+			     const struct ckpt_header *h, const ckpt_region *regs, size_t n,
+			     const uint64_t *xxh3, const unsigned char *hashed,
+			     const char *fault_kill_at, struct ckpt_err *err)
+{
+	return write_local(w, stepdir, final_base, h, regs, n, xxh3, hashed, 1, fault_kill_at, err);
 }

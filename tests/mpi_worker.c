@@ -70,6 +70,8 @@ static ckpt_ctx *open_ctx(const char *base, const char *fault)
 		ckpt_config_set(cfg, "fault_kill_at", fault);
 	if (getenv("TEST_MAX_PENDING"))
 		ckpt_config_set(cfg, "max_pending", getenv("TEST_MAX_PENDING"));
+	if (getenv("TEST_STAGE_BYTES")) /* snapshot mode */
+		ckpt_config_set(cfg, "stage_bytes", getenv("TEST_STAGE_BYTES"));
 	rc = ckpt_open_mpi(&ctx, cfg, MPI_COMM_WORLD);
 	EXPECT(rc == CKPT_OK, "ckpt_open_mpi: %s: %s", ckpt_strerror(rc), ckpt_errmsg(NULL));
 	ckpt_config_free(cfg);
@@ -88,7 +90,24 @@ static int save_step(ckpt_ctx *ctx, uint64_t s)
 	make_data(s, rank, big + 1, small);
 	r[0] = (ckpt_region){ "weights", big + 1, BIG };
 	r[1] = (ckpt_region){ "rng", small, SMALL };
-	rc = ckpt_save(ctx, s, r, 2);
+	if (getenv("TEST_SAVE_STAGED")) {
+		/* snapshot mode's copy-free API: the data is written into staging memory */
+		void *a = NULL, *b = NULL;
+
+		rc = ckpt_stage_alloc(ctx, BIG, &a);
+		if (rc == 0 && (rc = ckpt_stage_alloc(ctx, SMALL, &b)) < 0)
+			ckpt_stage_free(ctx, a);
+		if (rc == 0) {
+			memcpy(a, big + 1, BIG);
+			memcpy(b, small, SMALL);
+			r[0].data = a;
+			r[1].data = b;
+			rc = ckpt_save_staged(ctx, s, r, 2); /* a and b are the library's now */
+		}
+	} else {
+		rc = ckpt_save(ctx, s, r, 2);
+	}
+	/* in snapshot mode the buffers are freed while the step is still staged */
 	free(big);
 	free(small);
 	return rc;

@@ -19,6 +19,7 @@ static const struct {
 	{ "max_pending", "2" },     { "close_timeout", "600" }, { "io_depth", "4" },
 	{ "drain_nice", "10" },     { "mpi_timeout", "600" }, { "fault_kill_at", "" },
 	{ "log_level", "1" },       { "require_persistent", "0" }, { "cluster", "auto" },
+	{ "stage_bytes", "0" },
 };
 #define NDEFAULTS (sizeof(defaults) / sizeof(defaults[0]))
 
@@ -206,6 +207,10 @@ static const struct set_case set_cases[] = {
 	{ "cluster", "kubernetes", "kubernetes" },
 	{ "cluster", "none", "none" },
 	{ "cluster", "auto", "auto" },
+	{ "stage_bytes", "0", "0" },
+	{ "stage_bytes", "256M", "268435456" },
+	{ "stage_bytes", "1T", NULL },
+	{ "stage_bytes", "-1", NULL },
 	{ "cluster", "k8s", NULL },
 	{ "cluster", "Slurm", NULL },
 	{ "cluster", "", NULL },
@@ -377,6 +382,7 @@ static const struct set_case env_cases[] = {
 	{ "log_level", "2", "2" },
 	{ "require_persistent", "1", "1" },
 	{ "cluster", "kubernetes", "kubernetes" },
+	{ "stage_bytes", "2G", "2147483648" },
 };
 
 static void test_env_applied(void)

@@ -10,7 +10,7 @@ srcdir=${srcdir:-.}
 layer() {
 	case $1 in
 	api.* | api_*) echo "12 api" ;;
-	context.*) echo "11 context" ;;
+	context.* | stage.*) echo "11 context" ;; # stage.c: snapshot saves, the local save's other half
 	commit.* | commit_*) echo "10 commit" ;;
 	drain.* | drain_* | internal.h) echo "9 drain" ;;
 	step.*) echo "8 step" ;;

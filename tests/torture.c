@@ -4,8 +4,10 @@
  * acknowledged step survived, bit-exact, on both tiers and from the shared tier alone.
  *
  * The truth does not come from the library. The workload appends to a journal, made durable
- * before it goes on, the saves it starts (S), those ckpt_save acknowledged (W: durable locally)
- * and those ckpt_wait acknowledged (C: committed on the shared tier). Every byte of a save is a
+ * before it goes on, the saves it starts (S), those ckpt_save acknowledged (W: durable locally;
+ * in snapshot mode, stage_bytes > 0 in every other run of the workload, ckpt_wait_local
+ * acknowledges that, after every other save) and those ckpt_wait acknowledged (C: committed on
+ * the shared tier). Every byte of a save is a
  * function of (step, seed). After each kill the checker knows:
  *   - from the shared tier alone, ckpt_latest must name a step >= the newest C, and every
  *     committed step must read back as one save of it no older than its last C;
@@ -242,6 +244,7 @@ static void workload(uint64_t gen, const char *fault, volatile int *phase)
 	size_t k = 0;
 	ckpt_ctx *ctx;
 	int jfd, wait_every = (int)(r % 3) + 1; /* ckpt_wait every 1, 2 or 3 steps */
+	int snapshot = (r >> 32) & 1;           /* stage_bytes: ckpt_save returns once staged */
 
 	path(local, "%s/local", O.dir);
 	path(shared, "%s/shared", O.dir);
@@ -254,6 +257,10 @@ static void workload(uint64_t gen, const char *fault, volatile int *phase)
 	kv[k++] = "max_pending", kv[k++] = pend;
 	kv[k++] = "drain_threads", kv[k++] = thr;
 	kv[k++] = "io_backend", kv[k++] = (r >> 20) & 1 ? "posix" : "auto";
+	/* a pool of 3 steps' worth or of 1.5 (the second waits for room); a step larger than the
+	 * pool (O.size > 16M) is written directly */
+	if (snapshot)
+		kv[k++] = "stage_bytes", kv[k++] = (r >> 33) & 1 ? "6M" : "3M";
 	if (fault)
 		kv[k++] = "fault_kill_at", kv[k++] = fault;
 	kv[k] = NULL;
@@ -283,8 +290,16 @@ static void workload(uint64_t gen, const char *fault, volatile int *phase)
 				ckpt_strerror(rc), ckpt_errmsg(ctx));
 			_exit(13);
 		}
-		tt_journal(jfd, 'W', s, seed);
-		tt_free(&sv);
+		tt_free(&sv); /* snapshot mode: the step holds what it held during the call */
+		if (snapshot && counter % 2) {
+			/* staged, not acknowledged: a kill may lose it (and only it) */
+		} else if (snapshot && (rc = ckpt_wait_local(ctx, s)) != CKPT_OK) {
+			fprintf(stderr, "torture: workload: wait_local %" PRIu64 ": %s: %s\n", s,
+				ckpt_strerror(rc), ckpt_errmsg(ctx));
+			_exit(15);
+		} else {
+			tt_journal(jfd, 'W', s, seed);
+		}
 		if (counter % (uint64_t)wait_every == 0) {
 			*phase = PH_WAIT;
 			if ((rc = ckpt_wait(ctx, s)) != CKPT_OK) {

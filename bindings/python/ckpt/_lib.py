@@ -75,6 +75,11 @@ _PROTOTYPES = {
     "ckpt_strerror": (_str, [_int]),
     "ckpt_errmsg": (_str, [_c_ctx_p]),
     "ckpt_version": (_str, []),
+    # snapshot mode (LIBCKPT_2)
+    "ckpt_wait_local": (_int, [_c_ctx_p, _u64]),
+    "ckpt_stage_alloc": (_int, [_c_ctx_p, _size, ctypes.POINTER(ctypes.c_void_p)]),
+    "ckpt_stage_free": (_int, [_c_ctx_p, ctypes.c_void_p]),
+    "ckpt_save_staged": (_int, [_c_ctx_p, _u64, ctypes.POINTER(ckpt_region), _size]),
 }
 
 

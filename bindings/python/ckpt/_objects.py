@@ -153,14 +153,17 @@ class Export:
     """One region ready for ckpt_save: address and size of memory that stays valid until
     release(), plus the metadata describing it."""
 
-    __slots__ = ("address", "size", "meta", "_keep", "_buffer")
+    __slots__ = ("address", "size", "meta", "_keep", "_buffer", "device_tensor")
 
-    def __init__(self, address, size, meta, keep, buffer=None):
+    def __init__(self, address, size, meta, keep, buffer=None, device_tensor=None):
         self.address = address
         self.size = size
         self.meta = meta
         self._keep = keep        # the object owning the memory (a contiguous copy, maybe)
         self._buffer = buffer    # a buffer export to release
+        # export(..., defer_device=True) of a tensor on a GPU: its contiguous bytes are still on
+        # the device (address is None); fill_staging copies them to host memory.
+        self.device_tensor = device_tensor
 
     def release(self):
         if self._buffer is not None:
@@ -169,11 +172,12 @@ class Export:
         self._keep = None
 
 
-def export(name, obj):
+def export(name, obj, defer_device=False):
     """Export obj for writing. Contiguous objects are passed to C in place; non-contiguous
-    arrays/tensors/memoryviews and tensors on other devices are copied first."""
+    arrays/tensors/memoryviews and tensors on other devices are copied first. defer_device: a
+    tensor on another device stays there (see Export.device_tensor and fill_staging)."""
     if is_tensor(obj):
-        return _export_tensor(obj)
+        return _export_tensor(obj, defer_device)
     if is_ndarray(obj):
         return _export_ndarray(name, obj)
     if isinstance(obj, (bytes, bytearray, memoryview)) or _has_buffer(obj):
@@ -236,13 +240,15 @@ def _export_ndarray(name, obj):
     return Export(arr.ctypes.data if arr.nbytes else None, arr.nbytes, meta, arr)
 
 
-def _export_tensor(obj):
+def _export_tensor(obj, defer_device=False):
     torch = _torch()
     t = obj.detach()
     if t.layout != torch.strided or t.is_quantized:
         raise TypeError("cannot save a %s tensor of layout %s; convert it to a dense tensor"
                         % ("quantized" if t.is_quantized else "sparse", t.layout))
     device = str(t.device)
+    if t.device.type != "cpu" and defer_device:
+        return _export_device_tensor(t, device)
     if t.device.type != "cpu":
         t = t.cpu()  # one copy to host memory
     if t.is_conj():
@@ -256,6 +262,33 @@ def _export_tensor(obj):
     if device != "cpu":
         meta["device"] = device
     return Export(t.data_ptr() if nbytes else None, nbytes, meta, t)
+
+
+def _export_device_tensor(t, device):
+    # Snapshot mode, a tensor on a GPU: made contiguous on the device, and copied once, by
+    # fill_staging, straight into the library's staging memory. Untested: no GPU here.
+    torch = _torch()
+    if t.is_conj():
+        t = t.resolve_conj()
+    if t.is_neg():
+        t = t.resolve_neg()
+    t = t.contiguous()
+    meta = {"kind": "torch", "dtype": torch_dtype_name(t.dtype), "shape": list(t.shape),
+            "device": device}
+    return Export(None, t.numel() * t.element_size(), meta, t, device_tensor=t)
+
+
+def fill_staging(ex, address):
+    """Copy the bytes of export ex into staging memory at address (ckpt_stage_alloc, at least
+    ex.size bytes): the one copy of a snapshot save. ctypes.memmove runs without the GIL."""
+    if not ex.size:
+        return
+    if ex.device_tensor is not None:
+        torch = _torch()
+        dst = torch.frombuffer((ctypes.c_char * ex.size).from_address(address), dtype=torch.uint8)
+        dst.copy_(ex.device_tensor.reshape(-1).view(torch.uint8))  # device to host, once
+        return
+    ctypes.memmove(address, ex.address, ex.size)
 
 
 # ---- loading

@@ -15,7 +15,8 @@ from typing import (Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tu
 from . import _lib
 from . import _objects
 from . import _tree
-from .errors import CkptError, InvalidArgument, NotFound, Corrupt, error_from_code
+from .errors import (CkptError, InvalidArgument, NotFound, Corrupt, OutOfMemory,
+                     error_from_code)
 
 # The region every step saved by this package carries, after the caller's regions: UTF-8 JSON
 # {"format": "libckpt-python", "version": 1 or 2,
@@ -38,6 +39,7 @@ class State(enum.IntEnum):
     LOCAL = 1      # durable locally; drain queued or running
     COMMITTED = 2  # committed on the shared volume
     FAILED = 3     # drain failed; local copy kept; wait() raises the error
+    STAGED = 4     # snapshot mode: copied into staging memory, not yet durable locally
 
 
 class Region(NamedTuple):
@@ -118,8 +120,8 @@ class Checkpointer:
 
     local_dir, shared_dir, name and every other configuration key of libckpt (compress_level,
     keep_local, keep_shared, drain_threads, io_backend, chunk_size, max_pending, close_timeout,
-    io_depth, drain_nice, mpi_timeout, log_level, require_persistent, cluster) may be given as
-    keywords; a key left out (or None) keeps
+    io_depth, drain_nice, mpi_timeout, log_level, require_persistent, cluster, stage_bytes) may
+    be given as keywords; a key left out (or None) keeps
     its default or its CKPT_<KEY> environment variable. An unknown key or a bad value raises
     InvalidArgument with the library's message.
 
@@ -157,6 +159,8 @@ class Checkpointer:
                 if rc < 0:
                     raise error_from_code(rc, _lib.decode(lib.ckpt_config_errmsg(cfg)),
                                           "ckpt_config_set")
+            stage = lib.ckpt_config_get(cfg, b"stage_bytes")
+            self._snapshot = bool(stage) and int(stage) > 0
             if comm is None:
                 rc = lib.ckpt_open(ctypes.byref(self._ctx), cfg)
                 fn = "ckpt_open"
@@ -239,6 +243,9 @@ class Checkpointer:
         while save() runs (other threads keep running: the GIL is released).
         Names whose objects are the same memory seen the same way (the same object; tied
         weights) are stored once and loaded as one object (see the README).
+        Snapshot mode (stage_bytes > 0): returns once the objects are copied into the library's
+        staging memory (each copied once, straight from its own memory, or from the GPU for a
+        CUDA tensor); wait_local() waits for local durability, wait() for the commit.
         Collective with MPI: every rank passes the same step."""
         self._save(step, regions, None)
 
@@ -254,7 +261,7 @@ class Checkpointer:
         step = _check_step(step)
         if not isinstance(regions, collections.abc.Mapping):
             raise TypeError("regions must be a mapping {name: object}")
-        exports, names, meta = [], [], {}
+        exports, names, meta, objs = [], [], {}, []
         first = {}  # identity key -> the name that stores that memory
         try:
             for name, obj in regions.items():
@@ -269,8 +276,9 @@ class Checkpointer:
                     meta[name] = {"kind": "alias", "of": first[key]}
                     continue
                 names.append(raw)
-                ex = _objects.export(name, obj)
+                ex = _objects.export(name, obj, defer_device=self._snapshot)
                 exports.append(ex)
+                objs.append((name, obj))
                 meta[name] = ex.meta
                 if key is not None:
                     first[key] = name
@@ -280,6 +288,15 @@ class Checkpointer:
                 doc["state"] = tree
             blob = json.dumps(doc, ensure_ascii=False, allow_nan=False,
                               separators=(",", ":")).encode("utf-8")
+            if self._snapshot:
+                if self._save_staged(step, names, exports, blob):
+                    return
+                # The pool cannot hold the step: ckpt_save writes it directly (durable on
+                # return); tensors left on a GPU come to host memory first.
+                for i, ex in enumerate(exports):
+                    if ex.device_tensor is not None:
+                        ex.release()
+                        exports[i] = _objects.export(objs[i][0], objs[i][1])
             arr = (_lib.ckpt_region * (len(exports) + 1))()
             for i, ex in enumerate(exports):
                 arr[i].name = names[i]
@@ -293,7 +310,53 @@ class Checkpointer:
             for ex in exports:
                 ex.release()
 
+    def _save_staged(self, step, names, exports, blob):
+        """Snapshot mode: each region copied once into staging memory from the library
+        (ckpt_stage_alloc), then handed over (ckpt_save_staged). False when the pool cannot
+        hold the step (nothing saved)."""
+        lib = self._lib
+        sizes = [ex.size for ex in exports] + [len(blob)]
+        bufs = []
+        handed = False
+        try:
+            for size in sizes:
+                p = ctypes.c_void_p()
+                try:
+                    self._call("ckpt_stage_alloc", lib.ckpt_stage_alloc, max(size, 1),
+                               ctypes.byref(p))
+                except OutOfMemory:
+                    return False
+                bufs.append(p.value)
+            for ex, p in zip(exports, bufs):
+                _objects.fill_staging(ex, p)
+            ctypes.memmove(bufs[-1], blob, len(blob))
+            arr = (_lib.ckpt_region * len(sizes))()
+            for i in range(len(exports)):
+                arr[i].name = names[i]
+                arr[i].data = bufs[i]
+                arr[i].size = exports[i].size
+            arr[len(exports)].name = META_REGION.encode("ascii")
+            arr[len(exports)].data = bufs[-1]
+            arr[len(exports)].size = len(blob)
+            handed = True  # the buffers are the library's from the call on, whatever it returns
+            self._call("ckpt_save_staged", lib.ckpt_save_staged, step, arr, len(sizes))
+            return True
+        finally:
+            if not handed:
+                with self._lock:
+                    for p in bufs:
+                        if self._ctx.value:
+                            lib.ckpt_stage_free(self._ctx, p)
+
     # ---- steps
+
+    def wait_local(self, step: Optional[int] = None) -> None:
+        """Snapshot mode: wait until `step` (None: every step saved so far) is durable on the
+        local tier, not for the drain. Raises the error of its background local write (the
+        staged save is then lost; the step is as it was before it), NotFound when this context
+        never saved `step`. Without snapshot mode save() was durable already: returns at once."""
+        s = _lib.CKPT_STEP_ALL if step is None else _check_step(step)
+        self._call("ckpt_wait_local", self._lib.ckpt_wait_local, s)
 
     def wait(self, step: Optional[int] = None) -> None:
         """Wait until `step` (None: every step saved so far by this context) is committed on the
