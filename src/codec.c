@@ -167,7 +167,7 @@ int ckpt_codec__encode_chunk(struct ckpt_codec *c, void *dst, size_t cap, const 
 	int rc;
 
 	if (c->xform) {
-		/* Chosen from this chunk's own bytes (docs/FORMAT.md 5.5): plain, raw or grouped. */
+		/* Chosen from this chunk's own bytes (docs/TRANSFORM.md 2): plain, raw or grouped. */
 		ckpt_xform__choose(&plan, raw, n, c->hint);
 		if (n && (rc = scratch(c, n, err)) < 0)
 			return rc;

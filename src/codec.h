@@ -14,7 +14,7 @@ struct ckpt_codec; /* per-thread compression and decompression contexts */
 
 int ckpt_codec__new(struct ckpt_codec **out, int level);
 void ckpt_codec__free(struct ckpt_codec *c);
-/* Chunk transforms (docs/FORMAT.md 5): on, ckpt_codec__encode_chunk writes a transform payload
+/* Chunk transforms (docs/FORMAT.md 3.8): on, ckpt_codec__encode_chunk writes a transform payload
  * chosen from each chunk's bytes (the region then has transform 1); off (the default), one plain
  * zstd frame. hint_width: 0 detects the element width, 1, 2, 4 or 8 imposes it. */
 void ckpt_codec__set_transform(struct ckpt_codec *c, int on, unsigned hint_width);

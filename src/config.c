@@ -49,7 +49,7 @@ static const struct key keys[CKPT_NKEYS] = {
 	 * templates set CKPT_REQUIRE_PERSISTENT=1 (docs/STORAGE.md). */
 	{ "require_persistent", K_INT, OFF(require_persistent), 0, 1, "0" },
 	{ "cluster", K_CLUSTER, OFF(cluster), 0, 0, "auto" },
-	/* auto: byte-grouped chunks where they pay (docs/FORMAT.md 5); none: version 1 regions
+	/* auto: byte-grouped chunks where they pay (docs/FORMAT.md 3.8); none: transform 0 regions
 	 * that libckpt before chunk transforms reads */
 	{ "chunk_transform", K_XFORM, OFF(chunk_transform), 0, 0, "auto" },
 	{ "elem_width", K_WIDTH, OFF(elem_width), 0, 0, "auto" },

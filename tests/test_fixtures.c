@@ -138,7 +138,7 @@ static void test_missing_shard(void)
 	broken("missing-shard", CKPT_ENOENT, CKPT_ECORRUPT);
 }
 
-/* ---- v1-xform: chunk transforms (docs/FORMAT.md 5) ---- */
+/* ---- v1-xform: chunk transforms (docs/FORMAT.md 3.8) ---- */
 
 /* Step 9 of job `fixture`, chunk_size 64K, level 1: regions whose chunks take every transform. */
 #define XF_N 5

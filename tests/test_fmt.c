@@ -792,7 +792,7 @@ static void test_index_codec_transform(void)
 	CU_ASSERT_EQUAL(decode(f.r, 3, 0), CKPT_ECORRUPT);
 }
 
-/* Transform 1 regions (docs/FORMAT.md 3.4, 3.5): 32-byte chunk entries with xform and width,
+/* Transform 1 regions (docs/FORMAT.md 3.4, 3.8.1): 32-byte chunk entries with xform and width,
  * checked when the index is decoded. */
 static void set_xform(struct fixture *f, uint8_t xform, uint8_t width)
 {
