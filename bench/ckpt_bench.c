@@ -66,7 +66,8 @@ struct opts {
 	const char *local, *shared, *data, *backend;
 	uint64_t size;
 	unsigned reps, threads, regions, ranks;
-	int level, json, aligned_only;
+	int level, json, aligned_only, no_sets;
+	uint64_t set_size;         /* part c: bytes per data set (each tiled to this size) */
 	const char *sets[MAXSETS]; /* extra KEY=VALUE for ckpt_config_set */
 	unsigned nsets;
 };
@@ -385,6 +386,27 @@ static uint64_t load_data(const char *dir, uint8_t *buf, uint64_t size)
 	return catlen;
 }
 
+/* Read the file at p whole into *out (malloc'd); its size. */
+static uint64_t load_data_one(const char *p, uint8_t **out)
+{
+	struct stat st;
+	int fd;
+
+	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) < 0)
+		die("open %s: %s", p, strerror(errno));
+	if (!st.st_size || !(*out = malloc((size_t)st.st_size)))
+		die("%s: empty, or out of memory", p);
+	for (off_t got = 0; got < st.st_size;) {
+		ssize_t n = read(fd, *out + got, (size_t)(st.st_size - got));
+
+		if (n <= 0)
+			die("read %s: %s", p, n ? strerror(errno) : "file shrank");
+		got += n;
+	}
+	close(fd);
+	return (uint64_t)st.st_size;
+}
+
 /* fsync (or fdatasync) a file; then optionally drop its now clean pages from the page cache. */
 static void sync_file(const char *path, int datasync, int evict)
 {
@@ -581,6 +603,214 @@ static void zstd_round(struct rank *rk, unsigned rep)
 	unlink(rk->zout);
 }
 
+
+/* ---- c. chunk transforms per data set (issue 15) ---- */
+
+static const char *verdict(int ok);
+static ckpt_config *configure(const struct opts *o, const char *name);
+
+/* sync, then drop the page cache (root only): 1 when dropped. */
+static int drop_caches(void)
+{
+	int fd, ok;
+
+	sync();
+	if ((fd = open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC)) < 0)
+		return 0;
+	ok = write(fd, "3", 1) == 1;
+	close(fd);
+	return ok;
+}
+
+/* Run `sh -c cmd`; its wall time and its CPU seconds (user + sys); -1 when it fails. */
+static double shell_timed(const char *cmd, double *cpu)
+{
+	char *argv[] = { "sh", "-c", (char *)cmd, NULL };
+	struct rusage ru;
+	double t0 = now();
+	pid_t pid;
+	int st;
+
+	if (posix_spawnp(&pid, "sh", NULL, NULL, argv, environ) != 0)
+		return -1;
+	while (wait4(pid, &st, 0, &ru) < 0)
+		if (errno != EINTR)
+			return -1;
+	*cpu = tv(ru.ru_utime) + tv(ru.ru_stime);
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? now() - t0 : -1;
+}
+
+struct xset {
+	const char *name;
+	int files[3]; /* indexes into data_files, -1 = none */
+	double target;
+};
+
+/* Read data file i whole. */
+static uint8_t *read_data(const char *dir, int i, uint64_t *len)
+{
+	char p[PATH_MAX];
+	uint8_t *b = NULL;
+
+	pathf(p, sizeof(p), "%s/%s", dir, data_files[i]);
+	*len = load_data_one(p, &b);
+	return b;
+}
+
+/* One data set through the library (chunk_transform = mode) and the zstd CLI, same bytes. */
+static void xset_run(const struct opts *o, const char *data, const struct xset *x, int *cold)
+{
+	uint8_t *parts[3] = { 0 };
+	uint64_t lens[3] = { 0 }, total = 0, per;
+	ckpt_region regs[3];
+	int nreg = 0;
+	char in[PATH_MAX], out[PATH_MAX], cmd[4 * PATH_MAX];
+	double res[2][5]; /* per mode: ratio, drain s, drain cpu, load s, load cpu */
+	double z_s, z_cpu, zd_s, zd_cpu, z_ratio;
+	struct stat st;
+	int fd;
+
+	for (int f = 0; f < 3 && x->files[f] >= 0; f++, nreg++) {
+		uint64_t n;
+		uint8_t *raw = read_data(data, x->files[f], &n);
+
+		/* each file as it is, or tiled to set_size bytes split among the set's files
+		 * (--set-size: tiling makes repeats that the zstd CLI's window may see and
+		 * independent chunks cannot, so the default is the files as they are) */
+		per = o->set_size ? (o->set_size / (uint64_t)(x->files[1] >= 0 ? 3 : 1)) &
+				    ~(uint64_t)4095 : n;
+		if (!(parts[f] = malloc((size_t)per)))
+			die("out of memory for data set %s", x->name);
+		for (uint64_t off = 0; off < per; off += n)
+			memcpy(parts[f] + off, raw, (size_t)(per - off < n ? per - off : n));
+		free(raw);
+		lens[f] = per;
+		total += per;
+		regs[f] = (ckpt_region){ data_files[x->files[f]], parts[f], (size_t)per };
+	}
+	for (int mode = 0; mode < 2; mode++) {
+		char name[64];
+		ckpt_config *cfg;
+		ckpt_ctx *ctx;
+		struct rusage r1, r2;
+		double t1, t2;
+		uint8_t *back;
+
+		snprintf(name, sizeof(name), "ckpt-bench-%ld-x%s%d", made.pid0, x->name, mode);
+		cfg = configure(o, name);
+		if (ckpt_config_set(cfg, "chunk_transform", mode ? "auto" : "none"))
+			die("chunk_transform: %s", ckpt_config_errmsg(cfg));
+		check(NULL, ckpt_open(&ctx, cfg), "ckpt_open");
+		*cold &= drop_caches();
+		check(ctx, ckpt_save(ctx, 1, regs, (size_t)nreg), "ckpt_save");
+		t1 = now();
+		getrusage(RUSAGE_SELF, &r1);
+		check(ctx, ckpt_wait(ctx, 1), "ckpt_wait");
+		t2 = now();
+		getrusage(RUSAGE_SELF, &r2);
+		res[mode][1] = t2 - t1;
+		res[mode][2] = tv(r2.ru_utime) - tv(r1.ru_utime) + tv(r2.ru_stime) - tv(r1.ru_stime);
+		{
+			char sj[PATH_MAX];
+
+			pathf(sj, sizeof(sj), "%s/%s", made.shared, name);
+			res[mode][0] = (double)total / (double)stored_bytes(sj, 1);
+		}
+		check(ctx, ckpt_close(ctx), "ckpt_close");
+		/* restore from the shared tier only: the local copy is gone, the cache cold */
+		pathf(cmd, sizeof(cmd), "rm -rf '%s/%s'", made.local, name);
+		if (system(cmd) != 0)
+			die("%s failed", cmd);
+		check(NULL, ckpt_open(&ctx, cfg), "ckpt_open");
+		ckpt_config_free(cfg);
+		if (!(back = malloc((size_t)lens[0])))
+			die("out of memory");
+		*cold &= drop_caches();
+		getrusage(RUSAGE_SELF, &r1);
+		t1 = now();
+		for (int f = 0; f < nreg; f++)
+			check(ctx, ckpt_load(ctx, 1, regs[f].name, back, (size_t)lens[f]), "ckpt_load");
+		t2 = now();
+		getrusage(RUSAGE_SELF, &r2);
+		if (memcmp(back, parts[nreg - 1], (size_t)lens[nreg - 1]))
+			die("ckpt_load of %s returned other bytes", x->name);
+		res[mode][3] = t2 - t1;
+		res[mode][4] = tv(r2.ru_utime) - tv(r1.ru_utime) + tv(r2.ru_stime) - tv(r1.ru_stime);
+		free(back);
+		check(ctx, ckpt_close(ctx), "ckpt_close");
+	}
+	/* the baseline: the same bytes as one file, `zstd -L -TT IN -o OUT && sync -f OUT` */
+	pathf(in, sizeof(in), "%s/ckpt-bench-%ld-x%s.in", made.local, made.pid0, x->name);
+	pathf(out, sizeof(out), "%s/ckpt-bench-%ld-x%s.zst", made.shared, made.pid0, x->name);
+	if ((fd = open(in, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+		die("create %s: %s", in, strerror(errno));
+	{
+		/* one file of the set's bytes, back to back (write_all writes from offset 0) */
+		uint8_t *cat = malloc((size_t)total);
+		uint64_t at = 0;
+
+		if (!cat)
+			die("out of memory for data set %s", x->name);
+		for (int f = 0; f < nreg; f++, at += lens[f - 1])
+			memcpy(cat + at, parts[f], (size_t)lens[f]);
+		write_all(fd, in, cat, total, PIECE);
+		free(cat);
+	}
+	close(fd);
+	*cold &= drop_caches();
+	snprintf(cmd, sizeof(cmd), "zstd -q -f %s%d -T%u '%s' -o '%s' && sync -f '%s'",
+		 o->level < 0 ? "--fast=" : "-", o->level < 0 ? -o->level : o->level, o->threads,
+		 in, out, out);
+	z_s = shell_timed(cmd, &z_cpu);
+	z_ratio = stat(out, &st) == 0 && st.st_size ? (double)total / (double)st.st_size : 0;
+	*cold &= drop_caches();
+	snprintf(cmd, sizeof(cmd), "zstd -q -d -c '%s' >/dev/null", out);
+	zd_s = shell_timed(cmd, &zd_cpu);
+	unlink(in);
+	unlink(out);
+	for (int f = 0; f < nreg; f++)
+		free(parts[f]);
+	{
+		double gb = (double)total / 1e9;
+
+		printf("   %-6s %4.0f MiB  ratio: auto %.3fx, none %.3fx, zstd CLI %.3fx (target >= "
+		       "%.2fx: %s)\n", x->name, (double)total / 1048576, res[1][0], res[0][0],
+		       z_ratio, x->target, verdict(res[1][0] >= x->target));
+		if (z_s > 0)
+			printf("          drain: auto %.3f s (%.1f CPU s/GB), none %.3f s (%.1f), "
+			       "zstd+sync %.3f s (%.1f): CLI/auto %.2fx (target >= 1.80x: %s)\n",
+			       res[1][1], res[1][2] / gb, res[0][1], res[0][2] / gb, z_s, z_cpu / gb,
+			       z_s / res[1][1], verdict(z_s / res[1][1] >= 1.8));
+		if (zd_s > 0)
+			printf("          restore (ckpt_load, shared only): auto %.3f s (%.1f CPU s/GB), "
+			       "none %.3f s (%.1f), zstd -d %.3f s (%.1f): zstd/auto %.2fx (target >= "
+			       "1.50x: %s)\n",
+			       res[1][3], res[1][4] / gb, res[0][3], res[0][4] / gb, zd_s, zd_cpu / gb,
+			       zd_s / res[1][3], verdict(zd_s / res[1][3] >= 1.5));
+	}
+}
+
+static void xsets(const struct opts *o, const char *data)
+{
+	static const struct xset sets[] = {
+		{ "fp32", { 0, -1, -1 }, 1.17 },
+		{ "bf16", { 2, -1, -1 }, 1.42 },
+		{ "adamw", { 1, -1, -1 }, 1.25 },
+		{ "mixed", { 0, 1, 2 }, 1.22 },
+	};
+	int cold = 1;
+
+	printf("\nc. chunk transforms per data set (compress_level=%d, drain_threads=%u, chunk "
+	       "transform auto vs none vs the zstd CLI, same bytes, same run)\n",
+	       o->level, o->threads);
+	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+		fflush(stdout);
+		xset_run(o, data, &sets[i], &cold);
+	}
+	printf("   page cache %s before each timed drain, restore and zstd run; load average "
+	       "%.2f now\n", cold ? "dropped" : "NOT dropped (needs root)", loadavg());
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -600,7 +830,10 @@ static void usage(FILE *f)
 		"  --set KEY=VALUE   any other ckpt_config_set key (io_depth, chunk_size, drain_nice,\n"
 		"                    ...), applied last; repeatable\n"
 		"  --aligned-only    skip the 64-byte-aligned (copying) save; halves the memory\n"
-		"  --json            one JSON object on stdout instead of the table\n",
+		"  --json            one JSON object on stdout instead of the table\n"
+		"  --no-sets         skip part c (chunk transforms per data set; 1 rank, table only)\n"
+		"  --set-size BYTES  part c: bytes per data set, its files tiled (default: the files\n"
+		"                    as they are, 4 to 20 MiB)\n",
 		MAXREGIONS);
 }
 
@@ -626,12 +859,13 @@ static void parse(int argc, char **argv, struct opts *o)
 		{ "ranks", required_argument, 0, 'R' },   { "backend", required_argument, 0, 'b' },
 		{ "set", required_argument, 0, 'S' },     { "aligned-only", no_argument, 0, 'A' },
 		{ "json", no_argument, 0, 'j' },          { "help", no_argument, 0, 'h' },
+		{ "no-sets", no_argument, 0, 'N' },       { "set-size", required_argument, 0, 'Z' },
 		{ 0, 0, 0, 0 }
 	};
 	int c;
 
 	*o = (struct opts){ .backend = "auto", .size = 256ull << 20, .reps = 5, .threads = 2,
-			    .regions = 4, .ranks = 1, .level = 1 };
+			    .regions = 4, .ranks = 1, .level = 1, .set_size = 0 };
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'l': o->local = optarg; break;
@@ -640,6 +874,11 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'b': o->backend = optarg; break;
 		case 'j': o->json = 1; break;
 		case 'A': o->aligned_only = 1; break;
+		case 'N': o->no_sets = 1; break;
+		case 'Z':
+			if (ckpt_config__parse_size(optarg, &o->set_size) || o->set_size < (3u << 20))
+				die("--set-size %s: expected bytes (>= 3M)", optarg);
+			break;
 		case 'r': o->reps = parse_uint(optarg, 1, 1000, "--reps"); break;
 		case 'T': o->threads = parse_uint(optarg, 1, 256, "--threads"); break;
 		case 'n': o->regions = parse_uint(optarg, 1, MAXREGIONS, "--regions"); break;
@@ -1064,6 +1303,8 @@ int main(int argc, char **argv)
 			} else {
 				printf("   zstd CLI: not run (not installed, or it failed)\n");
 			}
+			if (!o.no_sets && o.ranks == 1)
+				xsets(&o, data);
 			printf("\n(a benchmark: the exit status is 0 whether or not targets are met)\n");
 		}
 	}

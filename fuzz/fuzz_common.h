@@ -93,10 +93,59 @@ static inline int fuzz_in(uint64_t off, uint64_t size, size_t len)
 	return off <= len && size <= len - off;
 }
 
-/* XXH3 of a region whose stored chunks are zstd frames: decompress with libzstd itself (not the
- * code under test). 0 and *ok = 0 when a frame does not decode to its raw bytes. */
+/* Decode one transform payload (docs/FORMAT.md 3.8.2) of want raw bytes into raw, independently of
+ * the code under test: planes with libzstd, un-grouped byte by byte. 1 when it decodes. */
+static inline int fuzz_decode_payload(uint8_t *raw, uint64_t want, const uint8_t *p, uint64_t sz)
+{
+	unsigned w;
+	uint64_t m, pos;
+	uint8_t *plane;
+	int ok = 0;
+
+	if (sz < 8 || (p[0] != 1 && p[0] != 2) || ckpt_fmt__get32(p + 4) != want)
+		return 0;
+	w = p[1];
+	if ((p[0] == 1 && w != 1) || (p[0] == 2 && w != 2 && w != 4 && w != 8) || sz < 8 + 8 * w)
+		return 0;
+	m = want / w;
+	pos = 8 + 8 * (uint64_t)w;
+	if (!(plane = malloc(m ? m : 1)))
+		return 0;
+	for (unsigned k = 0; k < w; k++) {
+		const uint8_t *e = p + 8 + 8 * k;
+		uint64_t ps = ckpt_fmt__get32(e + 4);
+
+		if (ps > sz - pos)
+			goto out;
+		if (e[0] == 0 && ps == m) {
+			memcpy(plane, p + pos, (size_t)m);
+		} else if (e[0] == 1) {
+			size_t got = ZSTD_decompress(plane, (size_t)m, p + pos, (size_t)ps);
+
+			if (ZSTD_isError(got) || got != m)
+				goto out;
+		} else {
+			goto out;
+		}
+		for (uint64_t i = 0; i < m; i++)
+			raw[i * w + k] = plane[i];
+		pos += ps;
+	}
+	if (sz - pos != want - m * w)
+		goto out;
+	memcpy(raw + m * w, p + pos, (size_t)(want - m * w));
+	ok = 1;
+out:
+	free(plane);
+	return ok;
+}
+
+/* XXH3 of a region whose stored chunks are zstd frames (transform 0) or transform payloads
+ * (transform 1; chunk entries of esize bytes): decode with libzstd itself (not the code under
+ * test). 0 and *ok = 0 when a chunk does not decode to its raw bytes. */
 static inline uint64_t fuzz_raw_hash(const uint8_t *file, size_t len, const uint8_t *chunks,
-			      uint32_t nchunks, uint64_t raw_size, uint64_t chunk_raw, int *ok)
+				     size_t esize, uint32_t nchunks, uint64_t raw_size,
+				     uint64_t chunk_raw, int *ok)
 {
 	XXH3_state_t *st;
 	uint8_t *raw;
@@ -111,8 +160,8 @@ static inline uint64_t fuzz_raw_hash(const uint8_t *file, size_t len, const uint
 	}
 	XXH3_64bits_reset(st);
 	for (uint32_t c = 0; c < nchunks; c++) {
-		uint64_t off = ckpt_fmt__get64(chunks + 24 * (size_t)c);
-		uint64_t sz = ckpt_fmt__get64(chunks + 24 * (size_t)c + 8);
+		uint64_t off = ckpt_fmt__get64(chunks + esize * c);
+		uint64_t sz = ckpt_fmt__get64(chunks + esize * c + 8);
 		uint64_t start = (uint64_t)c * chunk_raw;
 		uint64_t want;
 		size_t got;
@@ -120,9 +169,14 @@ static inline uint64_t fuzz_raw_hash(const uint8_t *file, size_t len, const uint
 		if (start >= raw_size || !fuzz_in(off, sz, len))
 			goto out;
 		want = raw_size - start < chunk_raw ? raw_size - start : chunk_raw;
-		got = ZSTD_decompress(raw, (size_t)want, file + off, (size_t)sz);
-		if (ZSTD_isError(got) || got != want)
-			goto out;
+		if (esize == CKPT_CHUNK_ENTRY_SIZE_X) {
+			if (!fuzz_decode_payload(raw, want, file + off, sz))
+				goto out;
+		} else {
+			got = ZSTD_decompress(raw, (size_t)want, file + off, (size_t)sz);
+			if (ZSTD_isError(got) || got != want)
+				goto out;
+		}
 		XXH3_64bits_update(st, raw, (size_t)want);
 	}
 	h = XXH3_64bits_digest(st);
@@ -162,16 +216,19 @@ static inline void fuzz_fix_shard(uint8_t *file, size_t len)
 			uint32_t nchunks = ckpt_fmt__get32(e + 4);
 			uint64_t raw_size = ckpt_fmt__get64(e + 8), chunk_raw = ckpt_fmt__get64(e + 24);
 			uint8_t *chunks;
+			/* transform 1 regions have 32-byte chunk entries (docs/FORMAT.md 3.5) */
+			size_t esize = e[2] == CKPT_TRANSFORM_CHUNKS ? CKPT_CHUNK_ENTRY_SIZE_X :
+				       CKPT_CHUNK_ENTRY_SIZE;
 
 			pos += CKPT_REGION_ENTRY_SIZE;
 			if (isize - pos < name_len)
 				break;
 			pos += name_len;
-			if ((uint64_t)nchunks * CKPT_CHUNK_ENTRY_SIZE > isize - pos)
+			if ((uint64_t)nchunks * esize > isize - pos)
 				break;
 			chunks = idx + pos;
 			for (uint32_t c = 0; c < nchunks; c++) {
-				uint8_t *ce = chunks + (size_t)c * CKPT_CHUNK_ENTRY_SIZE;
+				uint8_t *ce = chunks + (size_t)c * esize;
 				uint64_t off = ckpt_fmt__get64(ce), sz = ckpt_fmt__get64(ce + 8);
 
 				if (fuzz_in(off, sz, len))
@@ -186,13 +243,13 @@ static inline void fuzz_fix_shard(uint8_t *file, size_t len)
 				ckpt_fmt__put64(e + 16, XXH3_64bits(NULL, 0));
 			} else if (e[3] == CKPT_CODEC_ZSTD) {
 				int ok;
-				uint64_t h = fuzz_raw_hash(file, len, chunks, nchunks, raw_size, chunk_raw,
-							   &ok);
+				uint64_t h = fuzz_raw_hash(file, len, chunks, esize, nchunks, raw_size,
+							   chunk_raw, &ok);
 
 				if (ok)
 					ckpt_fmt__put64(e + 16, h);
 			}
-			pos += (size_t)nchunks * CKPT_CHUNK_ENTRY_SIZE;
+			pos += (size_t)nchunks * esize;
 		}
 		ckpt_fmt__put64(t + 24, XXH3_64bits(idx, (size_t)isize));
 	}

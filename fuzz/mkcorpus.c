@@ -158,7 +158,9 @@ static void forged(const char *tag, const uint8_t *f, size_t len)
 
 		if (nl == 5 && !memcmp(idx + pos + CKPT_REGION_ENTRY_SIZE, "empty", 5))
 			ckpt_fmt__put64(idx + pos + 24, 1ull << 42);
-		pos += CKPT_REGION_ENTRY_SIZE + nl + (size_t)nc * CKPT_CHUNK_ENTRY_SIZE;
+		pos += CKPT_REGION_ENTRY_SIZE + nl +
+		       (size_t)nc * (idx[pos + 2] == CKPT_TRANSFORM_CHUNKS ? CKPT_CHUNK_ENTRY_SIZE_X :
+				     CKPT_CHUNK_ENTRY_SIZE);
 	}
 	fuzz_fix_shard(c, len);
 	snprintf(name, sizeof(name), "%s.empty-region-chunk-raw-2e42", tag);
@@ -389,6 +391,13 @@ int main(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/MANIFEST", dir);
 	f = slurp(path, &len);
 	emit("fuzz_manifest", "fixture-v1", f, len);
+	free(f);
+	/* chunk transforms: 32-byte chunk entries, grouped, raw and zstd payloads */
+	snprintf(dir, sizeof(dir), "%s/v1-xform/shared/fixture/step-%020d", fixtures, 9);
+	find(path, sizeof(path), dir, "rank-000000-", ".ckz");
+	f = slurp(path, &len);
+	shard_seeds("fixture-v1-xform.ckz", f, len);
+	damaged("fixture-v1-xform.ckz", f, len);
 	free(f);
 	snprintf(path, sizeof(path), "%s/v1/local/fixture/step-%020d/rank-000000.ckl", fixtures, 7);
 	f = slurp(path, &len);

@@ -75,7 +75,8 @@ enum {
  *   local_dir, shared_dir, name, compress_level, keep_local, keep_shared, drain_threads,
  *   io_backend (auto|uring|posix), chunk_size, max_pending, close_timeout, io_depth, drain_nice,
  *   mpi_timeout, log_level, require_persistent (0|1), cluster (auto|none|slurm|kubernetes),
- *   stage_bytes (snapshot mode, see "Snapshot saves" below), fault_kill_at (tests only).
+ *   stage_bytes (snapshot mode, see "Snapshot saves" below), chunk_transform (auto|none),
+ *   elem_width (auto|1|2|4|8), fault_kill_at (tests only).
  * ckpt_config_new fails only for lack of memory. An unknown key or a bad value given to
  * ckpt_config_set is CKPT_EINVAL, described by ckpt_config_errmsg(). A bad CKPT_* variable is
  * kept aside: ckpt_open then fails with CKPT_EINVAL naming it, unless the program set that key.

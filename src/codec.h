@@ -14,7 +14,11 @@ struct ckpt_codec; /* per-thread compression and decompression contexts */
 
 int ckpt_codec__new(struct ckpt_codec **out, int level);
 void ckpt_codec__free(struct ckpt_codec *c);
-/* Worst-case compressed size of `raw` bytes. */
+/* Chunk transforms (docs/FORMAT.md 3.8): on, ckpt_codec__encode_chunk writes a transform payload
+ * chosen from each chunk's bytes (the region then has transform 1); off (the default), one plain
+ * zstd frame. hint_width: 0 detects the element width, 1, 2, 4 or 8 imposes it. */
+void ckpt_codec__set_transform(struct ckpt_codec *c, int on, unsigned hint_width);
+/* Worst-case stored size of a chunk of `raw` bytes (plain or transformed). */
 size_t ckpt_codec__bound(size_t raw);
 /* Compress src into dst (cap bytes); *out_size gets the compressed size. */
 int ckpt_codec__compress(struct ckpt_codec *c, void *dst, size_t cap, const void *src, size_t n,
@@ -38,8 +42,9 @@ uint64_t ckpt_codec__hash_digest(const struct ckpt_hash *h);
 
 /*
  * Encode one chunk of a compressed shard: compress the n raw bytes into dst (cap bytes, at least
- * ckpt_codec__bound(n)) and fill in out->stored_size and out->stored_xxh3, the XXH3-64 of the
- * stored bytes. out->offset, where the chunk goes in the file, is the writer's to set.
+ * ckpt_codec__bound(n)) and fill in out->stored_size, out->stored_xxh3 (the XXH3-64 of the stored
+ * bytes), and out->xform and out->width (the chunk transform of the payload; 0 without
+ * transforms). out->offset, where the chunk goes in the file, is the writer's to set.
  */
 int ckpt_codec__encode_chunk(struct ckpt_codec *c, void *dst, size_t cap, const void *raw,
 			     size_t n, struct ckpt_chunk *out, struct ckpt_err *err);
@@ -49,7 +54,8 @@ int ckpt_codec__encode_chunk(struct ckpt_codec *c, void *dst, size_t cap, const 
  * r->chunks[i].stored_size stored bytes the caller has read into `stored`:
  *   1. a compressed chunk: XXH3-64 of the stored bytes against the entry's stored_xxh3, before
  *      the decompressor sees them; then decompression to exactly ckpt_fmt__chunk_raw(r, i) bytes
- *      at dst. A raw chunk (CKPT_CODEC_NONE, local shards): its stored bytes are the raw bytes,
+ *      at dst (dst != stored): one zstd frame, or in a transform 1 region a transform payload,
+ *      decoded and un-grouped (its head must repeat the entry's xform and width). A raw chunk (CKPT_CODEC_NONE, local shards): its stored bytes are the raw bytes,
  *      copied to dst unless dst == stored.
  *   2. the raw bytes go into `region`, the running hash of r's raw bytes (reset at chunk 0, so
  *      chunks must come in order), and after the last chunk its digest is compared with

@@ -12,7 +12,10 @@
 #include "ckpt.h"
 #include "config.h"
 
-enum ktype { K_PATH, K_NAME, K_INT, K_UINT, K_SIZE, K_BACKEND, K_SECONDS, K_STR, K_CLUSTER };
+enum ktype {
+	K_PATH, K_NAME, K_INT, K_UINT, K_SIZE, K_BACKEND, K_SECONDS, K_STR, K_CLUSTER, K_XFORM,
+	K_WIDTH
+};
 
 struct key {
 	const char *name;
@@ -49,6 +52,10 @@ static const struct key keys[CKPT_NKEYS] = {
 	/* Snapshot mode (stage.c): ckpt_save copies into at most this much library-owned memory and
 	 * returns; 0 keeps ckpt_save durable on return. */
 	{ "stage_bytes", K_SIZE, OFF(stage_bytes), 0, 1LL << 40, "0" },
+	/* auto: byte-grouped chunks where they pay (docs/FORMAT.md 3.8); none: transform 0 regions
+	 * that libckpt before chunk transforms reads */
+	{ "chunk_transform", K_XFORM, OFF(chunk_transform), 0, 0, "auto" },
+	{ "elem_width", K_WIDTH, OFF(elem_width), 0, 0, "auto" },
 };
 
 static const char *const cluster_names[] = { "auto", "none", "slurm", "kubernetes" };
@@ -207,6 +214,26 @@ static int set_key(struct ckpt_config *cfg, const struct key *k, const char *v, 
 					     "%s: bad value for key '%s' (auto, uring or posix): '%s'",
 					     from, k->name, v);
 		return CKPT_OK;
+	case K_XFORM:
+		if (!strcmp(v, "auto") || !strcmp(v, "none")) {
+			cfg->chunk_transform = !strcmp(v, "auto");
+			return CKPT_OK;
+		}
+		return ckpt_err__set(&cfg->err, CKPT_EINVAL,
+				     "%s: bad value for key '%s' (auto or none): '%s'", from, k->name,
+				     v);
+	case K_WIDTH:
+		if (!strcmp(v, "auto")) {
+			cfg->elem_width = 0;
+			return CKPT_OK;
+		}
+		if (!strcmp(v, "1") || !strcmp(v, "2") || !strcmp(v, "4") || !strcmp(v, "8")) {
+			cfg->elem_width = (unsigned)(v[0] - '0');
+			return CKPT_OK;
+		}
+		return ckpt_err__set(&cfg->err, CKPT_EINVAL,
+				     "%s: bad value for key '%s' (auto, 1, 2, 4 or 8): '%s'", from,
+				     k->name, v);
 	case K_CLUSTER:
 		for (size_t i = 0; i < sizeof(cluster_names) / sizeof(cluster_names[0]); i++)
 			if (!strcmp(v, cluster_names[i])) {
@@ -331,6 +358,13 @@ const char *ckpt_config_get(const ckpt_config *cfg, const char *key)
 		       cfg->io_backend == CKPT_BACKEND_POSIX ? "posix" : "auto";
 	case K_CLUSTER:
 		return ckpt_config__cluster_name(cfg->cluster);
+	case K_XFORM:
+		return cfg->chunk_transform ? "auto" : "none";
+	case K_WIDTH:
+		if (!cfg->elem_width)
+			return "auto";
+		snprintf(buf, sizeof(c->getbuf[0]), "%u", cfg->elem_width);
+		break;
 	}
 	return buf;
 }

@@ -26,7 +26,7 @@ enum ckpt_cluster {
 /* Where a value came from, for diagnostics. */
 enum ckpt_origin { CKPT_FROM_DEFAULT = 0, CKPT_FROM_ENV = 1, CKPT_FROM_SET = 2, CKPT_FROM_BAD_ENV = 3 };
 
-#define CKPT_NKEYS 19
+#define CKPT_NKEYS 21
 
 struct ckpt_config {
 	char *local_dir;
@@ -48,6 +48,8 @@ struct ckpt_config {
 	int require_persistent;   /* 1: ckpt_open refuses a shared_dir that is not persistent */
 	enum ckpt_cluster cluster; /* slurm, kubernetes, none; auto: from the environment */
 	uint64_t stage_bytes;     /* snapshot mode's host-memory budget for staging; 0: off */
+	int chunk_transform;      /* 1 auto: chunk transforms chosen per chunk; 0 none (version 1) */
+	unsigned elem_width;      /* element width hint of the transforms: 0 auto, 1, 2, 4, 8 */
 	enum ckpt_origin origin[CKPT_NKEYS];
 	struct ckpt_err err;      /* last ckpt_config_set failure */
 	char getbuf[CKPT_NKEYS][32]; /* ckpt_config_get of numbers: one buffer per key */

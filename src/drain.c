@@ -3,12 +3,14 @@
  * the shared tier, then hand it to the commit and to retention (drain_retention.c).
  *
  * One job (a step's local shard) is drained at a time by all drain threads together: each thread
- * claims the next chunk of the plan, reads and compresses it on its own (codec.c), then waits for
- * its turn to append it to the output (the shard writer, shard_shared.c), so chunks land in order
- * while compression runs in parallel (the scheme of zstd's own multithreading, but with
- * independent frames so that regions stay separable). The thread that appends the last chunk
- * finishes the job: the writer's index, trailer, fsync and rename, then the commit. */
-#include <assert.h>
+ * claims the next chunk of the plan, reads and encodes it on its own (codec.c: the chunk
+ * transform chosen from the data, then zstd), and writes it at once wherever the file ends (the
+ * shard writer, shard_shared.c): no thread waits for another's chunk to be written first. Each
+ * region's raw bytes must still be checked against its checksum in order: a thread whose chunk is
+ * next does that, then the chunks parked by faster threads (a bounded window of raw buffers); a
+ * thread whose chunk is not next parks it and goes on with a spare buffer. The thread that leaves
+ * the last chunk finishes the job: the writer's index, trailer, fsync and rename, then the
+ * commit. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -27,7 +29,16 @@ struct drain_job {
 	struct ckpt_shard *src;        /* the local shard */
 	struct ckpt_zwriter *out;      /* the compressed shard being written */
 	uint64_t step, save_id;
-	uint32_t next_claim, next_write; /* pieces of out->plan */
+	uint32_t next_claim;           /* pieces of out->plan */
+	uint32_t nhashed;              /* pieces written and checked (ckpt_shard__zhash), in order */
+	int hashing;                   /* a thread is checking pieces (only one at a time) */
+	/* The reorder window of raw buffers: pieces written but not yet checked wait in `parked`
+	 * (nparked of them); the buffers the job owns and no thread holds wait in `spare`. The job
+	 * allocates at most `window` buffers: a thread that would need more waits. Both arrays hold
+	 * window + drain_threads entries. */
+	struct { uint32_t k; uint8_t *buf; } *parked;
+	uint8_t **spare;
+	unsigned nparked, nspare, nalloc, window;
 	unsigned refs;
 	int failed;
 	int finishing;
@@ -47,6 +58,12 @@ static void job_free(struct drain_job *j)
 		return;
 	ckpt_shard__zclose(j->out); /* removes the output unless it was published */
 	ckpt_shard__close(j->src);
+	for (unsigned i = 0; i < j->nparked; i++)
+		free(j->parked[i].buf);
+	for (unsigned i = 0; i < j->nspare; i++)
+		free(j->spare[i]);
+	free(j->parked);
+	free(j->spare);
 	free(j);
 }
 
@@ -82,9 +99,23 @@ static int job_setup(struct ckpt_ctx *ctx, struct ckpt_step_rec *rec, struct dra
 	    (rc = ckpt_store__check_step_dir(stepdir, err)) < 0)
 		goto fail;
 	ckpt_store__shared_name(final, sizeof(final), ctx->rank, j->save_id);
-	if ((rc = ckpt_shard__zopen(&j->out, j->src, ctx->cfg->chunk_size, stepdir, final,
-				    err)) < 0)
+	if ((rc = ckpt_shard__zopen(&j->out, j->src, ctx->cfg->chunk_size,
+				    ctx->cfg->chunk_transform ? CKPT_TRANSFORM_CHUNKS :
+				    CKPT_TRANSFORM_NONE, stepdir, final, err)) < 0)
 		goto fail;
+	/* As many spare raw buffers as threads, within 64 MiB (at least one). */
+	j->window = ctx->cfg->drain_threads;
+	if ((uint64_t)j->window * ctx->cfg->chunk_size > (64u << 20))
+		j->window = (unsigned)((64u << 20) / ctx->cfg->chunk_size);
+	if (j->window < 1)
+		j->window = 1;
+	/* The job holds at most the buffers it allocated plus one per thread that parked its own
+	 * and waits for a spare (the thread then takes one of them back). */
+	if (!(j->parked = calloc(j->window + ctx->cfg->drain_threads, sizeof(*j->parked))) ||
+	    !(j->spare = calloc(j->window + ctx->cfg->drain_threads, sizeof(*j->spare)))) {
+		rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory for a drain job");
+		goto fail;
+	}
 	/* The local copy was written with O_DIRECT: none of it is cached. Ask for the first chunk
 	 * of every drain thread now; process_chunk asks for the following ones. */
 	for (uint32_t k = 0; k < j->out->nplan && k < ctx->cfg->drain_threads; k++)
@@ -107,6 +138,39 @@ static void job_fail(struct ckpt_ctx *ctx, struct drain_job *j, int rc, const st
 	pthread_mutex_unlock(&ctx->mu);
 }
 
+/* Check the raw bytes of piece i (in buf, which the job now owns unless it is w->raw) and then
+ * those of every parked piece that follows, in plan order. Called with ctx->mu held, by the one
+ * thread that set j->hashing; drops the lock while hashing. CKPT_OK or the first failure. */
+static int check_in_order(struct worker *w, struct drain_job *j, uint32_t i, uint8_t *buf,
+			  struct ckpt_err *err)
+{
+	struct ckpt_ctx *ctx = w->ctx;
+	int rc = CKPT_OK;
+
+	for (;;) {
+		pthread_mutex_unlock(&ctx->mu);
+		rc = ckpt_shard__zhash(j->out, buf, err);
+		pthread_mutex_lock(&ctx->mu);
+		if (buf != w->raw)
+			j->spare[j->nspare++] = buf; /* a parked buffer is free again */
+		if (rc < 0 || j->failed)
+			break;
+		j->nhashed++;
+		pthread_cond_broadcast(&ctx->cv);
+		i++;
+		buf = NULL;
+		for (unsigned q = 0; q < j->nparked; q++)
+			if (j->parked[q].k == i) {
+				buf = j->parked[q].buf;
+				j->parked[q] = j->parked[--j->nparked];
+				break;
+			}
+		if (!buf)
+			break;
+	}
+	return rc;
+}
+
 static void process_chunk(struct worker *w, struct drain_job *j, uint32_t i)
 {
 	struct ckpt_ctx *ctx = w->ctx;
@@ -118,33 +182,55 @@ static void process_chunk(struct worker *w, struct drain_job *j, uint32_t i)
 	/* Threads claim chunks in turn, so this thread's next one is most likely i + threads:
 	 * have the kernel read it while we compress this one, so that the pread below does not
 	 * leave a core idle waiting for the device (bench/ckpt_bench, 256 MiB, with the writeback
-	 * in ckpt_shard__zappend: drain/zstd CLI 0.82-0.85x -> 0.99-1.10x, 2 threads on 2 cores). */
+	 * in ckpt_shard__zwrite: drain/zstd CLI 0.82-0.85x -> 0.99-1.10x, 2 threads on 2 cores). */
 	if (i + ctx->cfg->drain_threads < j->out->nplan)
 		prefetch(j, i + ctx->cfg->drain_threads);
+	/* (a thread that parked its buffer while the job failed may have none left) */
+	if (!w->raw && !(w->raw = malloc((size_t)ctx->cfg->chunk_size))) {
+		rc = ckpt_err__set(&err, CKPT_ENOMEM, "out of memory for a drain buffer");
+		goto fail;
+	}
 	if ((rc = ckpt_io__pread_full(j->src->fd, w->raw, p->raw, p->src_off, &err,
 				      j->src->path)) < 0 ||
 	    (rc = ckpt_codec__encode_chunk(w->codec, w->out, w->out_cap, w->raw, p->raw, &ch,
-					   &err)) < 0)
+					   &err)) < 0 ||
+	    /* written at once, wherever the file ends: no waiting for the chunks before it */
+	    (rc = ckpt_shard__zwrite(j->out, i, &ch, w->out, &err)) < 0)
 		goto fail;
-
-	pthread_mutex_lock(&ctx->mu);
-	while (j->next_write != i && !j->failed && !ctx->abort)
-		pthread_cond_wait(&ctx->cv, &ctx->mu);
-	rc = j->failed ? j->failed : ctx->abort ? CKPT_ETIMEDOUT : CKPT_OK;
-	pthread_mutex_unlock(&ctx->mu);
-	if (rc < 0)
-		return; /* someone else recorded why */
-
-	/* Our turn: this thread alone touches the writer now, and piece i is the one it expects. */
-	assert(j->out->next == i);
-	if ((rc = ckpt_shard__zappend(j->out, &ch, w->out, w->raw, &err)) < 0)
-		goto fail;
-	pthread_mutex_lock(&ctx->mu);
-	j->next_write++;
-	pthread_cond_broadcast(&ctx->cv);
-	pthread_mutex_unlock(&ctx->mu);
 	if (i + 1 == j->out->nplan / 2)
 		ckpt_config__fault(ctx->cfg->fault_kill_at, "drain.midway");
+
+	pthread_mutex_lock(&ctx->mu);
+	if (j->failed || ctx->abort) {
+		pthread_mutex_unlock(&ctx->mu);
+		return; /* someone else recorded why */
+	}
+	if (j->nhashed == i && !j->hashing) {
+		/* Our piece is the next to check: check it, and the parked ones behind it. */
+		j->hashing = 1;
+		rc = check_in_order(w, j, i, w->raw, &err);
+		j->hashing = 0;
+		pthread_mutex_unlock(&ctx->mu);
+		if (rc < 0)
+			goto fail;
+		return;
+	}
+	/* Not our turn: park the raw bytes for the thread that checks them, and take a spare
+	 * buffer for our next chunk (a new one while the window allows, else wait for one). */
+	j->parked[j->nparked].k = i;
+	j->parked[j->nparked++].buf = w->raw;
+	w->raw = NULL;
+	while (!j->nspare && j->nalloc >= j->window && !j->failed && !ctx->abort)
+		pthread_cond_wait(&ctx->cv, &ctx->mu);
+	if (j->nspare) {
+		w->raw = j->spare[--j->nspare];
+	} else if (j->nalloc < j->window) {
+		j->nalloc++; /* the job owns it (job_free) once this thread parks it */
+		pthread_mutex_unlock(&ctx->mu);
+		w->raw = malloc((size_t)ctx->cfg->chunk_size); /* NULL: the next chunk says so */
+		return;
+	}
+	pthread_mutex_unlock(&ctx->mu);
 	return;
 fail:
 	job_fail(ctx, j, rc, &err);
@@ -213,7 +299,7 @@ static void maybe_finish(struct worker *w, struct drain_job *j)
 	struct ckpt_err err = { "" };
 	int rc;
 
-	if (j->finishing || j->refs || (!j->failed && j->next_write < j->out->nplan))
+	if (j->finishing || j->refs || (!j->failed && j->nhashed < j->out->nplan))
 		return;
 	j->finishing = 1;
 	pthread_mutex_unlock(&ctx->mu);
@@ -325,6 +411,8 @@ int ckpt_drain__start(struct ckpt_ctx *ctx, struct ckpt_err *err)
 		if ((rc = ckpt_codec__new(&ws[i].codec, ctx->cfg->compress_level)) < 0 ||
 		    !(ws[i].raw = malloc(cs)) || !(ws[i].out = malloc(ws[i].out_cap)))
 			return ckpt_err__set(err, CKPT_ENOMEM, "out of memory for drain buffers");
+		ckpt_codec__set_transform(ws[i].codec, ctx->cfg->chunk_transform,
+					  ctx->cfg->elem_width);
 	}
 	for (unsigned i = 0; i < n; i++) {
 		if ((rc = pthread_create(&ctx->threads[i], NULL, worker_main, &ws[i])) != 0)

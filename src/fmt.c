@@ -149,13 +149,18 @@ int ckpt_fmt__decode_trailer(struct ckpt_trailer *t, const uint8_t *buf, size_t 
 	return CKPT_OK;
 }
 
+size_t ckpt_fmt__chunk_entry_size(const struct ckpt_region_meta *r)
+{
+	return r->transform == CKPT_TRANSFORM_CHUNKS ? CKPT_CHUNK_ENTRY_SIZE_X : CKPT_CHUNK_ENTRY_SIZE;
+}
+
 size_t ckpt_fmt__index_size(const struct ckpt_region_meta *r, uint32_t n)
 {
 	size_t sz = 0;
 
 	for (uint32_t i = 0; i < n; i++)
 		sz += CKPT_REGION_ENTRY_SIZE + r[i].name_len +
-		      (size_t)r[i].nchunks * CKPT_CHUNK_ENTRY_SIZE;
+		      (size_t)r[i].nchunks * ckpt_fmt__chunk_entry_size(&r[i]);
 	return sz;
 }
 
@@ -176,7 +181,12 @@ void ckpt_fmt__encode_index(uint8_t *out, const struct ckpt_region_meta *r, uint
 			put64(out, r[i].chunks[c].offset);
 			put64(out + 8, r[i].chunks[c].stored_size);
 			put64(out + 16, r[i].chunks[c].stored_xxh3);
-			out += CKPT_CHUNK_ENTRY_SIZE;
+			if (r[i].transform == CKPT_TRANSFORM_CHUNKS) {
+				out[24] = r[i].chunks[c].xform;
+				out[25] = r[i].chunks[c].width;
+				memset(out + 26, 0, 6); /* reserved */
+			}
+			out += ckpt_fmt__chunk_entry_size(&r[i]);
 		}
 	}
 }
@@ -230,6 +240,33 @@ static int check_unique(const struct ckpt_index *idx, struct ckpt_err *err)
 	return rc;
 }
 
+/* The transform fields of chunk entry c of a transform 1 region (docs/FORMAT.md 3.7, step 4):
+ * a known chunk transform, a width that fits it, and a stored size between the smallest payload
+ * of that width and the largest a writer makes (raw bytes + head + plane table). */
+static int check_xform_entry(struct ckpt_region_meta *r, uint32_t c, const uint8_t *p,
+			     struct ckpt_err *err)
+{
+	struct ckpt_chunk *ch = &r->chunks[c];
+	uint64_t raw = ckpt_fmt__chunk_raw(r, c);
+
+	ch->xform = p[24];
+	ch->width = p[25];
+	if (ch->xform != CKPT_CHUNK_XFORM_PLAIN && ch->xform != CKPT_CHUNK_XFORM_BYTEGROUP)
+		return ckpt_err__set(err, CKPT_ECORRUPT,
+				     "region '%s' chunk %u uses chunk transform %u, unknown to this "
+				     "version", r->name, c, ch->xform);
+	if (ch->xform == CKPT_CHUNK_XFORM_PLAIN ? ch->width != 1 :
+	    (ch->width != 2 && ch->width != 4 && ch->width != 8))
+		return ckpt_err__set(err, CKPT_ECORRUPT,
+				     "region '%s' chunk %u: element width %u is invalid for chunk "
+				     "transform %u", r->name, c, ch->width, ch->xform);
+	if (ch->stored_size < 8 + 8 * (uint64_t)ch->width || ch->stored_size > raw + 72)
+		return ckpt_err__set(err, CKPT_ECORRUPT,
+				     "region '%s' chunk %u: %llu bytes stored for %llu raw", r->name,
+				     c, (unsigned long long)ch->stored_size, (unsigned long long)raw);
+	return CKPT_OK;
+}
+
 int ckpt_fmt__decode_index(struct ckpt_index *out, const uint8_t *buf, size_t len,
 			   uint32_t nregions, uint64_t data_start, uint64_t data_end,
 			   int compressed, struct ckpt_err *err)
@@ -252,6 +289,7 @@ int ckpt_fmt__decode_index(struct ckpt_index *out, const uint8_t *buf, size_t le
 		struct ckpt_region_meta *r = &idx.regions[i];
 		const uint8_t *p;
 		uint64_t expect;
+		size_t esz;
 
 		if (len - pos < CKPT_REGION_ENTRY_SIZE)
 			goto trunc;
@@ -271,7 +309,7 @@ int ckpt_fmt__decode_index(struct ckpt_index *out, const uint8_t *buf, size_t le
 		if (memchr(r->name, '\0', r->name_len))
 			goto bad;
 		pos += r->name_len;
-		if (r->transform != CKPT_TRANSFORM_NONE) {
+		if (r->transform != CKPT_TRANSFORM_NONE && r->transform != CKPT_TRANSFORM_CHUNKS) {
 			rc = ckpt_err__set(err, CKPT_ECORRUPT,
 					   "region '%s' uses transform %u, unknown to this version",
 					   r->name, r->transform);
@@ -280,6 +318,10 @@ int ckpt_fmt__decode_index(struct ckpt_index *out, const uint8_t *buf, size_t le
 		}
 		if (r->codec != (compressed ? CKPT_CODEC_ZSTD : CKPT_CODEC_NONE))
 			goto bad;
+		/* chunk transforms exist only in compressed shards (docs/FORMAT.md 3.4) */
+		if (r->transform == CKPT_TRANSFORM_CHUNKS && !compressed)
+			goto bad;
+		esz = ckpt_fmt__chunk_entry_size(r);
 		/* Chunk geometry must follow from the sizes, so a reader never trusts counts alone. */
 		if (r->raw_size == 0) {
 			/* an empty region has no chunk, and no chunk size to allocate for */
@@ -295,7 +337,7 @@ int ckpt_fmt__decode_index(struct ckpt_index *out, const uint8_t *buf, size_t le
 		}
 		if (r->nchunks != expect)
 			goto bad;
-		if ((uint64_t)r->nchunks * CKPT_CHUNK_ENTRY_SIZE > len - pos)
+		if ((uint64_t)r->nchunks * esz > len - pos)
 			goto trunc;
 		if (r->nchunks && !(r->chunks = calloc(r->nchunks, sizeof(*r->chunks)))) {
 			ckpt_fmt__index_free(&idx);
@@ -308,15 +350,22 @@ int ckpt_fmt__decode_index(struct ckpt_index *out, const uint8_t *buf, size_t le
 			ch->offset = get64(p);
 			ch->stored_size = get64(p + 8);
 			ch->stored_xxh3 = get64(p + 16);
-			pos += CKPT_CHUNK_ENTRY_SIZE;
+			pos += esz;
 			if (ch->offset < data_start || ch->offset > data_end ||
 			    ch->stored_size > data_end - ch->offset)
 				goto bad;
 			if (!compressed && ch->stored_size != r->raw_size)
 				goto bad;
-			if (compressed && (ch->stored_size == 0 ||
-					   ch->stored_size > 2 * ckpt_fmt__chunk_raw(r, c) + 65536))
+			if (r->transform == CKPT_TRANSFORM_CHUNKS) {
+				if ((rc = check_xform_entry(r, c, p, err)) < 0) {
+					ckpt_fmt__index_free(&idx);
+					return rc;
+				}
+			} else if (compressed &&
+				   (ch->stored_size == 0 ||
+				    ch->stored_size > 2 * ckpt_fmt__chunk_raw(r, c) + 65536)) {
 				goto bad;
+			}
 		}
 	}
 	if (pos != len)

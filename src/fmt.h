@@ -14,7 +14,8 @@
 #define CKPT_TRAILER_SIZE 64
 #define CKPT_ALIGN 4096            /* local shards: data offsets and file size */
 #define CKPT_REGION_ENTRY_SIZE 40  /* fixed part of an index region entry */
-#define CKPT_CHUNK_ENTRY_SIZE 24
+#define CKPT_CHUNK_ENTRY_SIZE 24    /* a chunk entry of a transform 0 region */
+#define CKPT_CHUNK_ENTRY_SIZE_X 32  /* a chunk entry of a transform 1 region (xform, width) */
 #define CKPT_MANIFEST_HEAD 48
 #define CKPT_MANIFEST_RANK 32
 #define CKPT_MAX_REGIONS (1u << 20)
@@ -24,7 +25,17 @@
 #define CKPT_FLAG_COMPRESSED 1u    /* header flag: shared-tier shard (zstd chunks) */
 
 enum ckpt_codec_id { CKPT_CODEC_NONE = 0, CKPT_CODEC_ZSTD = 1 };
-enum ckpt_transform { CKPT_TRANSFORM_NONE = 0 }; /* room for byte shuffle and friends */
+/* Chunk entry byte 24 of a transform 1 region: the chunk's transform, equal to the payload's
+ * first byte (codec module, xform.h: CKPT_XFORM_PLAIN and CKPT_XFORM_BYTEGROUP, which xform.c
+ * checks against these). Pinned forever. */
+#define CKPT_CHUNK_XFORM_PLAIN 1
+#define CKPT_CHUNK_XFORM_BYTEGROUP 2
+
+/* Region entry byte 2 (docs/FORMAT.md 3.4). Pinned forever. */
+enum ckpt_transform {
+	CKPT_TRANSFORM_NONE = 0,  /* 24-byte chunk entries; a chunk is a zstd frame or raw bytes */
+	CKPT_TRANSFORM_CHUNKS = 1 /* 32-byte chunk entries; a chunk is a transform payload (xform.h) */
+};
 
 struct ckpt_header {
 	uint32_t version;
@@ -42,6 +53,8 @@ struct ckpt_chunk {
 	uint64_t offset;      /* in the file */
 	uint64_t stored_size; /* bytes in the file */
 	uint64_t stored_xxh3; /* XXH3-64 of the stored bytes */
+	uint8_t xform;        /* transform 1 regions: the payload's transform (CKPT_XFORM_*) */
+	uint8_t width;        /* and its element width; both 0 in a transform 0 region */
 };
 
 struct ckpt_region_meta {
@@ -111,6 +124,8 @@ void ckpt_fmt__index_free(struct ckpt_index *idx);
 /* Region `name`, or NULL. */
 const struct ckpt_region_meta *ckpt_fmt__find_region(const struct ckpt_index *idx,
 						     const char *name);
+/* Bytes of one chunk entry of r (24 or 32, by r->transform). */
+size_t ckpt_fmt__chunk_entry_size(const struct ckpt_region_meta *r);
 /* Raw bytes of chunk i of r. */
 uint64_t ckpt_fmt__chunk_raw(const struct ckpt_region_meta *r, uint32_t i);
 

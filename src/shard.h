@@ -68,10 +68,12 @@ int ckpt_shard__verify(struct ckpt_shard *s, struct ckpt_codec *codec, struct ck
 
 /*
  * The compressed (shared-tier) writer: a shard drained from the local shard `src`, its regions cut
- * into chunks of chunk_size raw bytes. The plan lists the chunks in the order they must be
- * appended, with where each one's raw bytes are in `src`; the caller (the drain) reads and
- * compresses them on any thread (ckpt_codec__encode_chunk) and appends them one at a time, in
- * plan order. Not thread-safe: the caller serializes every call on one writer.
+ * into chunks of chunk_size raw bytes. The plan lists the chunks, with where each one's raw bytes
+ * are in `src`; the caller (the drain) reads and encodes them on any thread
+ * (ckpt_codec__encode_chunk) and writes each one as soon as it is encoded, in any order
+ * (ckpt_shard__zwrite, thread-safe); it also hands every piece's raw bytes to ckpt_shard__zhash in
+ * plan order, one call at a time, so that each region's checksum is checked against the local
+ * shard's before the shard is published.
  */
 struct ckpt_zpiece {
 	uint32_t region, chunk;
@@ -83,11 +85,11 @@ struct ckpt_zwriter {
 	const struct ckpt_shard *src; /* borrowed: outlives the writer */
 	struct ckpt_zpiece *plan;
 	uint32_t nplan;
-	uint32_t next;              /* the piece the next ckpt_shard__zappend writes */
+	uint32_t next;              /* the piece the next ckpt_shard__zhash expects */
 	struct ckpt_region_meta *meta; /* the output index, filled in as chunks land */
 	uint32_t nregions;
-	struct ckpt_hash *rhash;    /* raw bytes of the region being appended */
-	uint64_t off;               /* where the next chunk goes */
+	struct ckpt_hash *rhash;    /* raw bytes of the region being hashed */
+	uint64_t off;               /* where the next chunk goes (atomic: ckpt_shard__zwrite) */
 	int fd;
 	int dir_fd;                 /* the step directory, held open */
 	char stepdir[CKPT_PATH_MAX];
@@ -97,15 +99,22 @@ struct ckpt_zwriter {
 };
 
 /* Plan the shard and create it under a temporary name in stepdir (an existing real directory) with
- * its header written. On failure nothing is left in stepdir. */
+ * its header written. transform: CKPT_TRANSFORM_NONE (every chunk one zstd frame, 24-byte chunk
+ * entries: a version 1 file that older readers read) or CKPT_TRANSFORM_CHUNKS (transform payloads,
+ * 32-byte entries; docs/FORMAT.md 3.4). Empty regions keep transform 0 (they have no chunk). On
+ * failure nothing is left in stepdir. */
 int ckpt_shard__zopen(struct ckpt_zwriter **out, const struct ckpt_shard *src, uint64_t chunk_size,
-		      const char *stepdir, const char *final_base, struct ckpt_err *err);
-/* Append the next piece of the plan: ch (stored_size, stored_xxh3, as ckpt_codec__encode_chunk
- * gave them) and its stored bytes, and the piece's raw bytes, hashed into its region's checksum.
- * At a region's last chunk that checksum must equal the local shard's: CKPT_ECORRUPT otherwise
- * (the local copy changed since it was saved). */
-int ckpt_shard__zappend(struct ckpt_zwriter *z, const struct ckpt_chunk *ch, const void *stored,
-			const void *raw, struct ckpt_err *err);
+		      int transform, const char *stepdir, const char *final_base,
+		      struct ckpt_err *err);
+/* Write piece k of the plan: ch (stored_size, stored_xxh3, xform and width, as
+ * ckpt_codec__encode_chunk gave them) and its stored bytes, at the next free offset of the data
+ * area. Any order, from any thread, each piece once. */
+int ckpt_shard__zwrite(struct ckpt_zwriter *z, uint32_t k, const struct ckpt_chunk *ch,
+		       const void *stored, struct ckpt_err *err);
+/* Hash the raw bytes of the next piece (z->next) into its region's checksum. At a region's last
+ * chunk that checksum must equal the local shard's: CKPT_ECORRUPT otherwise (the local copy
+ * changed since it was saved). Plan order, one thread at a time. */
+int ckpt_shard__zhash(struct ckpt_zwriter *z, const void *raw, struct ckpt_err *err);
 /* After the last piece: write index and trailer, fsync, rename to final_base, fsync stepdir. The
  * shard is then durable but not committed; *out gets its MANIFEST entry. Crash points
  * "drain.written" and "drain.published" (docs/FORMAT.md). */

@@ -201,7 +201,7 @@ static int write_local(struct ckpt_writer *w, const char *stepdir, const char *f
 		if ((rc = write_region(&j, &regs[i], off, &m->raw_xxh3,
 				       in_place && hashed && hashed[i])) < 0)
 			goto out;
-		chunks[i] = (struct ckpt_chunk){ off, regs[i].size, m->raw_xxh3 };
+		chunks[i] = (struct ckpt_chunk){ off, regs[i].size, m->raw_xxh3, 0, 0 };
 		raw_total += regs[i].size;
 		off += align_up(regs[i].size);
 	}

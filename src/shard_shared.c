@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* The compressed (shared-tier) shard writer. The drain compresses chunks of a local shard on
- * several threads and hands them here one at a time, in order; this file decides where they go,
- * hashes the raw bytes into each region's checksum, encodes the header, the index and the trailer
- * (through fmt) and makes the file durable under its final name. */
+/* The compressed (shared-tier) shard writer. The drain encodes chunks of a local shard on several
+ * threads and hands each one here as soon as it is encoded, in any order; this file decides where
+ * it goes (the next free offset), checks the raw bytes against each region's checksum (in plan
+ * order, off the write path), encodes the header, the index and the trailer (through fmt) and
+ * makes the file durable under its final name. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -46,7 +47,7 @@ void ckpt_shard__zclose(struct ckpt_zwriter *z)
 
 /* The output index: the local shard's regions cut into chunks of cs raw bytes (the last chunk of
  * a region may be shorter), and the plan that visits those chunks in file order. */
-static int plan(struct ckpt_zwriter *z, uint64_t cs, struct ckpt_err *err)
+static int plan(struct ckpt_zwriter *z, uint64_t cs, int transform, struct ckpt_err *err)
 {
 	const struct ckpt_index *idx = &z->src->idx;
 	uint64_t n = 0;
@@ -64,6 +65,8 @@ static int plan(struct ckpt_zwriter *z, uint64_t cs, struct ckpt_err *err)
 
 		*m = *s; /* name, sizes and raw_xxh3 stay; the chunking changes */
 		m->codec = CKPT_CODEC_ZSTD;
+		/* an empty region has no chunk to transform: it stays a version 1 entry */
+		m->transform = (uint8_t)(s->raw_size ? transform : CKPT_TRANSFORM_NONE);
 		m->chunk_raw = s->raw_size ? cs : 0;
 		m->nchunks = (uint32_t)(s->raw_size / cs + (s->raw_size % cs != 0));
 		m->chunks = NULL;
@@ -80,7 +83,8 @@ nomem:
 }
 
 int ckpt_shard__zopen(struct ckpt_zwriter **out, const struct ckpt_shard *src, uint64_t chunk_size,
-		      const char *stepdir, const char *final_base, struct ckpt_err *err)
+		      int transform, const char *stepdir, const char *final_base,
+		      struct ckpt_err *err)
 {
 	struct ckpt_zwriter *z;
 	struct ckpt_header h;
@@ -96,7 +100,7 @@ int ckpt_shard__zopen(struct ckpt_zwriter **out, const struct ckpt_shard *src, u
 	z->src = src;
 	snprintf(z->stepdir, sizeof(z->stepdir), "%s", stepdir);
 	snprintf(z->final, sizeof(z->final), "%s", final_base);
-	if ((rc = plan(z, chunk_size, err)) < 0)
+	if ((rc = plan(z, chunk_size, transform, err)) < 0)
 		goto fail;
 	if ((rc = ckpt_store__tmp_path(z->tmp, sizeof(z->tmp), stepdir, final_base)) < 0) {
 		ckpt_err__set(err, rc, "path too long under %s", stepdir);
@@ -131,14 +135,36 @@ fail:
 	return rc;
 }
 
-int ckpt_shard__zappend(struct ckpt_zwriter *z, const struct ckpt_chunk *ch, const void *stored,
-			const void *raw, struct ckpt_err *err)
+int ckpt_shard__zwrite(struct ckpt_zwriter *z, uint32_t k, const struct ckpt_chunk *ch,
+		       const void *stored, struct ckpt_err *err)
 {
-	const struct ckpt_zpiece *p = &z->plan[z->next];
+	const struct ckpt_zpiece *p = &z->plan[k];
 	struct ckpt_region_meta *m = &z->meta[p->region];
+	/* Chunks go back to back in the order they finish (docs/FORMAT.md 3.3: any order, no
+	 * overlap); the index records where each one went. The only state writers share. */
+	uint64_t off = __atomic_fetch_add(&z->off, ch->stored_size, __ATOMIC_RELAXED);
 	int rc;
 
-	/* The region checksum is one sequential hash: that is why chunks come in order. */
+	if ((rc = ckpt_io__pwrite_full(z->fd, stored, ch->stored_size, off, err, z->tmp)) < 0)
+		return rc;
+#ifdef SYNC_FILE_RANGE_WRITE
+	/* Start writing this chunk back now, without waiting: the device works while the drain
+	 * compresses the next chunks, instead of all at once in ckpt_shard__zfinish's fsync, which
+	 * stays the durability point (this call is advisory and reports no durable state). */
+	sync_file_range(z->fd, (off_t)off, (off_t)ch->stored_size, SYNC_FILE_RANGE_WRITE);
+#endif
+	m->chunks[p->chunk] = (struct ckpt_chunk){ off, ch->stored_size, ch->stored_xxh3,
+						   m->transform ? ch->xform : 0,
+						   m->transform ? ch->width : 0 };
+	return CKPT_OK;
+}
+
+int ckpt_shard__zhash(struct ckpt_zwriter *z, const void *raw, struct ckpt_err *err)
+{
+	const struct ckpt_zpiece *p = &z->plan[z->next];
+	const struct ckpt_region_meta *m = &z->meta[p->region];
+
+	/* The region checksum is one sequential hash: that is why pieces come here in order. */
 	if (p->chunk == 0)
 		ckpt_codec__hash_reset(z->rhash);
 	ckpt_codec__hash_update(z->rhash, raw, p->raw);
@@ -147,16 +173,6 @@ int ckpt_shard__zappend(struct ckpt_zwriter *z, const struct ckpt_chunk *ch, con
 		return ckpt_err__set(err, CKPT_ECORRUPT,
 				     "%s: region '%s' checksum mismatch; step %llu not drained",
 				     z->src->path, m->name, (unsigned long long)z->src->hdr.step);
-	if ((rc = ckpt_io__pwrite_full(z->fd, stored, ch->stored_size, z->off, err, z->tmp)) < 0)
-		return rc;
-#ifdef SYNC_FILE_RANGE_WRITE
-	/* Start writing this chunk back now, without waiting: the device works while the drain
-	 * compresses the next chunks, instead of all at once in ckpt_shard__zfinish's fsync, which
-	 * stays the durability point (this call is advisory and reports no durable state). */
-	sync_file_range(z->fd, (off_t)z->off, (off_t)ch->stored_size, SYNC_FILE_RANGE_WRITE);
-#endif
-	m->chunks[p->chunk] = (struct ckpt_chunk){ z->off, ch->stored_size, ch->stored_xxh3 };
-	z->off += ch->stored_size;
 	z->next++;
 	return CKPT_OK;
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Byte grouping of chunks, the choice of a transform from a sample of the data, and the stored
- * payload of one transformed chunk (docs/TRANSFORM.md).
+ * payload of one transformed chunk (docs/FORMAT.md 3.8; the choice: docs/TRANSFORM.md).
  *
  * Why byte grouping: in an array of floats, the bytes that carry sign and exponent are few-valued
  * and compressible, the low mantissa bytes are noise. Interleaved, zstd sees noise everywhere

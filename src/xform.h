@@ -2,7 +2,7 @@
 /* Chunk transforms before zstd: byte grouping (planes), the choice of a transform from the data,
  * and the self-describing stored payload of one chunk. Pure buffers, no I/O (fuzzable).
  *
- * The stored payload is specified byte by byte in docs/TRANSFORM.md. In short: an 8-byte head
+ * The stored payload is specified byte by byte in docs/FORMAT.md 3.8. In short: an 8-byte head
  * (transform, element width, raw size), one 8-byte entry per plane (mode raw or zstd, stored
  * size), the planes' stored bytes in plane order, then the n % width tail bytes verbatim.
  * All functions are thread-safe given distinct contexts and scratch buffers. */

@@ -588,6 +588,31 @@ int main(int argc, char **argv)
 		l2.cov[l2.ncov][0] = io, l2.cov[l2.ncov++][1] = io + is;
 		l2.cov[l2.ncov][0] = l2.len - 64, l2.cov[l2.ncov++][1] = l2.len;
 	}
+	/* The compressed shard must hold byte-grouped chunks (docs/FORMAT.md 3.8: region transform
+	 * 1, 32-byte chunk entries, xform 2 at entry byte 24), so that every byte of transformed
+	 * payloads and of their index entries is damaged below. */
+	{
+		const unsigned char *ix = s2.orig + le64(s2.orig + s2.len - 64 + 8);
+		uint64_t is = le64(s2.orig + s2.len - 64 + 16), pos = 0;
+		long grouped = 0, chunks = 0;
+
+		while (pos + 40 <= is) {
+			unsigned nl = ix[pos] | ix[pos + 1] << 8, tr = ix[pos + 2];
+			uint32_t nc = (uint32_t)ix[pos + 4] | (uint32_t)ix[pos + 5] << 8 |
+				      (uint32_t)ix[pos + 6] << 16 | (uint32_t)ix[pos + 7] << 24;
+			uint64_t esz = tr == 1 ? 32 : 24;
+
+			pos += 40 + nl;
+			for (uint32_t c = 0; c < nc && pos + esz <= is; c++, pos += esz, chunks++)
+				grouped += tr == 1 && ix[pos + 24] == 2;
+		}
+		fprintf(out, "corruption: the compressed shard of step 2 has %ld chunks, %ld of them "
+			"byte-grouped\n", chunks, grouped);
+		if (!grouped) {
+			fprintf(out, "setup: no byte-grouped chunk in %s\n", s2.path);
+			return 2;
+		}
+	}
 	/* Compressed shard and MANIFEST: every byte is covered. */
 	s2.ncov = m2.ncov = 1;
 	s2.cov[0][0] = m2.cov[0][0] = 0;

@@ -484,7 +484,7 @@ static void test_check_raw_chunk(void)
 	r.raw_xxh3 = ckpt_codec__xxh3(raw, raw_len);
 	r.nchunks = 1;
 	r.chunks = &ch;
-	ch = (struct ckpt_chunk){ 4096, raw_len, r.raw_xxh3 };
+	ch = (struct ckpt_chunk){ 4096, raw_len, r.raw_xxh3, 0, 0 };
 
 	/* good: copied to dst, or checked in place (dst == stored), no codec needed */
 	CU_ASSERT_EQUAL(ckpt_codec__check_chunk(NULL, &r, 0, raw, out, h, &err), CKPT_OK);

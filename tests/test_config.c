@@ -20,6 +20,7 @@ static const struct {
 	{ "drain_nice", "10" },     { "mpi_timeout", "600" }, { "fault_kill_at", "" },
 	{ "log_level", "1" },       { "require_persistent", "0" }, { "cluster", "auto" },
 	{ "stage_bytes", "0" },
+	{ "chunk_transform", "auto" }, { "elem_width", "auto" },
 };
 #define NDEFAULTS (sizeof(defaults) / sizeof(defaults[0]))
 
@@ -214,6 +215,17 @@ static const struct set_case set_cases[] = {
 	{ "cluster", "k8s", NULL },
 	{ "cluster", "Slurm", NULL },
 	{ "cluster", "", NULL },
+	{ "chunk_transform", "none", "none" },
+	{ "chunk_transform", "auto", "auto" },
+	{ "chunk_transform", "bytegroup", NULL },
+	{ "chunk_transform", "", NULL },
+	{ "elem_width", "2", "2" },
+	{ "elem_width", "8", "8" },
+	{ "elem_width", "1", "1" },
+	{ "elem_width", "auto", "auto" },
+	{ "elem_width", "3", NULL },
+	{ "elem_width", "16", NULL },
+	{ "elem_width", "4x", NULL },
 };
 
 static void test_set_values(void)
@@ -383,6 +395,8 @@ static const struct set_case env_cases[] = {
 	{ "require_persistent", "1", "1" },
 	{ "cluster", "kubernetes", "kubernetes" },
 	{ "stage_bytes", "2G", "2147483648" },
+	{ "chunk_transform", "none", "none" },
+	{ "elem_width", "4", "4" },
 };
 
 static void test_env_applied(void)

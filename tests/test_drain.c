@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Drain failures: full or broken shared tier, full local tier, backpressure, close deadlines. */
+/* Drain failures: full or broken shared tier, full local tier, backpressure, close deadlines;
+ * chunk transforms through the real drain (every width, odd tails, chunks that mix choices). */
 #include <fcntl.h>
+#include <glob.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +13,7 @@
 
 #include "ckpt.h"
 #include "harness.h"
+#include "shard.h"
 
 #define MIB (1024u * 1024u)
 
@@ -464,6 +468,212 @@ static void test_close_timeout(void)
 	CU_ASSERT(close_ctx() == CKPT_OK);
 }
 
+/* ---- chunk transforms through the real drain ---- */
+
+enum kind { K_FP32, K_BF16, K_FP64, K_RAND, K_ZERO, K_TEXT };
+
+/* n bytes of data of a kind: smooth floats with noise in the low mantissa, random, text. */
+static void fill(uint8_t *p, size_t n, enum kind k, uint64_t seed)
+{
+	uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		switch (k) {
+		case K_FP32: {
+			float f = (float)(sin((double)(i / 4) * 0.001) * 0.02 +
+					  (double)(x % 1000) * 1e-6);
+			uint8_t b[4];
+
+			memcpy(b, &f, 4);
+			p[i] = b[i % 4];
+			break;
+		}
+		case K_BF16: {
+			float f = (float)(sin((double)(i / 2) * 0.003) * 0.5 + (double)(x % 97) * 1e-4);
+			uint8_t b[4];
+
+			memcpy(b, &f, 4);
+			p[i] = b[2 + i % 2]; /* the high half of the float: bf16 */
+			break;
+		}
+		case K_FP64: {
+			double d = sin((double)(i / 8) * 0.0007) * 3 + (double)(x % 1000) * 1e-9;
+			uint8_t b[8];
+
+			memcpy(b, &d, 8);
+			p[i] = b[i % 8];
+			break;
+		}
+		case K_RAND: p[i] = (uint8_t)(x >> 24); break;
+		case K_ZERO: p[i] = 0; break;
+		case K_TEXT: p[i] = (uint8_t)"the quick brown fox jumps over a lazy dog. "[(i * 7 / 5) % 43]; break;
+		}
+	}
+}
+
+struct xregion {
+	const char *name;
+	size_t size;
+	enum kind kinds[8]; /* kind of each 64 KiB piece, */
+	unsigned nkinds;    /* for the first nkinds pieces; kinds[0] for the others */
+	uint8_t *data;
+};
+
+#define K64 (64u * 1024u)
+
+static struct xregion xregions[] = {
+	{ "fp32", 3 * K64 + 4099, { K_FP32 }, 1, NULL },  /* odd tail: not a multiple of 4 */
+	{ "bf16", 2 * K64 + 1, { K_BF16 }, 1, NULL },     /* odd tail: not a multiple of 2 */
+	{ "fp64", 2 * K64 + 13, { K_FP64 }, 1, NULL },    /* not a multiple of 8 */
+	{ "fp32-whole", K64, { K_FP32 }, 1, NULL },       /* exactly one chunk */
+	{ "tiny", 7, { K_FP32 }, 1, NULL },
+	{ "one", 1, { K_RAND }, 1, NULL },
+	{ "empty", 0, { K_ZERO }, 1, NULL },
+	/* one region whose chunks want different transforms */
+	{ "mixed", 6 * K64 + 777, { K_FP32, K_RAND, K_ZERO, K_BF16, K_FP64, K_TEXT, K_FP32 }, 7,
+	  NULL },
+};
+#define NX (sizeof(xregions) / sizeof(xregions[0]))
+
+static void make_xregions(ckpt_region *r)
+{
+	for (size_t i = 0; i < NX; i++) {
+		struct xregion *x = &xregions[i];
+
+		free(x->data);
+		x->data = malloc(x->size ? x->size : 1);
+		for (size_t off = 0, c = 0; off < x->size; off += K64, c++) {
+			size_t n = x->size - off < K64 ? x->size - off : K64;
+			enum kind k = x->kinds[c < x->nkinds ? c : 0];
+
+			fill(x->data + off, n, k, 100 * i + c);
+		}
+		r[i] = (ckpt_region){ x->name, x->data, x->size };
+	}
+}
+
+/* Every region of step `step` read back from the shared tier only equals what was saved. */
+static int xload_shared(uint64_t step)
+{
+	char dir[4200], aside[4300];
+	int ok = 1, had;
+
+	step_dir(dir, sizeof(dir), E.local, step);
+	snprintf(aside, sizeof(aside), "%s.aside", dir);
+	had = rename(dir, aside) == 0;
+	for (size_t i = 0; i < NX; i++) {
+		struct xregion *x = &xregions[i];
+		uint8_t *got = malloc(x->size ? x->size : 1);
+		int rc = ckpt_load(CTX, step, x->name, got, x->size);
+
+		if (rc != CKPT_OK || memcmp(got, x->data, x->size)) {
+			fprintf(stderr, "region %s of step %llu: %s %s\n", x->name,
+				(unsigned long long)step, ckpt_strerror(rc), ckpt_errmsg(CTX));
+			ok = 0;
+		}
+		free(got);
+	}
+	if (had && rename(aside, dir) != 0)
+		ok = 0;
+	return ok;
+}
+
+/* Open the compressed shard of step `step`. */
+static struct ckpt_shard *open_ckz(uint64_t step)
+{
+	char dir[4200], pat[4300];
+	struct ckpt_shard *sh = NULL;
+	glob_t g;
+
+	step_dir(dir, sizeof(dir), E.shared, step);
+	snprintf(pat, sizeof(pat), "%s/rank-*.ckz", dir);
+	if (glob(pat, 0, NULL, &g) != 0)
+		return NULL;
+	if (g.gl_pathc == 1 && ckpt_shard__open(&sh, g.gl_pathv[0], NULL) != CKPT_OK)
+		sh = NULL;
+	globfree(&g);
+	return sh;
+}
+
+/* The (xform, width) of chunk c of region `name`, as xform * 16 + width; -1 if absent. */
+static int chunk_code(const struct ckpt_shard *sh, const char *name, uint32_t c)
+{
+	const struct ckpt_region_meta *r = ckpt_fmt__find_region(&sh->idx, name);
+
+	return r && c < r->nchunks ? r->chunks[c].xform * 16 + r->chunks[c].width : -1;
+}
+
+static void test_transform_roundtrip(void)
+{
+	ckpt_region r[NX];
+	struct ckpt_shard *sh;
+	const struct ckpt_region_meta *m;
+	int seen[256] = { 0 }, distinct = 0;
+
+	CU_ASSERT_FATAL(env_new("drain-xform") == 0);
+	make_xregions(r);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
+		"chunk_size", "64K", "drain_threads", "3", NULL }));
+	CU_ASSERT_FATAL(ckpt_save(CTX, 1, r, NX) == CKPT_OK);
+	CU_ASSERT_FATAL(ckpt_wait(CTX, 1) == CKPT_OK);
+	CU_ASSERT(xload_shared(1));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sh = open_ckz(1));
+	for (size_t i = 0; i < NX; i++) {
+		CU_ASSERT_PTR_NOT_NULL_FATAL(m = ckpt_fmt__find_region(&sh->idx, xregions[i].name));
+		/* every region with data is transform 1; an empty one has no chunk to transform */
+		CU_ASSERT_EQUAL(m->transform, xregions[i].size ? 1 : 0);
+	}
+	/* what the detector chose, from the data alone */
+	CU_ASSERT_EQUAL(chunk_code(sh, "fp32", 0), 2 * 16 + 4);
+	/* the 4099-byte tail chunk (a partial last element): whatever the detector chose from
+	 * its few bytes, it read back (xload_shared) */
+	printf("(fp32 tail chunk: transform %d width %d) ", chunk_code(sh, "fp32", 3) / 16,
+	       chunk_code(sh, "fp32", 3) % 16);
+	CU_ASSERT(chunk_code(sh, "fp32", 3) / 16 == 1 || chunk_code(sh, "fp32", 3) / 16 == 2);
+	CU_ASSERT_EQUAL(chunk_code(sh, "bf16", 0), 2 * 16 + 2);
+	CU_ASSERT_EQUAL(chunk_code(sh, "mixed", 0), 2 * 16 + 4);
+	CU_ASSERT_EQUAL(chunk_code(sh, "mixed", 1), 1 * 16 + 1); /* random bytes: plain (raw) */
+	CU_ASSERT_EQUAL(chunk_code(sh, "mixed", 3), 2 * 16 + 2);
+	CU_ASSERT_EQUAL(chunk_code(sh, "tiny", 0), 1 * 16 + 1);
+	m = ckpt_fmt__find_region(&sh->idx, "mixed");
+	for (uint32_t c = 0; m && c < m->nchunks; c++) {
+		int code = chunk_code(sh, "mixed", c);
+
+		if (code >= 0 && !seen[code]++)
+			distinct++;
+	}
+	printf("(mixed region: %d distinct chunk transforms) ", distinct);
+	CU_ASSERT(distinct >= 3);
+	ckpt_shard__close(sh);
+	CU_ASSERT(close_ctx() == CKPT_OK);
+
+	/* a width hint imposes the width; none writes version 1 regions; both read back */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
+		"chunk_size", "64K", "elem_width", "2", NULL }));
+	CU_ASSERT_FATAL(ckpt_save(CTX, 2, r, NX) == CKPT_OK);
+	CU_ASSERT_FATAL(ckpt_wait(CTX, 2) == CKPT_OK);
+	CU_ASSERT(xload_shared(2));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sh = open_ckz(2));
+	CU_ASSERT_EQUAL(chunk_code(sh, "fp32", 0), 2 * 16 + 2);
+	ckpt_shard__close(sh);
+	CU_ASSERT(close_ctx() == CKPT_OK);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
+		"chunk_size", "64K", "chunk_transform", "none", "drain_threads", "1", NULL }));
+	CU_ASSERT_FATAL(ckpt_save(CTX, 3, r, NX) == CKPT_OK);
+	CU_ASSERT_FATAL(ckpt_wait(CTX, 3) == CKPT_OK);
+	CU_ASSERT(xload_shared(3));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sh = open_ckz(3));
+	for (uint32_t i = 0; i < sh->idx.nregions; i++)
+		CU_ASSERT_EQUAL(sh->idx.regions[i].transform, 0);
+	ckpt_shard__close(sh);
+	CU_ASSERT(close_ctx() == CKPT_OK);
+	for (size_t i = 0; i < NX; i++) {
+		free(xregions[i].data);
+		xregions[i].data = NULL;
+	}
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -488,7 +698,8 @@ int main(void)
 	    !CU_add_test(s, "damaged local copy not drained", test_corrupt_local_not_drained) ||
 	    !CU_add_test(s, "local tier full", test_local_full) ||
 	    !CU_add_test(s, "backpressure", test_backpressure) ||
-	    !CU_add_test(s, "close_timeout 0", test_close_timeout)) {
+	    !CU_add_test(s, "close_timeout 0", test_close_timeout) ||
+	    !CU_add_test(s, "chunk transforms round trip", test_transform_roundtrip)) {
 		CU_cleanup_registry();
 		return 1;
 	}

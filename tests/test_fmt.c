@@ -419,7 +419,7 @@ static void make_local(struct fixture *f)
 		r->raw_xxh3 = 0x2000 + (uint64_t)i;
 		r->nchunks = sizes[i] ? 1 : 0;
 		r->chunks = f->ch[i];
-		f->ch[i][0] = (struct ckpt_chunk){ off, sizes[i], 0xabc + (uint64_t)i };
+		f->ch[i][0] = (struct ckpt_chunk){ off, sizes[i], 0xabc + (uint64_t)i, 0, 0 };
 		off += (sizes[i] + 4095) / 4096 * 4096;
 	}
 }
@@ -541,7 +541,7 @@ static void test_index_roundtrip(void)
 /* The encoded index entry layout is pinned too. */
 static void test_index_golden(void)
 {
-	struct ckpt_chunk ch = { 0x0102030405060708ull, 0x20, 0x3132333435363738ull };
+	struct ckpt_chunk ch = { 0x0102030405060708ull, 0x20, 0x3132333435363738ull, 0, 0 };
 	struct ckpt_region_meta r;
 	uint8_t buf[CKPT_REGION_ENTRY_SIZE + 2 + CKPT_CHUNK_ENTRY_SIZE];
 	static const uint8_t want[sizeof(buf)] = {
@@ -667,12 +667,12 @@ static void test_index_chunk_counts(void)
 	CU_ASSERT_EQUAL(decode(f.r, NREG, 1), CKPT_ECORRUPT);
 	make_compressed(&f);
 	f.r[0].nchunks = 5;
-	f.ch[0][4] = (struct ckpt_chunk){ DSTART, 10, 0 };
+	f.ch[0][4] = (struct ckpt_chunk){ DSTART, 10, 0, 0, 0 };
 	CU_ASSERT_EQUAL(decode(f.r, NREG, 1), CKPT_ECORRUPT);
 	/* an empty region has no chunk */
 	make_compressed(&f);
 	f.r[2].nchunks = 1;
-	f.ch[2][0] = (struct ckpt_chunk){ DSTART, 10, 0 };
+	f.ch[2][0] = (struct ckpt_chunk){ DSTART, 10, 0, 0, 0 };
 	CU_ASSERT_EQUAL(decode(f.r, NREG, 1), CKPT_ECORRUPT);
 	/* a chunk size of 0 for a non-empty region */
 	make_compressed(&f);
@@ -767,12 +767,12 @@ static void test_index_codec_transform(void)
 	uint8_t *b;
 
 	make_compressed(&f);
-	f.r[1].transform = 1;
+	f.r[1].transform = 2; /* unknown to this version: refused, named */
 	b = encode(f.r, NREG, &len);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
 	CU_ASSERT_EQUAL(ckpt_fmt__decode_index(&idx, b, len, NREG, DSTART, DEND, 1, &err),
 			CKPT_ECORRUPT);
-	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "transform"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "transform 2, unknown"));
 	free(b);
 	make_compressed(&f);
 	f.r[1].transform = 255;
@@ -789,6 +789,99 @@ static void test_index_codec_transform(void)
 	CU_ASSERT_EQUAL(decode(f.r, 3, 0), CKPT_ECORRUPT);
 	make_local(&f);
 	f.r[2].codec = 9;
+	CU_ASSERT_EQUAL(decode(f.r, 3, 0), CKPT_ECORRUPT);
+}
+
+/* Transform 1 regions (docs/FORMAT.md 3.4, 3.8.1): 32-byte chunk entries with xform and width,
+ * checked when the index is decoded. */
+static void set_xform(struct fixture *f, uint8_t xform, uint8_t width)
+{
+	make_compressed(f);
+	for (int i = 0; i < NREG; i++) {
+		if (!f->r[i].raw_size)
+			continue;
+		f->r[i].transform = CKPT_TRANSFORM_CHUNKS;
+		for (uint32_t c = 0; c < f->r[i].nchunks; c++) {
+			f->ch[i][c].xform = xform;
+			f->ch[i][c].width = width;
+			f->ch[i][c].stored_size = 8 + 8 * width; /* the smallest payload */
+		}
+	}
+}
+
+static void test_index_chunk_transforms(void)
+{
+	struct fixture f;
+	struct ckpt_index idx;
+	struct ckpt_err err = { "" };
+	size_t len, len0;
+	uint8_t *b;
+
+	make_compressed(&f);
+	len0 = ckpt_fmt__index_size(f.r, NREG);
+	set_xform(&f, CKPT_CHUNK_XFORM_BYTEGROUP, 2);
+	b = encode(f.r, NREG, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	/* 8 more bytes per chunk entry: 4 + 1 + 3 chunks */
+	CU_ASSERT_EQUAL(len, len0 + 8 * 8);
+	CU_ASSERT_EQUAL_FATAL(ckpt_fmt__decode_index(&idx, b, len, NREG, DSTART, DEND, 1, &err),
+			      CKPT_OK);
+	check_same(&idx, f.r, NREG);
+	CU_ASSERT_EQUAL(idx.regions[0].chunks[3].xform, 2);
+	CU_ASSERT_EQUAL(idx.regions[0].chunks[3].width, 2);
+	CU_ASSERT_EQUAL(idx.regions[2].transform, 0);
+	ckpt_fmt__index_free(&idx);
+	/* the entry's bytes: offset, stored_size, stored_xxh3, xform, width, 6 reserved zeros */
+	{
+		const uint8_t *e = b + CKPT_REGION_ENTRY_SIZE + 7; /* "weights" */
+
+		CU_ASSERT_EQUAL(ckpt_fmt__get64(e + 8), 24);
+		CU_ASSERT(e[24] == 2 && e[25] == 2);
+		for (int k = 26; k < 32; k++)
+			CU_ASSERT_EQUAL(e[k], 0);
+	}
+	free(b);
+	set_xform(&f, CKPT_CHUNK_XFORM_PLAIN, 1);
+	CU_ASSERT_EQUAL(decode(f.r, NREG, 1), CKPT_OK);
+	set_xform(&f, CKPT_CHUNK_XFORM_BYTEGROUP, 8);
+	f.ch[1][0].stored_size = 72; /* opt.state: 10 raw bytes, at most 10 + 72 stored */
+	CU_ASSERT_EQUAL(decode(f.r, NREG, 1), CKPT_OK);
+	/* an unknown chunk transform is refused at open, naming it */
+	set_xform(&f, 3, 1);
+	b = encode(f.r, NREG, &len);
+	CU_ASSERT_EQUAL(ckpt_fmt__decode_index(&idx, b, len, NREG, DSTART, DEND, 1, &err),
+			CKPT_ECORRUPT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "chunk transform 3, unknown"));
+	free(b);
+	set_xform(&f, 0, 1);
+	CU_ASSERT_EQUAL(decode(f.r, NREG, 1), CKPT_ECORRUPT);
+	/* widths that do not fit the transform */
+	set_xform(&f, CKPT_CHUNK_XFORM_PLAIN, 2);
+	CU_ASSERT_EQUAL(decode(f.r, NREG, 1), CKPT_ECORRUPT);
+	set_xform(&f, CKPT_CHUNK_XFORM_BYTEGROUP, 1);
+	CU_ASSERT_EQUAL(decode(f.r, NREG, 1), CKPT_ECORRUPT);
+	set_xform(&f, CKPT_CHUNK_XFORM_BYTEGROUP, 3);
+	CU_ASSERT_EQUAL(decode(f.r, NREG, 1), CKPT_ECORRUPT);
+	set_xform(&f, CKPT_CHUNK_XFORM_BYTEGROUP, 16);
+	CU_ASSERT_EQUAL(decode(f.r, NREG, 1), CKPT_ECORRUPT);
+	/* stored sizes: below head + plane table, or above raw + 72 */
+	set_xform(&f, CKPT_CHUNK_XFORM_BYTEGROUP, 4);
+	f.ch[0][1].stored_size = 39;
+	CU_ASSERT_EQUAL(decode(f.r, NREG, 1), CKPT_ECORRUPT);
+	set_xform(&f, CKPT_CHUNK_XFORM_BYTEGROUP, 4);
+	f.ch[1][0].stored_size = 10 + 73;
+	CU_ASSERT_EQUAL(decode(f.r, NREG, 1), CKPT_ECORRUPT);
+	/* reserved bytes are ignored */
+	set_xform(&f, CKPT_CHUNK_XFORM_BYTEGROUP, 4);
+	b = encode(f.r, NREG, &len);
+	b[CKPT_REGION_ENTRY_SIZE + 7 + 30] = 0x77;
+	CU_ASSERT_EQUAL_FATAL(ckpt_fmt__decode_index(&idx, b, len, NREG, DSTART, DEND, 1, &err),
+			      CKPT_OK);
+	ckpt_fmt__index_free(&idx);
+	free(b);
+	/* a local (raw) shard never has transform 1 */
+	make_local(&f);
+	f.r[0].transform = CKPT_TRANSFORM_CHUNKS;
 	CU_ASSERT_EQUAL(decode(f.r, 3, 0), CKPT_ECORRUPT);
 }
 
@@ -986,6 +1079,7 @@ int main(void)
 	    !CU_add_test(s, "index chunk counts", test_index_chunk_counts) ||
 	    !CU_add_test(s, "index names", test_index_names) ||
 	    !CU_add_test(s, "index codec and transform", test_index_codec_transform) ||
+	    !CU_add_test(s, "index chunk transforms", test_index_chunk_transforms) ||
 	    !CU_add_test(s, "index region count", test_index_nregions) ||
 	    !CU_add_test(s, "index bit flips", test_index_bitflips) ||
 	    !CU_add_test(s, "chunk_raw", test_chunk_raw) ||

@@ -654,7 +654,7 @@ static void test_forged_sizes(void)
 	memset(data, 0xab, sizeof(data));
 	for (uint32_t c = 0; c < nchunks; c++)
 		ch[c] = (struct ckpt_chunk){ CKPT_HEADER_SIZE, sizeof(data),
-					     XXH3_64bits(data, sizeof(data)) };
+					     XXH3_64bits(data, sizeof(data)), 0, 0 };
 	m.chunks = ch;
 	isz = ckpt_fmt__index_size(&m, 1);
 	CU_ASSERT_FATAL((idx = malloc(isz)) != NULL);
