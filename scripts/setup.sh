@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 PKGS="build-essential autoconf automake libtool pkg-config make gcc
 libzstd-dev libxxhash-dev liburing-dev libopenmpi-dev openmpi-bin libcunit1-dev
-zstd fiu-utils python3 python3-pytest python3-numpy python3-torch python3-mpi4py
+zstd fiu-utils python3 python3-pytest python3-numpy python3-torch python3-mpi4py python3-fusepy fuse3
 python3-pip python3-venv python3-setuptools python3-wheel
 clang libclang-rt-14-dev llvm valgrind git
 slurmd slurmctld slurm-client munge"
