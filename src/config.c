@@ -46,6 +46,11 @@ static const struct key keys[CKPT_NKEYS] = {
 	 * templates set CKPT_REQUIRE_PERSISTENT=1 (docs/STORAGE.md). */
 	{ "require_persistent", K_INT, OFF(require_persistent), 0, 1, "0" },
 	{ "cluster", K_CLUSTER, OFF(cluster), 0, 0, "auto" },
+	/* issue 13: bounds on a shared volume that does not answer (a hard NFS mount whose server
+	 * is away blocks every call in the kernel) */
+	{ "probe_timeout", K_SECONDS, OFF(probe_timeout), 1, 86400, "5" },
+	{ "stall_after", K_SECONDS, OFF(stall_after), 1, 86400, "5" },
+	{ "stall_wait", K_SECONDS, OFF(stall_wait), 0, 86400, "0.5" },
 };
 
 static const char *const cluster_names[] = { "auto", "none", "slurm", "kubernetes" };

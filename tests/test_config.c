@@ -19,6 +19,7 @@ static const struct {
 	{ "max_pending", "2" },     { "close_timeout", "600" }, { "io_depth", "4" },
 	{ "drain_nice", "10" },     { "mpi_timeout", "600" }, { "fault_kill_at", "" },
 	{ "log_level", "1" },       { "require_persistent", "0" }, { "cluster", "auto" },
+	{ "probe_timeout", "5" },   { "stall_after", "5" },   { "stall_wait", "0.5" },
 };
 #define NDEFAULTS (sizeof(defaults) / sizeof(defaults[0]))
 
@@ -365,6 +366,9 @@ static const struct set_case env_cases[] = {
 	{ "log_level", "2", "2" },
 	{ "require_persistent", "1", "1" },
 	{ "cluster", "kubernetes", "kubernetes" },
+	{ "probe_timeout", "2.5", "2.5" },
+	{ "stall_after", "30", "30" },
+	{ "stall_wait", "0", "0" },
 };
 
 static void test_env_applied(void)

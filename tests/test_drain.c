@@ -403,14 +403,53 @@ static void test_local_full(void)
 
 /* ---- backpressure and deadlines ---- */
 
-/* With max_pending steps waiting for the (slow) drain, ckpt_save first waits for the oldest. */
+/* Issue 13: once the drain is behind by max_pending steps and stall_wait passed, ckpt_save does
+ * not wait: the queued older steps are skipped (their local copies go), the newest is drained. */
+static void test_skip_superseded(void)
+{
+	const size_t n = 4 * MIB;
+	ckpt_lag_info lag;
+	char dir[4200];
+	int local = 0;
+
+	CU_ASSERT_FATAL(env_new("drain-skip") == 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
+		"max_pending", "2", "compress_level", "19", "drain_threads", "1", "keep_local", "1",
+		"stall_wait", "0", "log_level", "0", NULL }));
+	for (uint64_t s = 1; s <= 5; s++)
+		CU_ASSERT(save(s, n, s) == CKPT_OK);
+	/* step 1 drains, 5 is queued, 2..4 were superseded while waiting (level 19 compresses a
+	 * 4 MiB step in a good fraction of a second; the five local saves take a few ms each) */
+	CU_ASSERT(ckpt_drain_lag(CTX, &lag) == CKPT_OK);
+	CU_ASSERT(lag.skipped >= 1);
+	CU_ASSERT(lag.has_local && lag.newest_local == 5);
+	CU_ASSERT(lag.pending <= 2);
+	for (uint64_t s = 1; s <= 5; s++) {
+		step_dir(dir, sizeof(dir), E.local, s);
+		local += th_count_files(dir, "rank-*") > 0;
+	}
+	CU_ASSERT(local <= 1 + 2); /* keep_local + max_pending */
+	CU_ASSERT(ckpt_wait(CTX, CKPT_STEP_ALL) == CKPT_OK);
+	CU_ASSERT(state_of(5) == CKPT_STATE_COMMITTED);
+	CU_ASSERT(load_shared_eq(5, n, 5));
+	CU_ASSERT(ckpt_wait(CTX, 3) == CKPT_ENOENT || state_of(3) == CKPT_STATE_COMMITTED);
+	CU_ASSERT(ckpt_wait_timeout(CTX, 5, 0) == CKPT_OK);
+	CU_ASSERT(ckpt_drain_lag(CTX, &lag) == CKPT_OK);
+	CU_ASSERT(lag.has_committed && lag.newest_committed == 5 && lag.seconds_behind == 0);
+	CU_ASSERT(!lag.stalled);
+	CU_ASSERT(close_ctx() == CKPT_OK);
+}
+
+/* With max_pending steps waiting for the (slow) drain, ckpt_save first waits for the oldest, up
+ * to stall_wait seconds (long here: a loaded machine compresses slowly at level 19). */
 static void test_backpressure(void)
 {
 	const size_t n = 4 * MIB;
 
 	CU_ASSERT_FATAL(env_new("drain-bp") == 0);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
-		"max_pending", "1", "compress_level", "19", "drain_threads", "1", NULL }));
+		"max_pending", "1", "compress_level", "19", "drain_threads", "1",
+		"stall_wait", "600", NULL }));
 	CU_ASSERT(save(1, n, 1) == CKPT_OK);
 	CU_ASSERT(save(2, n, 2) == CKPT_OK);
 	CU_ASSERT(state_of(1) == CKPT_STATE_COMMITTED);
@@ -422,7 +461,8 @@ static void test_backpressure(void)
 
 	/* max_pending 2: the third save waits for the first, not for the second */
 	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
-		"max_pending", "2", "compress_level", "19", "drain_threads", "1", NULL }));
+		"max_pending", "2", "compress_level", "19", "drain_threads", "1",
+		"stall_wait", "600", NULL }));
 	CU_ASSERT(save(4, n, 4) == CKPT_OK);
 	CU_ASSERT(save(5, n, 5) == CKPT_OK);
 	CU_ASSERT(save(6, n, 6) == CKPT_OK);
@@ -488,6 +528,7 @@ int main(void)
 	    !CU_add_test(s, "damaged local copy not drained", test_corrupt_local_not_drained) ||
 	    !CU_add_test(s, "local tier full", test_local_full) ||
 	    !CU_add_test(s, "backpressure", test_backpressure) ||
+	    !CU_add_test(s, "skip superseded steps when behind", test_skip_superseded) ||
 	    !CU_add_test(s, "close_timeout 0", test_close_timeout)) {
 		CU_cleanup_registry();
 		return 1;
