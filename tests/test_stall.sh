@@ -16,8 +16,8 @@ HELPER=${STALL_HELPER:-./tests/stall_helper}
 CKPT=${CKPT_TOOL:-./tools/ckpt}
 SCENARIOS=${STALL_SCENARIOS:-kernel outage close open kill retention doctor}
 OUTAGE=${STALL_OUTAGE:-8}
-# Scenarios close, open and kill need an outage longer than the bound they measure (close_timeout
-# 3 s; probe_timeout 5 s).
+# The outage of close, open, kill, retention and doctor: longer than the bounds they measure
+# (close_timeout 3 s; probe_timeout 5 s).
 SHORT_OUTAGE=${STALL_SHORT_OUTAGE:-7}
 export STALL_CLOSE_TIMEOUT=${STALL_CLOSE_TIMEOUT:-3} STALL_OPEN_BOUND=${STALL_OPEN_BOUND:-10}
 
