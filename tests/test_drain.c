@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* Drain failures: full or broken shared tier, full local tier, backpressure, close deadlines. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -403,6 +405,55 @@ static void test_local_full(void)
 
 /* ---- backpressure and deadlines ---- */
 
+/* Issue 13: the drain threads are named "ckpt-drain" and run drain_nice below the thread that
+ * opened the context (here: this thread at nice 5, drain_nice 3: the drains at 8). */
+static void test_thread_names_nice(void)
+{
+	char path[512], comm[64], stat[1024];
+	int named = 0, nice_ok = 0, base;
+	struct dirent *e;
+	DIR *d;
+	FILE *f;
+
+	CU_ASSERT_FATAL(env_new("drain-names") == 0);
+	base = getpriority(PRIO_PROCESS, 0);
+	if (base < 5)
+		setpriority(PRIO_PROCESS, 0, 5); /* this thread only (Linux) */
+	base = getpriority(PRIO_PROCESS, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
+		"drain_threads", "2", "drain_nice", "3", NULL }));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(d = opendir("/proc/self/task"));
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		if (!(f = fopen(path, "r")))
+			continue;
+		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, "ckpt-drain", 10)) {
+			long nice = 0;
+			char *p;
+
+			named++;
+			snprintf(path, sizeof(path), "/proc/self/task/%s/stat", e->d_name);
+			fclose(f);
+			/* field 19 of stat is the nice value; the name (field 2) ends at the last ')' */
+			if ((f = fopen(path, "r")) && fgets(stat, sizeof(stat), f) &&
+			    (p = strrchr(stat, ')'))) {
+				for (int i = 0; i < 17 && p; i++)
+					p = strchr(p + 1, ' ');
+				nice = p ? strtol(p + 1, NULL, 10) : -100;
+				nice_ok += nice == (base + 3 > 19 ? 19 : base + 3);
+			}
+		}
+		if (f)
+			fclose(f);
+	}
+	closedir(d);
+	CU_ASSERT(named == 2);
+	CU_ASSERT(nice_ok == 2);
+	CU_ASSERT(close_ctx() == CKPT_OK);
+}
+
 /* Issue 13: once the drain is behind by max_pending steps and stall_wait passed, ckpt_save does
  * not wait: the queued older steps are skipped (their local copies go), the newest is drained. */
 static void test_skip_superseded(void)
@@ -529,6 +580,7 @@ int main(void)
 	    !CU_add_test(s, "local tier full", test_local_full) ||
 	    !CU_add_test(s, "backpressure", test_backpressure) ||
 	    !CU_add_test(s, "skip superseded steps when behind", test_skip_superseded) ||
+	    !CU_add_test(s, "drain threads: names and relative nice", test_thread_names_nice) ||
 	    !CU_add_test(s, "close_timeout 0", test_close_timeout)) {
 		CU_cleanup_registry();
 		return 1;
