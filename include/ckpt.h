@@ -117,8 +117,14 @@ int ckpt_open_mpi_f(ckpt_ctx **out, const ckpt_config *cfg, int fortran_comm);
  * Save `nregions` regions as checkpoint `step`. Returns once the data is durable on the local
  * tier (written, fsync'd, renamed into place, directory fsync'd); the caller may then reuse the
  * buffers. Draining to the shared volume continues in the background (see ckpt_wait).
- * Backpressure: when `max_pending` steps are already saved but not yet committed on shared,
- * ckpt_save first waits for the oldest of them to finish draining (or fail).
+ * Training never waits for the shared volume: when `max_pending` steps are already saved but
+ * not yet committed (the volume is slow or not responding), the older steps still waiting for
+ * their drain are skipped once this one is durable locally: their local copies are removed and
+ * ckpt_wait on them returns CKPT_ENOENT. After a node loss the newest complete step is what
+ * counts; the step being drained and the newest one always stay. Local disk stays within
+ * keep_local + max_pending steps (max_pending counted as at least 2). One warning per outage
+ * names a shared_dir whose drain made no progress for `stall_after` seconds. With MPI, ckpt_save
+ * still waits for the oldest drain instead (the ranks do not yet agree on skipped steps).
  * Saving a step number again replaces that step: the local copy is replaced at once (atomically);
  * on the shared volume the old save stays until the new one is committed, which replaces it
  * atomically. A failed ckpt_save leaves the step as it was, except when only the last directory
@@ -139,6 +145,32 @@ int ckpt_save(ckpt_ctx *ctx, uint64_t step, const ckpt_region *regions, size_t n
  * then too, so their disk space is free.
  */
 int ckpt_wait(ckpt_ctx *ctx, uint64_t step);
+
+/*
+ * ckpt_wait with a bound: CKPT_ETIMEDOUT when `step` (or CKPT_STEP_ALL) is not committed within
+ * `seconds` (>= 0; 0 asks without waiting); ckpt_errmsg then says whether shared_dir is not
+ * responding. The drains go on. With MPI it returns within `seconds` plus a few ms.
+ */
+int ckpt_wait_timeout(ckpt_ctx *ctx, uint64_t step, double seconds);
+
+/* How far the shared tier is behind the local one (ckpt_drain_lag). */
+typedef struct ckpt_lag_info {
+	uint64_t newest_local;     /* newest step this context saved (valid if has_local) */
+	uint64_t newest_committed; /* newest step this context committed (valid if has_committed) */
+	int has_local, has_committed;
+	double seconds_behind;     /* age of the oldest save still waiting for its drain; 0: none */
+	int stalled;               /* 1: shared_dir is not responding (no drain progress for
+				    * stall_after seconds while a drain is in progress) */
+	double stalled_seconds;    /* how long the drain has been without progress, when stalled */
+	unsigned pending;          /* saved steps whose drain is queued or running */
+	unsigned skipped;          /* superseded steps skipped without a drain since open */
+	uint64_t reserved[4];      /* 0 */
+} ckpt_lag_info;
+
+/*
+ * Non-blocking: the drain lag of ctx into *out (see ckpt_lag_info). CKPT_EINVAL on NULL.
+ */
+int ckpt_drain_lag(ckpt_ctx *ctx, ckpt_lag_info *out);
 
 /*
  * Non-blocking: the state of `step` saved by this context. *state receives one of CKPT_STATE_*.
@@ -261,6 +293,9 @@ int ckpt_load(ckpt_ctx *ctx, uint64_t step, const char *name, void *buf, size_t 
 
 /*
  * Finish pending drains (waiting at most `close_timeout` seconds), stop the threads, free ctx.
+ * Returns within close_timeout (plus 0.1 s for the threads to leave) also when a drain thread is
+ * stuck in a call on a shared volume that does not answer: that thread is detached and frees
+ * what it uses when the call returns, without committing anything.
  * Returns CKPT_ETIMEDOUT when drains were still running at the deadline (their local copies
  * stay and are drained again by the next ckpt_open), else the error of the first step whose last
  * drain failed, else CKPT_OK. With MPI it is collective.

@@ -7,6 +7,7 @@
  * Layering: api.c -> api_mpi.c -> context.c -> commit_mpi.c -> commit.c -> drain.c; none of them
  * calls back into this file. */
 #include <stdint.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +61,7 @@ static int recover_local(struct ckpt_ctx *ctx, struct ckpt_err *err)
 		}
 		if (redrain && (rec = ckpt_drain__rec(ctx, steps[i], 1))) {
 			rec->save_id = s->hdr.save_id;
+			rec->saved_ns = s->hdr.created_ns;
 			ckpt_drain__enqueue(ctx, rec);
 		}
 		ckpt_shard__close(s);
@@ -213,41 +215,149 @@ int ckpt_save(ckpt_ctx *ctx, uint64_t step, const ckpt_region *regions, size_t n
 	return rc;
 }
 
-int ckpt_wait(ckpt_ctx *ctx, uint64_t step)
+/* Monotonic seconds, for the deadline of ckpt_wait_timeout. */
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Wait for progress until `deadline` (mono_s; negative: none). ctx->mu held. 0 at the deadline. */
+static int wait_until(struct ckpt_ctx *ctx, double deadline)
+{
+	struct timespec dl;
+	double left;
+
+	if (deadline < 0 || ctx->mpi) {
+		ckpt_ctx__wait_progress(ctx); /* with MPI a bounded wait of a few ms */
+		return deadline < 0 || mono_s() < deadline;
+	}
+	if ((left = deadline - mono_s()) <= 0)
+		return 0;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += (time_t)left;
+	dl.tv_nsec += (long)((left - (double)(time_t)left) * 1e9);
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&ctx->cv, &ctx->mu, &dl);
+	return mono_s() < deadline;
+}
+
+static int wait_step(struct ckpt_ctx *ctx, uint64_t step, double seconds)
 {
 	struct ckpt_step_rec *rec;
-	int rc = CKPT_OK;
+	double deadline = seconds < 0 ? -1 : mono_s() + seconds;
+	int rc = CKPT_OK, in_time = 1;
 
-	if (!ctx)
-		return CKPT_EINVAL;
 	pthread_mutex_lock(&ctx->api_mu);
 	pthread_mutex_lock(&ctx->mu);
 	if (step == CKPT_STEP_ALL) {
-		while (ctx->pending)
-			ckpt_ctx__wait_progress(ctx);
-		for (size_t i = 0; i < ctx->nrecs; i++)
+		while (ctx->pending && (in_time = wait_until(ctx, deadline)))
+			;
+		for (size_t i = 0; in_time && !ctx->pending && i < ctx->nrecs; i++)
 			if (ctx->recs[i]->state == CKPT_STATE_FAILED) {
 				rc = ctx->recs[i]->rc;
 				ckpt_err__copy(&ctx->err, &ctx->recs[i]->err);
 				break;
 			}
 	} else if (!(rec = ckpt_drain__rec(ctx, step, 0)) || rec->state == CKPT_STATE_NONE) {
-		rc = ckpt_err__set(&ctx->err, CKPT_ENOENT,
-				   "ckpt_wait: step %llu was not saved by this context",
-				   (unsigned long long)step);
+		if (rec && rec->rc < 0) /* skipped: superseded before it was drained */
+			rc = rec->rc, ckpt_err__copy(&ctx->err, &rec->err);
+		else
+			rc = ckpt_err__set(&ctx->err, CKPT_ENOENT,
+					   "ckpt_wait: step %llu was not saved by this context",
+					   (unsigned long long)step);
 	} else {
-		while (rec->state == CKPT_STATE_LOCAL)
-			ckpt_ctx__wait_progress(ctx);
-		if (rec->state == CKPT_STATE_FAILED) {
+		while (rec->state == CKPT_STATE_LOCAL && (in_time = wait_until(ctx, deadline)))
+			;
+		if (rec->state == CKPT_STATE_FAILED || (rec->state == CKPT_STATE_NONE && rec->rc < 0)) {
 			rc = rec->rc;
 			ckpt_err__copy(&ctx->err, &rec->err);
 		}
 	}
 	/* and what retention took away on the way is removed: disk space is free again */
-	ckpt_drain__wait_trash(ctx);
+	while (in_time && (ctx->ntrash || ctx->emptying || ctx->retaining) && ctx->nthreads)
+		in_time = wait_until(ctx, deadline);
+	if (!in_time && rc == CKPT_OK) {
+		double stuck = ckpt_drain__stalled(ctx);
+
+		rc = ckpt_err__set(&ctx->err, CKPT_ETIMEDOUT, "ckpt_wait_timeout: step %s%llu not "
+				   "committed within %g s%s%s%s", step == CKPT_STEP_ALL ? "(all) " : "",
+				   step == CKPT_STEP_ALL ? 0ULL : (unsigned long long)step, seconds,
+				   stuck > 0 ? " (shared_dir " : "", stuck > 0 ? ctx->shared_root : "",
+				   stuck > 0 ? " is not responding)" : "");
+	}
 	pthread_mutex_unlock(&ctx->mu);
 	pthread_mutex_unlock(&ctx->api_mu);
 	return rc;
+}
+
+int ckpt_wait(ckpt_ctx *ctx, uint64_t step)
+{
+	if (!ctx)
+		return CKPT_EINVAL;
+	return wait_step(ctx, step, -1);
+}
+
+int ckpt_wait_timeout(ckpt_ctx *ctx, uint64_t step, double seconds)
+{
+	if (!ctx)
+		return CKPT_EINVAL;
+	if (!(seconds >= 0))
+		return ckpt_err__set(&ctx->err, CKPT_EINVAL, "ckpt_wait_timeout: seconds must be "
+				     ">= 0 (ckpt_wait waits without a bound)");
+	return wait_step(ctx, step, seconds);
+}
+
+int ckpt_drain_lag(ckpt_ctx *ctx, ckpt_lag_info *out)
+{
+	uint64_t oldest_ns = 0;
+
+	if (!ctx || !out)
+		return CKPT_EINVAL;
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&ctx->api_mu);
+	if (ctx->mpi)
+		ckpt_mpi__poll(ctx);
+	pthread_mutex_lock(&ctx->mu);
+	for (size_t i = 0; i < ctx->nrecs; i++) {
+		const struct ckpt_step_rec *r = ctx->recs[i];
+
+		if (r->state == CKPT_STATE_LOCAL || r->state == CKPT_STATE_COMMITTED ||
+		    r->state == CKPT_STATE_FAILED) {
+			if (!out->has_local || r->step > out->newest_local)
+				out->newest_local = r->step;
+			out->has_local = 1;
+		}
+		if (r->state == CKPT_STATE_COMMITTED &&
+		    (!out->has_committed || r->step > out->newest_committed)) {
+			out->newest_committed = r->step;
+			out->has_committed = 1;
+		}
+	}
+	/* behind: since the oldest save that still waits for its drain */
+	for (size_t i = 0; i < ctx->nrecs; i++) {
+		const struct ckpt_step_rec *r = ctx->recs[i];
+
+		if (r->state == CKPT_STATE_LOCAL && r->saved_ns && (!oldest_ns || r->saved_ns < oldest_ns))
+			oldest_ns = r->saved_ns;
+	}
+	if (oldest_ns) {
+		uint64_t now = ckpt_store__now_ns();
+
+		out->seconds_behind = now > oldest_ns ? (double)(now - oldest_ns) / 1e9 : 0;
+	}
+	out->pending = ctx->pending;
+	out->skipped = ctx->skipped;
+	out->stalled_seconds = ckpt_drain__stalled(ctx);
+	out->stalled = out->stalled_seconds > 0;
+	pthread_mutex_unlock(&ctx->mu);
+	pthread_mutex_unlock(&ctx->api_mu);
+	return CKPT_OK;
 }
 
 int ckpt_poll(ckpt_ctx *ctx, uint64_t step, int *state)

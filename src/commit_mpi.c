@@ -347,6 +347,7 @@ static void *progress_main(void *arg)
 	struct ckpt_mpi *mp = M(ctx);
 	struct timespec ts = { 0, 2000000 }; /* 2 ms: commit latency vs an idle core */
 
+	pthread_setname_np(pthread_self(), "ckpt-mpi"); /* for top -H, ps -L, gdb */
 	for (;;) {
 		pthread_mutex_lock(&mp->mu);
 		int stop = mp->thread_stop;
@@ -516,7 +517,8 @@ void ckpt_mpi__free(struct ckpt_mpi *mp)
 	if (!mp)
 		return;
 	free(mp->outbox);
-	MPI_Comm_free(&mp->comm);
+	if (mp->comm != MPI_COMM_NULL)
+		MPI_Comm_free(&mp->comm);
 	pthread_mutex_destroy(&mp->mu);
 	free(mp);
 }
@@ -542,12 +544,74 @@ void ckpt_mpi__open_failed(struct ckpt_ctx *ctx)
 	M(ctx)->broken = 1;
 }
 
-void ckpt_mpi__close(struct ckpt_ctx *ctx)
+/* Barriers of ckpt_close that timed out (a rank was silent for mpi_timeout): MPI can neither
+ * cancel nor free the request of a collective, and freeing its communicator under it crashed
+ * MPI_Finalize (issue 13). They are kept here with their communicator until MPI_Finalize, which
+ * first deletes the attributes of MPI_COMM_SELF: our callback then waits for them (they complete
+ * once the late rank closes too) and frees the communicators. */
+struct orphan {
+	MPI_Request req;
+	MPI_Comm comm;
+	struct orphan *next;
+};
+static pthread_mutex_t orphans_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct orphan *orphans;
+static int orphans_key = MPI_KEYVAL_INVALID;
+
+static int finish_orphans(MPI_Comm comm, int key, void *val, void *extra)
+{
+	struct orphan *o, *next;
+
+	(void)comm;
+	(void)key;
+	(void)val;
+	(void)extra;
+	pthread_mutex_lock(&orphans_mu);
+	o = orphans;
+	orphans = NULL;
+	pthread_mutex_unlock(&orphans_mu);
+	for (; o; o = next) {
+		next = o->next;
+		MPI_Wait(&o->req, MPI_STATUS_IGNORE);
+		MPI_Comm_free(&o->comm);
+		free(o);
+	}
+	return MPI_SUCCESS;
+}
+
+/* Keep req (pending on comm) for MPI_Finalize. 0, or -1 when that cannot be arranged. */
+static int keep_orphan(MPI_Request req, MPI_Comm comm)
+{
+	struct orphan *o = malloc(sizeof(*o));
+	int rc = 0;
+
+	if (!o)
+		return -1;
+	o->req = req;
+	o->comm = comm;
+	pthread_mutex_lock(&orphans_mu);
+	if (orphans_key == MPI_KEYVAL_INVALID &&
+	    (MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, finish_orphans, &orphans_key, NULL) !=
+		     MPI_SUCCESS ||
+	     MPI_Comm_set_attr(MPI_COMM_SELF, orphans_key, NULL) != MPI_SUCCESS)) {
+		orphans_key = MPI_KEYVAL_INVALID;
+		rc = -1;
+		free(o);
+	} else {
+		o->next = orphans;
+		orphans = o;
+	}
+	pthread_mutex_unlock(&orphans_mu);
+	return rc;
+}
+
+int ckpt_mpi__close(struct ckpt_ctx *ctx)
 {
 	struct ckpt_mpi *mp = M(ctx);
+	int rc = CKPT_OK, orphaned = 0;
 
 	if (!mp)
-		return;
+		return CKPT_OK;
 	if (mp->thread_on) {
 		pthread_mutex_lock(&mp->mu);
 		mp->thread_stop = 1;
@@ -558,13 +622,22 @@ void ckpt_mpi__close(struct ckpt_ctx *ctx)
 	/* Let every rank finish its exchanges before the communicator goes away. */
 	ckpt_mpi__progress(ctx);
 	if (!mp->broken) {
-		MPI_Request req;
+		MPI_Request req = MPI_REQUEST_NULL;
 		struct ckpt_err err;
+		int mrc = MPI_Ibarrier(mp->comm, &req);
 
-		/* Bounded: a rank that died must not hang the others in ckpt_close. The request is
-		 * then left behind (MPI cannot cancel a collective); the communicator is freed. */
-		ckpt_mpi__wait(ctx, &req, MPI_Ibarrier(mp->comm, &req), "MPI_Ibarrier",
-			       MPI_Wtime() + ctx->cfg->mpi_timeout, &err);
+		/* Bounded: a silent or dead rank must not hang the others in ckpt_close. The barrier
+		 * is then handed to MPI_Finalize with its communicator (keep_orphan), and ckpt_close
+		 * says that the ranks did not meet. */
+		rc = ckpt_mpi__wait(ctx, &req, mrc, "MPI_Ibarrier", MPI_Wtime() + ctx->cfg->mpi_timeout,
+				    &err);
+		if (rc == CKPT_ETIMEDOUT) {
+			ckpt_config__log(ctx->cfg, 1, "ckpt_close: rank %d: the other ranks did not all "
+					 "reach ckpt_close within mpi_timeout (%g s): closed without them; "
+					 "MPI_Finalize waits for them", mp->rank,
+					 ctx->cfg->mpi_timeout);
+			orphaned = keep_orphan(req, mp->comm) == 0; /* MPI_Finalize frees comm */
+		}
 	}
 	ckpt_mpi__progress(ctx);
 	for (struct sendbuf *b = mp->sends, *nb; b; b = nb) {
@@ -581,8 +654,11 @@ void ckpt_mpi__close(struct ckpt_ctx *ctx)
 		na = a->next;
 		free(a);
 	}
+	if (orphaned)
+		mp->comm = MPI_COMM_NULL;
 	ckpt_mpi__free(mp); /* the outbox, the communicator */
 	ctx->mpi = NULL;
+	return rc;
 }
 
 /* Wait for this rank's pending commits before close, driving the engine. */

@@ -55,8 +55,9 @@ void ckpt_mpi__wait_progress(struct ckpt_ctx *ctx);
 /* Wait up to timeout seconds for this rank's pending commits, driving the engine. */
 void ckpt_mpi__drain_before_close(struct ckpt_ctx *ctx, double timeout);
 /* Stop the engine's thread, let every rank finish its exchanges (a barrier bounded by
- * mpi_timeout), free the engine and the communicator; ctx->mpi becomes NULL. */
-void ckpt_mpi__close(struct ckpt_ctx *ctx);
+ * mpi_timeout), free the engine and the communicator; ctx->mpi becomes NULL. CKPT_ETIMEDOUT
+ * when the ranks did not all meet: the barrier is then left to MPI_Finalize. */
+int ckpt_mpi__close(struct ckpt_ctx *ctx);
 #else
 /* Built without MPI there is no ckpt_open_mpi: ctx->mpi is always NULL and the callers (which test
  * it) never reach these. */
@@ -75,9 +76,10 @@ static inline void ckpt_mpi__drain_before_close(struct ckpt_ctx *ctx, double tim
 	(void)ctx, (void)timeout;
 }
 
-static inline void ckpt_mpi__close(struct ckpt_ctx *ctx)
+static inline int ckpt_mpi__close(struct ckpt_ctx *ctx)
 {
 	(void)ctx;
+	return 0;
 }
 #endif
 

@@ -56,6 +56,11 @@ static const struct key keys[CKPT_NKEYS] = {
 	 * that libckpt before chunk transforms reads */
 	{ "chunk_transform", K_XFORM, OFF(chunk_transform), 0, 0, "auto" },
 	{ "elem_width", K_WIDTH, OFF(elem_width), 0, 0, "auto" },
+	/* issue 13: bounds on a shared volume that does not answer (a hard NFS mount whose server
+	 * is away blocks every call in the kernel) */
+	{ "probe_timeout", K_SECONDS, OFF(probe_timeout), 1, 86400, "5" },
+	{ "stall_after", K_SECONDS, OFF(stall_after), 1, 86400, "5" },
+	{ "stall_wait", K_SECONDS, OFF(stall_wait), 0, 86400, "0.5" },
 };
 
 static const char *const cluster_names[] = { "auto", "none", "slurm", "kubernetes" };

@@ -26,7 +26,7 @@ enum ckpt_cluster {
 /* Where a value came from, for diagnostics. */
 enum ckpt_origin { CKPT_FROM_DEFAULT = 0, CKPT_FROM_ENV = 1, CKPT_FROM_SET = 2, CKPT_FROM_BAD_ENV = 3 };
 
-#define CKPT_NKEYS 21
+#define CKPT_NKEYS 24
 
 struct ckpt_config {
 	char *local_dir;
@@ -50,6 +50,9 @@ struct ckpt_config {
 	uint64_t stage_bytes;     /* snapshot mode's host-memory budget for staging; 0: off */
 	int chunk_transform;      /* 1 auto: chunk transforms chosen per chunk; 0 none (version 1) */
 	unsigned elem_width;      /* element width hint of the transforms: 0 auto, 1, 2, 4, 8 */
+	double probe_timeout;     /* seconds ckpt_open and ckpt doctor wait for shared_dir */
+	double stall_after;       /* seconds without drain progress: shared_dir not responding */
+	double stall_wait;        /* seconds ckpt_save waits for a drain before skipping steps */
 	enum ckpt_origin origin[CKPT_NKEYS];
 	struct ckpt_err err;      /* last ckpt_config_set failure */
 	char getbuf[CKPT_NKEYS][32]; /* ckpt_config_get of numbers: one buffer per key */

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "commit_mpi.h"
@@ -56,6 +57,50 @@ static int check_dir(const char *key, const char *dir, int create, char *real,
 	return CKPT_OK;
 }
 
+/* The shallowest missing directory on the way to dir ("" when dir exists or is unset): the first
+ * one that creating dir makes. */
+static void first_missing(const char *dir, char *top, size_t len)
+{
+	char parent[PATH_MAX];
+	struct stat st;
+	char *slash;
+
+	top[0] = '\0';
+	if (!dir || !*dir || len > sizeof(parent) || stat(dir, &st) == 0 || errno != ENOENT ||
+	    snprintf(top, len, "%s", dir) >= (int)len) {
+		top[0] = '\0';
+		return;
+	}
+	for (;;) {
+		size_t n = strlen(top);
+
+		while (n > 1 && top[n - 1] == '/')
+			top[--n] = '\0';
+		memcpy(parent, top, n + 1);
+		if (!(slash = strrchr(parent, '/')) || slash == parent)
+			return; /* top is "x" or "/x": its parent, "." or "/", exists */
+		*slash = '\0';
+		if (stat(parent, &st) == 0)
+			return; /* the parent exists: top is the first directory to make */
+		memcpy(top, parent, strlen(parent) + 1);
+	}
+}
+
+/* Remove the empty directories from dir up to top (both included), as made by an open that then
+ * failed. Not durable, and need not be: an empty directory left by a crash here is harmless. */
+static void undo_mkdirs(const char *dir, const char *top)
+{
+	char buf[PATH_MAX];
+	char *slash;
+
+	if (!top[0] || snprintf(buf, sizeof(buf), "%s", dir) >= (int)sizeof(buf))
+		return;
+	for (size_t n = strlen(buf); n > 1 && buf[n - 1] == '/'; n--)
+		buf[n - 1] = '\0';
+	while (rmdir(buf) == 0 && strcmp(buf, top) && (slash = strrchr(buf, '/')) && slash != buf)
+		*slash = '\0';
+}
+
 /* Is path equal to base or below it? Both are canonical (realpath). */
 static int is_within(const char *path, const char *base)
 {
@@ -96,7 +141,9 @@ static int lock_job(struct ckpt_ctx *ctx, struct ckpt_err *err)
 	return CKPT_OK;
 }
 
-void ckpt_ctx__free(struct ckpt_ctx *ctx)
+/* The rest of ckpt_ctx__free, once the drain threads are gone (maybe called by the last of them,
+ * long after ckpt_close returned, when they were stuck on the volume). */
+static void ctx_free_rest(struct ckpt_ctx *ctx)
 {
 	if (!ctx)
 		return;
@@ -118,29 +165,190 @@ void ckpt_ctx__free(struct ckpt_ctx *ctx)
 	free(ctx);
 }
 
+/* ---- the probes of shared_dir at open, in a thread with a deadline (issue 13) ----
+ * On a hard NFS mount whose server is away every call on the volume blocks in the kernel, for as
+ * long as the outage lasts. ckpt_open waits probe_timeout seconds for the probes, then fails with
+ * CKPT_ETIMEDOUT and a message that says the volume is not responding; the probe thread, which
+ * cannot be stopped, owns its memory (a reference count with the opener) and frees it when its
+ * call returns. */
+struct probe {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int refs, done, rc;
+	const char *stage;            /* what the thread is doing: for the message */
+	struct ckpt_config *cfg;
+	char local[PATH_MAX], shared[PATH_MAX], job[CKPT_PATH_MAX];
+	uint32_t rank;
+	uint64_t dev, ino;
+	struct ckpt_err err;
+};
+
+static void probe_unref(struct probe *p)
+{
+	int last;
+
+	pthread_mutex_lock(&p->mu);
+	last = --p->refs == 0;
+	pthread_mutex_unlock(&p->mu);
+	if (!last)
+		return;
+	ckpt_config_free(p->cfg);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
+	free(p);
+}
+
+static void probe_stage(struct probe *p, const char *stage)
+{
+	pthread_mutex_lock(&p->mu);
+	p->stage = stage;
+	pthread_mutex_unlock(&p->mu);
+}
+
+static int probe_run(struct probe *p)
+{
+	const struct ckpt_config *cfg = p->cfg;
+	struct stat st;
+	int rc;
+
+	probe_stage(p, "stat, access and realpath of shared_dir");
+	if ((rc = check_dir("shared_dir", cfg->shared_dir, 0, p->shared, &p->err)) < 0)
+		return rc;
+	if (is_within(p->shared, p->local))
+		return ckpt_err__set(&p->err, CKPT_EINVAL,
+				     "shared_dir %s is %s local_dir %s: the shared copy must live on "
+				     "another (persistent) volume", p->shared,
+				     strcmp(p->shared, p->local) ? "inside" : "the same directory as",
+				     p->local);
+	/* A shared_dir that would not outlive this node (tmpfs, overlay, a node disk, /home on
+	 * Kubernetes, local_dir's filesystem) is a warning, or an error with require_persistent. */
+	probe_stage(p, "the storage check of shared_dir (statfs, mountinfo)");
+	if ((rc = ckpt_storage__check(cfg, p->local, p->shared, p->rank, &p->err)) < 0)
+		return rc;
+	if (snprintf(p->job, sizeof(p->job), "%s/%s", p->shared, cfg->name) >= (int)sizeof(p->job))
+		return ckpt_err__set(&p->err, CKPT_EINVAL, "directory paths too long");
+	probe_stage(p, "creating the job directory on shared_dir");
+	if ((rc = ckpt_store__mkdirs(p->job, &p->err)) < 0)
+		return rc;
+	if (stat(p->shared, &st) < 0)
+		return ckpt_err__errno(&p->err, errno, "stat %s", p->shared);
+	p->dev = (uint64_t)st.st_dev;
+	p->ino = (uint64_t)st.st_ino;
+	probe_stage(p, "the sweep of temporary files on shared_dir");
+	ckpt_store__cleanup_tmp(p->job);
+	return CKPT_OK;
+}
+
+static void *probe_main(void *arg)
+{
+	struct probe *p = arg;
+	int rc;
+
+	pthread_setname_np(pthread_self(), "ckpt-probe");
+	rc = probe_run(p);
+	pthread_mutex_lock(&p->mu);
+	p->rc = rc;
+	p->done = 1;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	probe_unref(p);
+	return NULL;
+}
+
+static int probe_shared(const struct ckpt_config *cfg, const char *local, char *shared,
+			uint32_t rank, uint64_t *dev, uint64_t *ino, struct ckpt_err *err)
+{
+	struct probe *p = calloc(1, sizeof(*p));
+	struct timespec dl;
+	double t = cfg->probe_timeout;
+	pthread_t th;
+	int rc;
+
+	if (!p || ckpt_config__dup(&p->cfg, cfg) < 0) {
+		free(p);
+		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory for the probes of shared_dir");
+	}
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	p->refs = 2;
+	p->rank = rank;
+	snprintf(p->local, sizeof(p->local), "%s", local);
+	if ((rc = pthread_create(&th, NULL, probe_main, p)) != 0) {
+		p->refs = 1; /* no thread: probe here, without a bound */
+		rc = probe_run(p);
+		p->done = 1;
+	} else {
+		pthread_detach(th);
+	}
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += (time_t)t;
+	dl.tv_nsec += (long)((t - (double)(time_t)t) * 1e9);
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&p->mu);
+	while (!p->done && pthread_cond_timedwait(&p->cv, &p->mu, &dl) != ETIMEDOUT)
+		;
+	if (!p->done) {
+		rc = ckpt_err__set(err, CKPT_ETIMEDOUT, "shared_dir %s is not responding: no answer "
+				   "within probe_timeout (%g s) to %s; nothing was written (is its "
+				   "server down? a hard NFS mount waits for it)", cfg->shared_dir, t,
+				   p->stage ? p->stage : "the first probe");
+	} else if ((rc = p->rc) < 0) {
+		ckpt_err__copy(err, &p->err);
+	} else {
+		memcpy(shared, p->shared, sizeof(p->shared));
+		*dev = p->dev;
+		*ino = p->ino;
+	}
+	pthread_mutex_unlock(&p->mu);
+	probe_unref(p);
+	return rc;
+}
+
+void ckpt_ctx__free(struct ckpt_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	if (ctx->threads) {
+		/* The job lock goes now, whatever the drain threads do: the next ckpt_open (this
+		 * process or another) takes over the local copies. A stuck thread must not close
+		 * it later: in this process that would drop the next context's lock. */
+		if (ctx->lock_fd >= 0)
+			close(ctx->lock_fd);
+		ctx->lock_fd = -1;
+		ckpt_shard__writer_free(ctx->writer);
+		ctx->writer = NULL;
+		ckpt_codec__free(ctx->codec);
+		ctx->codec = NULL;
+		ctx->release = ctx_free_rest;
+		if (ckpt_drain__release(ctx, 1))
+			return; /* a drain thread stuck in the kernel frees ctx when it leaves */
+	}
+	ctx_free_rest(ctx);
+}
+
 int ckpt_ctx__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank, uint32_t nranks,
 		   ckpt_commit_fn commit, ckpt_vote_fail_fn vote_fail, void *mpi,
 		   struct ckpt_err *err)
 {
-	char local[PATH_MAX], shared[PATH_MAX];
+	char local[PATH_MAX], shared[PATH_MAX], top[PATH_MAX];
 	struct ckpt_ctx *ctx;
+	uint64_t dev = 0, ino = 0;
 	int rc;
 
 	*out = NULL;
 	if ((rc = ckpt_config__check(cfg, err)) < 0)
 		return rc;
-	if ((rc = check_dir("shared_dir", cfg->shared_dir, 0, shared, err)) < 0 ||
-	    (rc = check_dir("local_dir", cfg->local_dir, 1, local, err)) < 0)
+	/* A missing local_dir is created (check_dir); if shared_dir then fails its probes, the
+	 * directories this open made are removed again, so that a failed open leaves nothing. */
+	first_missing(cfg->local_dir, top, sizeof(top));
+	if ((rc = check_dir("local_dir", cfg->local_dir, 1, local, err)) < 0 ||
+	    (rc = probe_shared(cfg, local, shared, rank, &dev, &ino, err)) < 0) {
+		undo_mkdirs(cfg->local_dir, top);
 		return rc;
-	if (is_within(shared, local))
-		return ckpt_err__set(err, CKPT_EINVAL,
-				     "shared_dir %s is %s local_dir %s: the shared copy must live on "
-				     "another (persistent) volume", shared,
-				     strcmp(shared, local) ? "inside" : "the same directory as", local);
-	/* A shared_dir that would not outlive this node (tmpfs, overlay, a node disk, /home on
-	 * Kubernetes, local_dir's filesystem) is a warning, or an error with require_persistent. */
-	if ((rc = ckpt_storage__check(cfg, local, shared, rank, err)) < 0)
-		return rc;
+	}
 	if (!(ctx = calloc(1, sizeof(*ctx))))
 		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory for a context");
 	ctx->lock_fd = -1;
@@ -163,20 +371,11 @@ int ckpt_ctx__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank,
 		rc = ckpt_err__set(err, CKPT_EINVAL, "directory paths too long");
 		goto fail;
 	}
-	if ((rc = ckpt_store__mkdirs(ctx->local_job, err)) < 0 ||
-	    (rc = ckpt_store__mkdirs(ctx->shared_job, err)) < 0)
+	if ((rc = ckpt_store__mkdirs(ctx->local_job, err)) < 0)
 		goto fail;
-	{
-		struct stat st;
-
-		snprintf(ctx->shared_root, sizeof(ctx->shared_root), "%s", shared);
-		if (stat(shared, &st) < 0) {
-			rc = ckpt_err__errno(err, errno, "stat %s", shared);
-			goto fail;
-		}
-		ctx->shared_dev = (uint64_t)st.st_dev;
-		ctx->shared_ino = (uint64_t)st.st_ino;
-	}
+	snprintf(ctx->shared_root, sizeof(ctx->shared_root), "%s", shared);
+	ctx->shared_dev = dev;
+	ctx->shared_ino = ino;
 	if ((rc = lock_job(ctx, err)) < 0)
 		goto fail;
 	if ((rc = ckpt_shard__writer_new(&ctx->writer, cfg->io_backend, cfg->io_depth, err)) < 0)
@@ -185,8 +384,7 @@ int ckpt_ctx__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank,
 		ckpt_err__set(err, rc, "out of memory for a codec");
 		goto fail;
 	}
-	ckpt_store__cleanup_tmp(ctx->local_job);
-	ckpt_store__cleanup_tmp(ctx->shared_job);
+	ckpt_store__cleanup_tmp(ctx->local_job); /* (the shared one: probe_shared) */
 	*out = ctx;
 	return CKPT_OK;
 fail:
@@ -199,7 +397,7 @@ int ckpt_ctx__start(struct ckpt_ctx *ctx, struct ckpt_err *err)
 	int rc = ckpt_drain__start(ctx, err);
 
 	if (rc < 0)
-		ckpt_drain__stop(ctx, 0);
+		ckpt_drain__stop(ctx, 0); /* the caller's ckpt_ctx__free joins the threads */
 	return rc;
 }
 
@@ -211,9 +409,41 @@ void ckpt_ctx__wait_progress(struct ckpt_ctx *ctx)
 		pthread_cond_wait(&ctx->cv, &ctx->mu);
 }
 
+/* The save path's look at the drain (ctx->mu held): once per stall, a warning that names the
+ * volume and how long it has been stuck (drain.c says when it answers again). */
+static void warn_if_stalled(struct ckpt_ctx *ctx)
+{
+	double stuck = ckpt_drain__stalled(ctx);
+
+	if (stuck > 0 && !ctx->stall_warned_ns) {
+		ctx->stall_warned_ns = ckpt_store__now_ns();
+		ckpt_config__log(ctx->cfg, 1, "shared_dir %s is not responding: the drain has made no "
+				 "progress for %.0f s; ckpt_save goes on at local speed and skips "
+				 "superseded steps until it answers", ctx->shared_root, stuck);
+	}
+}
+
+/* Remove the local copies of steps that the drain skipped (superseded before it reached them).
+ * Without ctx->mu: an unlink of a large file takes a while. The newer step is durable locally. */
+static void remove_skipped(struct ckpt_ctx *ctx, const uint64_t *skip, size_t n)
+{
+	char dir[CKPT_PATH_MAX], path[CKPT_PATH_MAX + 64], base[64];
+
+	ckpt_store__local_name(base, sizeof(base), ctx->rank);
+	for (size_t i = 0; i < n; i++) {
+		if (ckpt_store__step_dir(dir, sizeof(dir), ctx->local_job, skip[i]) < 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, base);
+		unlink(path);
+		rmdir(dir); /* fails while other ranks of this node have files there: fine */
+	}
+}
+
 int ckpt_ctx__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 			 const ckpt_region *regs, size_t n)
 {
+	uint64_t skip[64];
+	size_t nskip = 0;
 	struct ckpt_header h = { CKPT_FMT_VERSION, 0, step, save_id, ctx->rank, ctx->nranks,
 				 (uint32_t)n, CKPT_ALIGN, ckpt_store__now_ns() };
 	struct ckpt_step_rec *rec;
@@ -226,10 +456,34 @@ int ckpt_ctx__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 		return rc;
 	if ((rc = ckpt_store__step_dir(dir, sizeof(dir), ctx->local_job, step)) < 0)
 		return ckpt_err__set(&ctx->err, rc, "path too long: %s", ctx->local_job);
-	/* Backpressure: bound local disk use by waiting for the oldest drain. */
+	/* Backpressure. Single process: training never waits for the shared volume (issue 13);
+	 * when max_pending drains are behind, the queued older steps are skipped below, once this
+	 * one is durable locally. With MPI every rank would have to skip the same steps, which the
+	 * commit protocol does not agree on yet: wait for the oldest drain, as before. */
 	pthread_mutex_lock(&ctx->mu);
-	while (ctx->pending >= ctx->cfg->max_pending)
+	while (ctx->mpi && ctx->pending >= ctx->cfg->max_pending)
 		ckpt_ctx__wait_progress(ctx); /* with MPI, commits settle only through progress */
+	if (ctx->pending >= ctx->cfg->max_pending && !ctx->behind) {
+		/* A healthy drain that is merely busy gets stall_wait seconds to make room, so
+		 * that every step is drained; once that failed, the next saves skip at once. */
+		struct timespec dl;
+		double w = ctx->cfg->stall_wait;
+
+		clock_gettime(CLOCK_REALTIME, &dl);
+		dl.tv_sec += (time_t)w;
+		dl.tv_nsec += (long)((w - (double)(time_t)w) * 1e9);
+		if (dl.tv_nsec >= 1000000000L) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000L;
+		}
+		while (ctx->pending >= ctx->cfg->max_pending &&
+		       pthread_cond_timedwait(&ctx->cv, &ctx->mu, &dl) != ETIMEDOUT)
+			;
+		ctx->behind = ctx->pending >= ctx->cfg->max_pending;
+	}
+	if (ctx->pending < ctx->cfg->max_pending)
+		ctx->behind = 0;
+	warn_if_stalled(ctx);
 	if (!(rec = ckpt_drain__rec(ctx, step, 1))) {
 		pthread_mutex_unlock(&ctx->mu);
 		return ckpt_err__set(&ctx->err, CKPT_ENOMEM, "out of memory for a step record");
@@ -278,9 +532,22 @@ int ckpt_ctx__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 			rec->state = prev_state;
 	} else {
 		rec->save_id = save_id;
+		rec->saved_ns = h.created_ns;
+		if (prev_state == CKPT_STATE_NONE)
+			rec->rc = CKPT_OK; /* a step skipped before is saved anew */
+		/* This step is durable locally: the older ones still waiting for the drain are
+		 * superseded. Local disk stays within keep_local + max_pending steps. */
+		if (!ctx->mpi && ctx->pending >= ctx->cfg->max_pending)
+			nskip = ckpt_drain__skip_superseded(ctx, step, skip, 64);
 		ckpt_drain__enqueue(ctx, rec);
 	}
 	pthread_mutex_unlock(&ctx->mu);
+	if (nskip) {
+		remove_skipped(ctx, skip, nskip);
+		ckpt_config__log(ctx->cfg, 2, "step %llu saved while the drain is behind: %zu older "
+				 "undrained step(s) skipped (newest first: %llu)",
+				 (unsigned long long)step, nskip, (unsigned long long)skip[nskip - 1]);
+	}
 	return rc;
 }
 
@@ -362,7 +629,7 @@ int ckpt_ctx__shutdown(struct ckpt_ctx *ctx)
 		}
 	if (drc < 0)
 		rc = drc;
-	if (ctx->mpi)
-		ckpt_mpi__close(ctx);
+	if (ctx->mpi && (drc = ckpt_mpi__close(ctx)) < 0 && rc == CKPT_OK)
+		rc = drc;
 	return rc;
 }

@@ -50,7 +50,32 @@ struct worker {
 	struct ckpt_codec *codec;
 	uint8_t *raw, *out;
 	size_t out_cap;
+	int ready;             /* named and at its priority: ckpt_drain__start waits for this */
 };
+
+/* Monotonic seconds: stall detection must not jump with the wall clock. */
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The drain got an answer from the shared tier (ctx->mu held). After a stall that the save path
+ * warned of, say once that the volume answers again. */
+static void progress(struct ckpt_ctx *ctx)
+{
+	uint64_t t = mono_ns();
+
+	if (ctx->stall_warned_ns) {
+		ckpt_config__log(ctx->cfg, 1, "shared_dir %s answers again, after %.0f s without "
+				 "progress; the drain catches up with the newest step",
+				 ctx->shared_root, (double)(t - ctx->progress_ns) / 1e9);
+		ctx->stall_warned_ns = 0;
+	}
+	ctx->progress_ns = t;
+}
 
 static void job_free(struct drain_job *j)
 {
@@ -205,6 +230,7 @@ static void process_chunk(struct worker *w, struct drain_job *j, uint32_t i)
 		pthread_mutex_unlock(&ctx->mu);
 		return; /* someone else recorded why */
 	}
+	progress(ctx); /* a chunk reached the shared tier: the volume answers */
 	if (j->nhashed == i && !j->hashing) {
 		/* Our piece is the next to check: check it, and the parked ones behind it. */
 		j->hashing = 1;
@@ -244,6 +270,14 @@ static int job_finish(struct ckpt_ctx *ctx, struct drain_job *j, struct ckpt_err
 
 	if ((rc = ckpt_shard__zfinish(j->out, ctx->cfg->fault_kill_at, &d.shard, err)) < 0)
 		return rc;
+	/* ckpt_close gave up on this drain (it was stuck on the volume) and the next open drains
+	 * the step again: commit nothing behind its back. */
+	pthread_mutex_lock(&ctx->mu);
+	rc = ctx->abort;
+	pthread_mutex_unlock(&ctx->mu);
+	if (rc)
+		return ckpt_err__set(err, CKPT_ETIMEDOUT, "drain of step %llu abandoned by ckpt_close",
+				     (unsigned long long)j->step);
 	d.step = j->step;
 	d.save_id = j->save_id;
 	d.created_ns = j->src->hdr.created_ns;
@@ -270,11 +304,14 @@ static void job_end(struct ckpt_ctx *ctx, struct drain_job *j, int rc, const str
 			else
 				ckpt_err__clear(&rec->err);
 		}
-		if (rc == CKPT_OK)
-			ckpt_drain__retention(ctx);
 		ctx->pending--;
 	}
+	progress(ctx);
 	ctx->job = NULL;
+	/* Retention reads the shared tier with ctx->mu dropped; ckpt_wait waits for it
+	 * (ctx->retaining). The job is off the context first, so that a new one can start. */
+	if (rc == CKPT_OK)
+		ckpt_drain__retention(ctx);
 	pthread_cond_broadcast(&ctx->cv);
 	pthread_mutex_unlock(&ctx->mu);
 	job_free(j);
@@ -286,7 +323,14 @@ static void job_end(struct ckpt_ctx *ctx, struct drain_job *j, int rc, const str
 static int vote_if_failed(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id, int rc,
 			  const struct ckpt_err *e)
 {
+	int gone;
+
 	if (rc >= 0 || !ctx->vote_fail)
+		return rc;
+	pthread_mutex_lock(&ctx->mu);
+	gone = ctx->abort; /* after ckpt_close gave up: the MPI engine may be gone */
+	pthread_mutex_unlock(&ctx->mu);
+	if (gone)
 		return rc;
 	ctx->vote_fail(ctx, step, save_id, rc, e->msg);
 	return CKPT_COMMIT_PENDING;
@@ -319,15 +363,38 @@ static void maybe_finish(struct worker *w, struct drain_job *j)
 	job_end(ctx, j, rc, &err);
 }
 
+/* Linux applies a nice value to the calling thread only: the drain yields the CPU to the training
+ * threads, whose speed is what users pay for. drain_nice is relative to the nice value of the
+ * thread that opened the context (inherited by this one): in a job started with `nice -n 15` the
+ * drain runs at 19, never ahead of training. */
+static void lower_priority(int drain_nice)
+{
+	int base, prio;
+
+	errno = 0;
+	base = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+	if (base == -1 && errno)
+		base = 0;
+	prio = base + drain_nice;
+	if (prio > 19)
+		prio = 19;
+	if (prio > base)
+		setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), prio);
+}
+
+static void drain_release_late(struct ckpt_ctx *ctx);
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct ckpt_ctx *ctx = w->ctx;
+	int last;
 
-	/* Linux applies a nice value to the calling thread only: the drain yields the CPU to the
-	 * training threads, whose speed is what users pay for. */
-	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), ctx->cfg->drain_nice);
+	pthread_setname_np(pthread_self(), "ckpt-drain"); /* for top -H, ps -L, gdb */
+	lower_priority(ctx->cfg->drain_nice);
 	pthread_mutex_lock(&ctx->mu);
+	w->ready = 1;
+	pthread_cond_broadcast(&ctx->cv);
 	for (;;) {
 		struct drain_job *j = ctx->job;
 
@@ -335,8 +402,12 @@ static void *worker_main(void *arg)
 			break;
 		/* First, so that ckpt_wait, which waits for the trash, need not wait for the chunks
 		 * of the next drain too; the other threads go on with those meanwhile. */
-		if (ctx->ntrash && !ctx->emptying) {
+		/* (not while retention is putting more into it: one batch holds what one pass
+		 * retired, which the crash points of retention rely on) */
+		if (ctx->ntrash && !ctx->emptying && !ctx->retaining) {
+			progress(ctx); /* busy from now */
 			ckpt_drain__empty_trash(ctx);
+			progress(ctx);
 			continue;
 		}
 		if (j && !j->failed && j->next_claim < j->out->nplan) {
@@ -361,12 +432,14 @@ static void *worker_main(void *arg)
 			rec->queued = 0;
 			rec->qnext = NULL;
 			ctx->setting_up = 1;
+			progress(ctx); /* busy from now: the stall clock starts */
 			pthread_mutex_unlock(&ctx->mu);
 			rc = job_setup(ctx, rec, &j, &err);
 			if (rc < 0)
 				rc = vote_if_failed(ctx, rec->step, rec->save_id, rc, &err);
 			pthread_mutex_lock(&ctx->mu);
 			ctx->setting_up = 0;
+			progress(ctx);
 			if (rc == CKPT_COMMIT_PENDING) {
 				pthread_cond_broadcast(&ctx->cv);
 				continue;
@@ -391,7 +464,14 @@ static void *worker_main(void *arg)
 			break;
 		pthread_cond_wait(&ctx->cv, &ctx->mu);
 	}
+	/* The last thing this thread does with ctx. After ckpt_close detached the threads (one was
+	 * stuck on the volume), the last to leave frees the context: nobody else holds it then. */
+	ctx->alive--;
+	last = ctx->detached && !ctx->alive;
+	pthread_cond_broadcast(&ctx->cv);
 	pthread_mutex_unlock(&ctx->mu);
+	if (last)
+		drain_release_late(ctx);
 	return NULL;
 }
 
@@ -415,40 +495,77 @@ int ckpt_drain__start(struct ckpt_ctx *ctx, struct ckpt_err *err)
 					  ctx->cfg->elem_width);
 	}
 	for (unsigned i = 0; i < n; i++) {
-		if ((rc = pthread_create(&ctx->threads[i], NULL, worker_main, &ws[i])) != 0)
+		pthread_mutex_lock(&ctx->mu);
+		ctx->alive++;
+		pthread_mutex_unlock(&ctx->mu);
+		if ((rc = pthread_create(&ctx->threads[i], NULL, worker_main, &ws[i])) != 0) {
+			pthread_mutex_lock(&ctx->mu);
+			ctx->alive--;
+			pthread_mutex_unlock(&ctx->mu);
 			return ckpt_err__errno(err, rc, "pthread_create (drain thread %u)", i);
+		}
 		ctx->nthreads++;
 	}
+	/* Return once every thread has its name and priority: nothing of the drain then runs at
+	 * the training thread's priority, and what ckpt_open returns is what `top -H` shows. */
+	pthread_mutex_lock(&ctx->mu);
+	for (unsigned i = 0; i < n; i++)
+		while (!ws[i].ready)
+			pthread_cond_wait(&ctx->cv, &ctx->mu);
+	pthread_mutex_unlock(&ctx->mu);
 	return CKPT_OK;
+}
+
+static void deadline_in(struct timespec *dl, double timeout)
+{
+	clock_gettime(CLOCK_REALTIME, dl);
+	dl->tv_sec += (time_t)timeout;
+	dl->tv_nsec += (long)((timeout - (double)(time_t)timeout) * 1e9);
+	if (dl->tv_nsec >= 1000000000L) {
+		dl->tv_sec++;
+		dl->tv_nsec -= 1000000000L;
+	}
 }
 
 int ckpt_drain__stop(struct ckpt_ctx *ctx, double timeout)
 {
-	struct worker *ws = ctx->drain_workers;
-	struct timespec dl;
+	struct timespec dl, grace;
 	int rc = CKPT_OK;
 
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += (time_t)timeout;
-	dl.tv_nsec += (long)((timeout - (double)(time_t)timeout) * 1e9);
-	if (dl.tv_nsec >= 1000000000L) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000L;
-	}
+	deadline_in(&dl, timeout);
 	pthread_mutex_lock(&ctx->mu);
 	ctx->stopping = 1;
 	pthread_cond_broadcast(&ctx->cv);
-	while (ctx->pending && ctx->nthreads)
+	while (ctx->pending && ctx->alive)
 		if (pthread_cond_timedwait(&ctx->cv, &ctx->mu, &dl) == ETIMEDOUT) {
 			/* Abandon what is left: the local copies stay and ckpt_open drains them. */
-			ctx->abort = 1;
 			rc = CKPT_ETIMEDOUT;
-			pthread_cond_broadcast(&ctx->cv);
+			break;
+		}
+	/* The threads leave at their next look at ctx->abort. One stuck in a call on the shared
+	 * volume (a hard NFS mount whose server is away) cannot: it is not waited for past the
+	 * deadline, and ckpt_drain__release detaches it. Without a deadline left, a moment for
+	 * the others to see the flag. */
+	ctx->abort = rc < 0 || ctx->pending;
+	pthread_cond_broadcast(&ctx->cv);
+	deadline_in(&grace, 0.1);
+	if (rc < 0 || grace.tv_sec > dl.tv_sec ||
+	    (grace.tv_sec == dl.tv_sec && grace.tv_nsec > dl.tv_nsec))
+		dl = grace;
+	while (ctx->alive)
+		if (pthread_cond_timedwait(&ctx->cv, &ctx->mu, &dl) == ETIMEDOUT) {
+			rc = CKPT_ETIMEDOUT;
 			break;
 		}
 	pthread_mutex_unlock(&ctx->mu);
-	for (unsigned i = 0; i < ctx->nthreads; i++)
-		pthread_join(ctx->threads[i], NULL);
+	return rc;
+}
+
+/* Free the drain's part of ctx; every thread has returned. */
+static void drain_free(struct ckpt_ctx *ctx)
+{
+	struct worker *ws = ctx->drain_workers;
+
 	/* An aborted job was left by its workers: free it here. And what they left in the trash. */
 	if (ctx->job) {
 		job_free(ctx->job);
@@ -471,7 +588,34 @@ int ckpt_drain__stop(struct ckpt_ctx *ctx, double timeout)
 	free(ctx->threads);
 	ctx->threads = NULL;
 	ctx->nthreads = 0;
-	return rc;
+}
+
+/* What the last detached thread calls: ckpt_close has returned long ago. */
+static void drain_release_late(struct ckpt_ctx *ctx)
+{
+	drain_free(ctx);
+	ctx->release(ctx);
+}
+
+int ckpt_drain__release(struct ckpt_ctx *ctx, int may_detach)
+{
+	pthread_mutex_lock(&ctx->mu);
+	if (ctx->alive && may_detach) {
+		/* Stuck in the kernel: each thread that returned is joined by detaching it, the
+		 * others free themselves; the last one frees the context (worker_main). */
+		for (unsigned i = 0; i < ctx->nthreads; i++)
+			pthread_detach(ctx->threads[i]);
+		ctx->abort = 1;
+		ctx->detached = 1;
+		pthread_cond_broadcast(&ctx->cv);
+		pthread_mutex_unlock(&ctx->mu);
+		return 1;
+	}
+	pthread_mutex_unlock(&ctx->mu);
+	for (unsigned i = 0; i < ctx->nthreads; i++)
+		pthread_join(ctx->threads[i], NULL);
+	drain_free(ctx);
+	return 0;
 }
 
 void ckpt_drain__enqueue(struct ckpt_ctx *ctx, struct ckpt_step_rec *rec)
@@ -488,6 +632,50 @@ void ckpt_drain__enqueue(struct ckpt_ctx *ctx, struct ckpt_step_rec *rec)
 	ctx->qtail = rec;
 	ctx->pending++;
 	pthread_cond_broadcast(&ctx->cv);
+}
+
+size_t ckpt_drain__skip_superseded(struct ckpt_ctx *ctx, uint64_t step, uint64_t *skip,
+				   size_t cap)
+{
+	struct ckpt_step_rec **pp = &ctx->qhead, *r;
+	size_t n = 0;
+
+	ctx->qtail = NULL;
+	while ((r = *pp)) {
+		/* Only queued drains, never the running one: its job holds the local copy. Nor a
+		 * retry of a failed drain: retention keeps those copies too, until they drain. */
+		if (r->step < step && r->rc == CKPT_OK && n < cap) {
+			*pp = r->qnext;
+			r->queued = 0;
+			r->qnext = NULL;
+			r->state = CKPT_STATE_NONE;
+			r->rc = CKPT_ENOENT;
+			r->save_id = 0;
+			ckpt_err__set(&r->err, CKPT_ENOENT, "step %llu was skipped: superseded by "
+				      "step %llu before it could be drained (the shared volume fell "
+				      "behind)", (unsigned long long)r->step,
+				      (unsigned long long)step);
+			skip[n++] = r->step;
+			ctx->pending--;
+			ctx->skipped++;
+			continue;
+		}
+		ctx->qtail = r;
+		pp = &r->qnext;
+	}
+	if (n)
+		pthread_cond_broadcast(&ctx->cv);
+	return n;
+}
+
+double ckpt_drain__stalled(const struct ckpt_ctx *ctx)
+{
+	double stuck;
+
+	if (!ctx->job && !ctx->setting_up && !ctx->emptying && !ctx->retaining)
+		return 0;
+	stuck = (double)(mono_ns() - ctx->progress_ns) / 1e9;
+	return stuck >= ctx->cfg->stall_after ? stuck : 0;
 }
 
 struct ckpt_step_rec *ckpt_drain__rec(struct ckpt_ctx *ctx, uint64_t step, int create)

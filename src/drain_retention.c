@@ -88,12 +88,20 @@ static size_t list_kept(struct ckpt_ctx *ctx, int shared, struct kept **out)
 
 /* Retire path (a local shard, or a shared step directory) into jobdir's trash: a rename under
  * ctx->mu, the removal later by a drain thread without it (ckpt_drain__empty_trash). Where the
- * rename fails, or the trash cannot grow, the removal happens here. */
+ * rename fails, or the trash cannot grow, the removal happens here. On the shared tier
+ * (is_step), the rename runs with ctx->mu dropped: the volume may not answer, and a save must
+ * never wait for it (issue 13). */
 static void retire(struct ckpt_ctx *ctx, const char *path, const char *jobdir, int is_step)
 {
 	char trash[CKPT_PATH_MAX], *copy = NULL;
+	int moved;
 
-	if (ctx->ntrash == ctx->captrash) {
+	if (is_step)
+		pthread_mutex_unlock(&ctx->mu);
+	moved = ckpt_store__retire(path, jobdir, trash, sizeof(trash)) == 0;
+	if (is_step)
+		pthread_mutex_lock(&ctx->mu);
+	if (moved && ctx->ntrash == ctx->captrash) {
 		size_t cap = ctx->captrash ? 2 * ctx->captrash : 8;
 		char **t = realloc(ctx->trash, cap * sizeof(*t));
 
@@ -102,13 +110,15 @@ static void retire(struct ckpt_ctx *ctx, const char *path, const char *jobdir, i
 			ctx->captrash = cap;
 		}
 	}
-	if (ctx->ntrash < ctx->captrash && ckpt_store__retire(path, jobdir, trash, sizeof(trash)) == 0) {
+	if (moved && ctx->ntrash < ctx->captrash) {
 		if ((copy = strdup(trash))) {
 			ctx->trash[ctx->ntrash++] = copy;
 			pthread_cond_broadcast(&ctx->cv); /* wake a drain thread to remove it */
-		} else {
-			ckpt_store__remove_retired(trash);
+			return;
 		}
+	}
+	if (moved) {
+		ckpt_store__remove_retired(trash);
 		return;
 	}
 	if (is_step)
@@ -139,30 +149,50 @@ void ckpt_drain__empty_trash(struct ckpt_ctx *ctx)
 
 void ckpt_drain__wait_trash(struct ckpt_ctx *ctx)
 {
-	while ((ctx->ntrash || ctx->emptying) && ctx->nthreads)
+	while ((ctx->ntrash || ctx->emptying || ctx->retaining) && ctx->nthreads)
 		pthread_cond_wait(&ctx->cv, &ctx->mu);
 }
 
-void ckpt_drain__retention(struct ckpt_ctx *ctx)
+/* Is the local copy of this step kept whatever the shared tier says? (ctx->mu held) */
+static int local_pinned(struct ckpt_ctx *ctx, const struct kept *k)
+{
+	struct ckpt_step_rec *rec = ckpt_drain__rec(ctx, k->step, 0);
+
+	/* a step whose last drain failed keeps its local copy even when a MANIFEST exists:
+	 * the commit may have been reported failed after its rename (directory fsync) */
+	return k->keep ||
+	       (rec && (rec->state == CKPT_STATE_LOCAL || rec->state == CKPT_STATE_FAILED ||
+			rec->queued)) ||
+	       (rec && ckpt_drain__running(ctx, rec));
+}
+
+static void retention_once(struct ckpt_ctx *ctx)
 {
 	char dir[CKPT_PATH_MAX], path[CKPT_PATH_MAX + 64], base[64];
 	struct kept *v;
 	size_t n;
 
 	/* Local tier: beyond the kept copies, one goes only once its shared copy is committed
-	 * (same save id) and no drain of it is queued or running. */
+	 * (same save id) and no drain of it is queued or running. The MANIFEST reads happen with
+	 * ctx->mu dropped (issue 13: on a stalled volume they block, and ckpt_save takes ctx->mu);
+	 * `keep` then holds whether the step is committed, and its state is checked again after. */
 	n = list_kept(ctx, 0, &v);
 	mark_kept(v, n, ctx->cfg->keep_local);
 	for (size_t i = 0; i < n; i++) {
-		struct ckpt_step_rec *rec = ckpt_drain__rec(ctx, v[i].step, 0);
+		int committed;
 
-		/* a step whose last drain failed keeps its local copy even when a MANIFEST exists:
-		 * the commit may have been reported failed after its rename (directory fsync) */
-		if (v[i].keep ||
-		    (rec && (rec->state == CKPT_STATE_LOCAL || rec->state == CKPT_STATE_FAILED ||
-			     rec->queued)) ||
-		    (rec && ckpt_drain__running(ctx, rec)) ||
-		    !local_is_committed(ctx, v[i].step, v[i].save_id))
+		/* pinned now: kept in this pass whatever happens while the lock is dropped below */
+		if (local_pinned(ctx, &v[i])) {
+			v[i].keep = 1;
+			continue;
+		}
+		pthread_mutex_unlock(&ctx->mu);
+		committed = local_is_committed(ctx, v[i].step, v[i].save_id);
+		pthread_mutex_lock(&ctx->mu);
+		v[i].keep = !committed;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (local_pinned(ctx, &v[i]))
 			continue;
 		ckpt_store__step_dir(dir, sizeof(dir), ctx->local_job, v[i].step);
 		ckpt_store__local_name(base, sizeof(base), ctx->rank);
@@ -174,7 +204,9 @@ void ckpt_drain__retention(struct ckpt_ctx *ctx)
 	/* Shared tier (rank 0 only): the kept committed steps. */
 	if (ctx->rank != 0 || ctx->cfg->keep_shared == 0)
 		return;
-	n = list_kept(ctx, 1, &v);
+	pthread_mutex_unlock(&ctx->mu);
+	n = list_kept(ctx, 1, &v); /* reads the shared tier: without ctx->mu */
+	pthread_mutex_lock(&ctx->mu);
 	mark_kept(v, n, ctx->cfg->keep_shared);
 	for (size_t i = 0; i < n; i++)
 		if (!v[i].keep) {
@@ -183,4 +215,20 @@ void ckpt_drain__retention(struct ckpt_ctx *ctx)
 			retire(ctx, dir, ctx->shared_job, 1);
 		}
 	free(v);
+}
+
+void ckpt_drain__retention(struct ckpt_ctx *ctx)
+{
+	/* One pass at a time (ctx->mu is dropped inside); a commit meanwhile asks for another. */
+	if (ctx->retaining) {
+		ctx->retain_again = 1;
+		return;
+	}
+	ctx->retaining = 1;
+	do {
+		ctx->retain_again = 0;
+		retention_once(ctx);
+	} while (ctx->retain_again);
+	ctx->retaining = 0;
+	pthread_cond_broadcast(&ctx->cv);
 }

@@ -52,6 +52,7 @@ struct ckpt_step_rec {
 	int state;              /* CKPT_STATE_LOCAL / _COMMITTED / _FAILED */
 	int rc;                 /* the last drain's result */
 	int queued;             /* waiting in the drain queue (not yet started) */
+	uint64_t saved_ns;      /* when the newest local save was made (ckpt_drain_lag) */
 	struct ckpt_err err;    /* the last drain's failure */
 	int local_rc;           /* snapshot mode: the newest save's background local write (stage.c) */
 	struct ckpt_step_rec *qnext;
@@ -119,15 +120,45 @@ struct ckpt_ctx {
 	size_t ntrash, captrash;
 	int emptying;                   /* a drain thread is removing a batch taken from trash */
 	struct ckpt_stage *stage;       /* snapshot mode (stage.c); NULL until its first use */
+	int retaining;                  /* retention is reading the shared tier (ctx->mu dropped) */
+	int retain_again;               /* ... and another commit asked for it meanwhile */
+	/* Stalls (issue 13): the drain's last progress on the shared tier, and whether the save path
+	 * has warned of the current stall. A stalled drain is one busy for stall_after seconds
+	 * without progress. */
+	uint64_t progress_ns;
+	uint64_t stall_warned_ns;       /* when the warning was given (0: none this stall) */
+	unsigned skipped;               /* superseded steps skipped since open */
+	int behind;                     /* a save waited stall_wait in vain: skip at once until the
+					 * drain is within max_pending again */
+	/* Shutdown with threads stuck in the kernel: they are detached, and the last one to leave
+	 * frees the context through `release` (set by the context at open). */
+	unsigned alive;                 /* drain threads not yet returned */
+	int detached;
+	void (*release)(struct ckpt_ctx *ctx);
 };
 
 /* drain.c: the pipeline */
 int ckpt_drain__start(struct ckpt_ctx *ctx, struct ckpt_err *err);
-/* Wait up to `timeout` seconds for the queue to empty, then stop the threads.
+/* Wait up to `timeout` seconds for the queue to empty, then stop the threads (returning within
+ * `timeout` even when a thread is stuck in a call on the shared volume: ckpt_drain__release).
  * CKPT_ETIMEDOUT when drains were abandoned. */
 int ckpt_drain__stop(struct ckpt_ctx *ctx, double timeout);
 /* Queue rec for draining (ctx->mu held). */
 void ckpt_drain__enqueue(struct ckpt_ctx *ctx, struct ckpt_step_rec *rec);
+/* The drain has fallen behind (ctx->mu held): take out of the queue the queued steps older than
+ * `step` (superseded: the newest complete step is what matters after a node loss) and store
+ * their steps in skip[] (at most cap). Returns how many. Their records go back to state NONE
+ * with rc CKPT_ENOENT; the caller removes their local copies without ctx->mu. */
+size_t ckpt_drain__skip_superseded(struct ckpt_ctx *ctx, uint64_t step, uint64_t *skip,
+				   size_t cap);
+/* Is the drain busy and without progress on the shared tier for stall_after seconds? (ctx->mu
+ * held). Returns the seconds it has been stuck, 0 when it is not. */
+double ckpt_drain__stalled(const struct ckpt_ctx *ctx);
+/* After ckpt_drain__stop (ctx->mu not held, nothing else touches ctx): join the threads, free
+ * the drain's part of ctx and return 0; or, with may_detach while threads are still stuck in the
+ * kernel, detach them and return 1: the last one frees the drain's part and then ctx through
+ * ctx->release, and the caller must not touch ctx again. */
+int ckpt_drain__release(struct ckpt_ctx *ctx, int may_detach);
 /* Find or create the record of `step` (ctx->mu held). NULL when out of memory. */
 struct ckpt_step_rec *ckpt_drain__rec(struct ckpt_ctx *ctx, uint64_t step, int create);
 /* Is a drain of rec in progress? (ctx->mu held) */

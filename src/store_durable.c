@@ -31,9 +31,20 @@ int ckpt_store__same_dir(const char *dir, uint64_t dev, uint64_t ino, struct ckp
 {
 	struct stat st;
 
-	if (stat(dir, &st) < 0)
-		return ckpt_err__set(err, CKPT_EIO, "shared_dir %s is gone (%s): nothing written there",
-				     dir, strerror(errno));
+	if (stat(dir, &st) < 0) {
+		int e = errno;
+		/* "gone" only for a directory that is not there (any more); a server that does not
+		 * answer (a soft NFS mount's EIO or ETIMEDOUT) is "not responding" (issue 13) */
+		const char *what = e == ENOENT || e == ENOTDIR || e == ESTALE || e == ENOTCONN ?
+					   "is gone" :
+				   e == EIO || e == ETIMEDOUT || e == EHOSTDOWN || e == EHOSTUNREACH ||
+					   e == ENETUNREACH || e == EAGAIN || e == EINTR ?
+					   "is not responding" :
+					   "cannot be reached";
+
+		return ckpt_err__set(err, CKPT_EIO, "shared_dir %s %s (%s): nothing written there",
+				     dir, what, strerror(e));
+	}
 	if ((uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino)
 		return ckpt_err__set(err, CKPT_EIO,
 				     "shared_dir %s is no longer the directory it was when the job opened "

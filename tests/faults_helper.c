@@ -285,6 +285,7 @@ static const char *const fixed_kv[] = {
 	"io_backend", "posix", /* libc's pwrite: libfiu sees every write */
 	"chunk_size", "64K",
 	"log_level", "0",      /* errors come through ckpt_errmsg */
+	"stall_wait", "600",   /* every save is drained: faults here, not outages (issue 13) */
 	NULL,
 };
 

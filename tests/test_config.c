@@ -21,6 +21,7 @@ static const struct {
 	{ "log_level", "1" },       { "require_persistent", "0" }, { "cluster", "auto" },
 	{ "stage_bytes", "0" },
 	{ "chunk_transform", "auto" }, { "elem_width", "auto" },
+	{ "probe_timeout", "5" },   { "stall_after", "5" },   { "stall_wait", "0.5" },
 };
 #define NDEFAULTS (sizeof(defaults) / sizeof(defaults[0]))
 
@@ -397,6 +398,9 @@ static const struct set_case env_cases[] = {
 	{ "stage_bytes", "2G", "2147483648" },
 	{ "chunk_transform", "none", "none" },
 	{ "elem_width", "4", "4" },
+	{ "probe_timeout", "2.5", "2.5" },
+	{ "stall_after", "30", "30" },
+	{ "stall_wait", "0", "0" },
 };
 
 static void test_env_applied(void)

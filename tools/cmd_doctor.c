@@ -10,11 +10,13 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #ifdef HAVE_MPI
 #include <mpi.h>
@@ -313,6 +315,126 @@ static void judge(struct tool_doctor *r, const char *bad_config)
 		     r->uring_msg);
 }
 
+/* One tier's probes and measurement, in a thread with a deadline (issue 13): on a hard NFS mount
+ * whose server is away every call on the volume blocks in the kernel. The doctor then reports the
+ * directory as not responding after probe_timeout seconds (plus the measurement's own time at
+ * 1 MiB/s) instead of hanging. An abandoned thread owns its job (a reference count) and frees it
+ * if its call ever returns; the process exit ends it otherwise. */
+struct tier_job {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int refs, done;
+	const char *stage;
+	struct tool_tier t;
+	char *mountinfo;
+	uint64_t bytes;
+};
+
+static void tier_unref(struct tier_job *j)
+{
+	int last;
+
+	pthread_mutex_lock(&j->mu);
+	last = --j->refs == 0;
+	pthread_mutex_unlock(&j->mu);
+	if (last) {
+		free(j->mountinfo);
+		free(j);
+	}
+}
+
+static void tier_stage(struct tier_job *j, const char *stage)
+{
+	pthread_mutex_lock(&j->mu);
+	j->stage = stage;
+	pthread_mutex_unlock(&j->mu);
+}
+
+static void tier_work(struct tier_job *j)
+{
+	struct tool_tier *tt = &j->t;
+	char need[32];
+
+	tier_stage(j, "stat, access, realpath and statfs");
+	probe_tier(tt, j->mountinfo);
+	if (!tt->usable)
+		return;
+	tt->bw.bytes = j->bytes;
+	if (!j->bytes) {
+		snprintf(tt->bw.skipped, sizeof(tt->bw.skipped), "--bytes 0");
+	} else if (tt->fs.free_bytes < j->bytes + (16u << 20)) {
+		tool_size(need, sizeof(need), j->bytes, 0);
+		snprintf(tt->bw.skipped, sizeof(tt->bw.skipped), "less than %s + 16 MiB free", need);
+	} else {
+		tier_stage(j, "measuring the bandwidth (write, fsync, read)");
+		bench_dir(&tt->bw, tt->real, j->bytes);
+	}
+}
+
+static void *tier_main(void *arg)
+{
+	struct tier_job *j = arg;
+
+	pthread_setname_np(pthread_self(), "ckpt-probe");
+	tier_work(j);
+	pthread_mutex_lock(&j->mu);
+	j->done = 1;
+	pthread_cond_broadcast(&j->cv);
+	pthread_mutex_unlock(&j->mu);
+	tier_unref(j);
+	return NULL;
+}
+
+/* Probe tt (its key and dir set) with a deadline: 0 when done, -1 when abandoned. */
+static int probe_bounded(struct tool_tier *tt, const char *mi, uint64_t bytes, double limit)
+{
+	struct tier_job *j = calloc(1, sizeof(*j));
+	struct timespec dl;
+	pthread_t th;
+	int rc = 0;
+
+	if (!j) {
+		probe_tier(tt, mi);
+		return 0;
+	}
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_cond_init(&j->cv, NULL);
+	j->refs = 2;
+	j->t = *tt;
+	j->bytes = bytes;
+	j->mountinfo = mi ? strdup(mi) : NULL;
+	if (pthread_create(&th, NULL, tier_main, j) != 0) {
+		tier_work(j);
+		j->done = 1;
+		j->refs = 1;
+	} else {
+		pthread_detach(th);
+	}
+	limit += (double)bytes / (1 << 20); /* the measurement at 1 MiB/s at worst */
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += (time_t)limit;
+	dl.tv_nsec += (long)((limit - (double)(time_t)limit) * 1e9);
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&j->mu);
+	while (!j->done && pthread_cond_timedwait(&j->cv, &j->mu, &dl) != ETIMEDOUT)
+		;
+	if (j->done) {
+		*tt = j->t;
+	} else {
+		tt->usable = 0;
+		snprintf(tt->error, sizeof(tt->error), "%s %s is not responding: no answer within "
+			 "%.0f s to %s (is its server down? a hard NFS mount waits for it)", tt->key,
+			 tt->dir, limit, j->stage ? j->stage : "the first probe");
+		rc = -1;
+	}
+	pthread_mutex_unlock(&j->mu);
+	tier_unref(j);
+	return rc;
+}
+
 static int run(struct tool_ctx *t, struct tool_result *out)
 {
 	struct tool_doctor *r = &out->u.doctor;
@@ -331,25 +453,15 @@ static int run(struct tool_ctx *t, struct tool_result *out)
 	mi = ckpt_storage__read_mountinfo(NULL);
 	for (int i = 0; i < 2; i++) {
 		struct tool_tier *tt = &r->t[i];
-		char need[32];
 
-		probe_tier(tt, mi);
-		if (!tt->usable)
+		if (probe_bounded(tt, mi, bytes, r->cfg->probe_timeout) < 0) {
+			fprintf(stderr, "ckpt doctor: %s\n", tt->error);
 			continue;
-		tt->bw.bytes = bytes;
-		if (!bytes) {
-			snprintf(tt->bw.skipped, sizeof(tt->bw.skipped), "--bytes 0");
-		} else if (tt->fs.free_bytes < bytes + (16u << 20)) {
-			tool_size(need, sizeof(need), bytes, 0);
-			snprintf(tt->bw.skipped, sizeof(tt->bw.skipped), "less than %s + 16 MiB free",
-				 need);
-		} else {
-			bench_dir(&tt->bw, tt->real, bytes);
-			if (tt->bw.error[0]) {
-				r->io_error = 1;
-				note(r->warn, &r->nwarn, "%s: measuring bandwidth failed: %s", tt->key,
-				     tt->bw.error);
-			}
+		}
+		if (tt->usable && tt->bw.error[0]) {
+			r->io_error = 1;
+			note(r->warn, &r->nwarn, "%s: measuring bandwidth failed: %s", tt->key,
+			     tt->bw.error);
 		}
 	}
 	free(mi);
