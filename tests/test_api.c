@@ -1200,9 +1200,10 @@ static void test_threads(void)
 
 /* ---- readers (issue 12): one save per step and context, vanished shards, ckpt_list_steps ---- */
 
-/* Remove the shared shards of `step` whose names are not in keep (a '\n'-joined list): what the
- * writer's removal of a superseded save does once any grace period is over. */
-static int remove_shards_except(const struct th_env *e, uint64_t step, const char *keep)
+/* Remove the shared shards of `step` whose names are in `names` (a '\n'-joined list of
+ * shard_names): what the writer's removal of a superseded save does once any grace period is
+ * over. Returns how many were removed. */
+static int remove_shards(const struct th_env *e, uint64_t step, const char *names)
 {
 	char dir[4200], path[4500];
 	DIR *d;
@@ -1213,7 +1214,7 @@ static int remove_shards_except(const struct th_env *e, uint64_t step, const cha
 	if (!(d = opendir(dir)))
 		return -1;
 	while ((de = readdir(d)))
-		if (!fnmatch("rank-*.ckz", de->d_name, 0) && !strstr(keep, de->d_name)) {
+		if (!fnmatch("rank-*.ckz", de->d_name, 0) && strstr(names, de->d_name)) {
 			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 			n += unlink(path) == 0;
 		}
@@ -1252,7 +1253,7 @@ static void test_reader_pins_one_save(void)
 {
 	const size_t n = 256 * 1024;
 	unsigned char *v[4], *got = malloc(n);
-	char rlocal[4200], keep[1024];
+	char rlocal[4200], old[1024];
 	struct th_env e;
 	ckpt_ctx *w, *r;
 	uint64_t step = 0;
@@ -1276,15 +1277,15 @@ static void test_reader_pins_one_save(void)
 	CU_ASSERT(ckpt_latest(r, &step) == CKPT_OK && step == 1);
 	CU_ASSERT(th_load_eq(r, 1, "a", v[0], n));
 	/* save B replaces A on the shared tier */
+	shard_names(&e, 1, old, sizeof(old));
 	CU_ASSERT(save2(w, 1, v[2], v[3], n) == CKPT_OK);
-	shard_names(&e, 1, keep, sizeof(keep));
 	/* the reader's "b" is A's (A kept for a grace period) or a distinct error: never B's */
 	rc = ckpt_load(r, 1, "b", got, n);
 	CU_ASSERT(rc == CKPT_OK || rc == CKPT_ESTALE);
 	if (rc == CKPT_OK)
 		CU_ASSERT(memcmp(got, v[1], n) == 0);
 	/* once A's shard is gone: CKPT_ESTALE, saying what to do, and never CKPT_ECORRUPT */
-	remove_shards_except(&e, 1, keep);
+	CU_ASSERT(remove_shards(&e, 1, old) >= 0); /* 0: already removed (no grace) */
 	rc = ckpt_load(r, 1, "b", got, n);
 	CU_ASSERT(rc == CKPT_ESTALE);
 	CU_ASSERT(strstr(ckpt_errmsg(r), "step 1") && strstr(ckpt_errmsg(r), "ckpt_latest"));
@@ -1297,9 +1298,9 @@ static void test_reader_pins_one_save(void)
 	/* a pin nothing was read through yet is chosen again: ckpt_latest pins B, then save C
 	 * replaces it and B's shard is removed before the first load */
 	CU_ASSERT(ckpt_latest(r, &step) == CKPT_OK && step == 1);
+	shard_names(&e, 1, old, sizeof(old));
 	CU_ASSERT(save2(w, 1, v[1], v[0], n) == CKPT_OK);
-	shard_names(&e, 1, keep, sizeof(keep));
-	remove_shards_except(&e, 1, keep);
+	CU_ASSERT(remove_shards(&e, 1, old) >= 0); /* 0: already removed (no grace) */
 	CU_ASSERT(th_load_eq(r, 1, "a", v[1], n));
 	CU_ASSERT(th_load_eq(r, 1, "b", v[0], n));
 
@@ -1319,6 +1320,7 @@ static void test_reader_pins_one_save(void)
 static void test_missing_shard_is_corrupt(void)
 {
 	const size_t n = 4096;
+	char names[1024];
 	unsigned char *a = malloc(n), *b = malloc(n);
 	struct th_env e;
 	ckpt_ctx *ctx;
@@ -1333,7 +1335,8 @@ static void test_missing_shard_is_corrupt(void)
 	CU_ASSERT(save2(ctx, 3, a, b, n) == CKPT_OK);
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	wipe_local(&e);
-	CU_ASSERT(remove_shards_except(&e, 3, "") == 1);
+	shard_names(&e, 3, names, sizeof(names));
+	CU_ASSERT(remove_shards(&e, 3, names) == 1);
 	ctx = th_open(&e, (const char *const[]){ "log_level", "0", NULL });
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_ENOENT);
