@@ -328,7 +328,10 @@ class Checkpointer:
             return st.value
 
     def latest(self) -> Optional[int]:
-        """The newest complete, verifiable step on either tier, or None when there is none.
+        """The newest complete, verifiable step on either tier, whatever number of ranks saved
+        it (see steps(); load() of a step of another world size needs rank=), or None when
+        there is none. Pins the step to the save found: this checkpointer's loads of it read
+        that save (StaleSave if it is removed meanwhile); calling latest() again re-pins.
         Collective with MPI: every rank gets the same answer."""
         s = ctypes.c_uint64()
         try:
