@@ -62,6 +62,8 @@ enum {
 	CKPT_EPERM = -9,     /* permission denied on a directory or file */
 	CKPT_EMPI = -10,     /* an MPI call failed, or ranks disagreed */
 	CKPT_EBUSY = -11,    /* the job (this rank) is open in another process on this node */
+	CKPT_ENRANKS = -12,  /* the step was saved by another number of ranks: ckpt_load_rank */
+	CKPT_ESTALE = -13,   /* the save of a step this context reads was replaced and removed */
 	/* more codes may follow, each a distinct negative value, never renumbered */
 };
 
@@ -253,9 +255,39 @@ int ckpt_save_staged(ckpt_ctx *ctx, uint64_t step, const ckpt_region *regions, s
 
 /* The newest (highest-numbered) step whose copy is complete and structurally intact (header,
  * index, trailer and MANIFEST checksums; data checksums are verified by ckpt_load), committed on
- * shared or complete locally. CKPT_ENOENT when there is none. With MPI: collective, every rank
- * gets the same answer, and every rank then reads the same save of that step. */
+ * shared or complete locally, whatever the number of ranks that saved it (a step saved by
+ * another number of ranks than this context's is read with ckpt_load_rank: ckpt_load of it
+ * fails with CKPT_ENRANKS). CKPT_ENOENT when there is none. Steps that vanish while it looks
+ * (retired, re-saved) make it look again; it never reports "none" while a committed step existed
+ * throughout. It pins the step to the save it names: this context's reads of the step come from
+ * that save (see ckpt_load); calling ckpt_latest again re-pins to the newest save. With MPI:
+ * collective, every rank gets the same answer, and every rank then reads the same save. */
 int ckpt_latest(ckpt_ctx *ctx, uint64_t *step);
+
+/* Where a copy of a step is, for ckpt_step_info.tiers. */
+#define CKPT_TIER_LOCAL 1u  /* this rank's shard is on this node's local tier */
+#define CKPT_TIER_SHARED 2u /* the step is committed on the shared tier */
+
+/* What ckpt_list_steps() reports for one step. */
+typedef struct ckpt_step_info {
+	uint64_t step;
+	uint64_t save_id;    /* the save of the step that this context's reads would use */
+	uint64_t created_ns; /* when that save was made (ns since the Unix epoch) */
+	uint32_t nranks;     /* how many ranks saved it (ckpt_load_rank reads each one) */
+	uint32_t tiers;      /* CKPT_TIER_LOCAL | CKPT_TIER_SHARED */
+	int committed;       /* 1: committed on the shared tier; 0: complete locally only */
+	uint32_t reserved[7]; /* zero; room for more fields without changing the size */
+} ckpt_step_info;
+
+/*
+ * The steps this context can read, newest first: committed on the shared tier (whatever number
+ * of ranks saved them), or complete locally (this rank's copy, saved by as many ranks as this
+ * context has). Steps in progress, removed meanwhile or damaged are left out (a damaged one with
+ * a warning). Fills up to `cap` entries of `out` (which may be NULL when cap is 0) and sets
+ * *count to the number of steps; call with cap 0 first to size the array. Not collective: with
+ * MPI it is this rank's view. Pins nothing. Errors: CKPT_EINVAL, CKPT_EIO, CKPT_ENOMEM.
+ */
+int ckpt_list_steps(ckpt_ctx *ctx, ckpt_step_info *out, size_t cap, size_t *count);
 
 /*
  * Any rank's shard, for jobs that reshard: the same as ckpt_load / ckpt_region_size for the shard
@@ -288,6 +320,17 @@ int ckpt_list_regions(ckpt_ctx *ctx, uint64_t step, ckpt_region_info *out, size_
  * decompressing and verifying every chunk. CKPT_ECORRUPT when no intact copy of the same save
  * exists: a damaged local copy of a re-saved step never falls back to an older save of it, so a
  * step is never assembled from two saves.
+ * One save per step and context: the first read of a step (any of ckpt_load, ckpt_load_rank,
+ * ckpt_region_size(_rank), ckpt_list_regions, ckpt_step_nranks), or ckpt_latest before it, pins
+ * the step to the save it finds; every later read of that step by this context reads that save,
+ * even while a writer elsewhere re-saves the step. When that save has been removed meanwhile
+ * (the step was re-saved or retired on the shared tier, past the writer's read_grace), the read
+ * fails with CKPT_ESTALE, never with data of another save: call ckpt_latest again and restart
+ * reading from the step it names. This context's own ckpt_save of a step drops its pin.
+ * CKPT_ENRANKS when the step was saved by another number of ranks than this context has (its
+ * shard numbered like this rank is another rank's part of the model): read the shards with
+ * ckpt_load_rank, ckpt_step_nranks telling how many, and reshard. ckpt_region_size and
+ * ckpt_list_regions fail the same way.
  */
 int ckpt_load(ckpt_ctx *ctx, uint64_t step, const char *name, void *buf, size_t size);
 

@@ -7,6 +7,7 @@
  * Layering: api.c -> api_mpi.c -> context.c -> commit_mpi.c -> commit.c -> drain.c; none of them
  * calls back into this file. */
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +212,9 @@ int ckpt_save(ckpt_ctx *ctx, uint64_t step, const ckpt_region *regions, size_t n
 	 * ckpt_open_mpi, which agrees on them across ranks. */
 	if (rc == CKPT_OK && !ctx->mpi)
 		retry_failed(ctx);
+	/* This context's own new save of the step is what it reads from now on. */
+	if (rc == CKPT_OK)
+		ckpt_ctx__unpin(ctx, step);
 	pthread_mutex_unlock(&ctx->api_mu);
 	return rc;
 }
@@ -471,103 +475,263 @@ int ckpt_save_staged(ckpt_ctx *ctx, uint64_t step, const ckpt_region *regions, s
 	return rc;
 }
 
-/* A step that ckpt_latest passes over because a copy of it is damaged (not merely absent or in
- * progress): say so, or the caller gets an older step and no reason. */
-static void warn_damaged(struct ckpt_ctx *ctx, uint64_t step)
+/* A step that ckpt_latest passes over because a copy of it is damaged (not merely absent, in
+ * progress, or removed meanwhile): say so, or the caller gets an older step and no reason. */
+static void warn_damaged(struct ckpt_ctx *ctx, uint64_t step, int rc, const char *msg)
 {
-	struct ckpt_err e = { "" };
-	struct ckpt_manifest m;
-	struct ckpt_shard *s;
+	if (rc != CKPT_OK && rc != CKPT_ENOENT && rc != CKPT_ESTALE)
+		ckpt_config__log(ctx->cfg, 1, "step %llu is damaged, skipped: %s",
+				 (unsigned long long)step, msg);
+}
+
+static int same_steps(const uint64_t *a, size_t na, const uint64_t *b, size_t nb)
+{
+	return na == nb && (!na || !memcmp(a, b, na * sizeof(*a)));
+}
+
+/* The newest usable step, pinned to the save it is read from. A step listed but gone when it is
+ * looked at (retired by a writer's retention), or not committed yet when it is looked at, can
+ * leave a scan that found nothing although a committed step existed throughout (the writer
+ * committed step N+1 after we passed it, then retired step N before we reached it): when the
+ * listing changed during the scan, scan again (bounded). */
+static int latest_single(struct ckpt_ctx *ctx, uint64_t *step)
+{
+	uint64_t *v = NULL, *w = NULL;
+	size_t n = 0, nw = 0;
 	int rc;
 
-	if ((rc = ckpt_step__open_local(&s, ctx->local_job, step, ctx->rank, &e)) == CKPT_OK)
-		ckpt_shard__close(s);
-	if (rc == CKPT_OK || rc == CKPT_ENOENT) {
-		if ((rc = ckpt_step__manifest(ctx->shared_job, step, &m, 1, &e)) == CKPT_OK)
-			ckpt_fmt__manifest_free(&m);
+	if ((rc = ckpt_ctx__candidates(ctx, &v, &n)) < 0)
+		return rc;
+	for (int round = 0; round < CKPT_STEP_RETRIES; round++) {
+		for (size_t i = 0; i < n; i++) {
+			struct ckpt_err e = { "" };
+			struct ckpt_pin p;
+
+			if ((rc = ckpt_ctx__step_save(ctx, v[i], &p, &e)) == CKPT_OK) {
+				/* ckpt_latest (re)pins: the loads that follow read this save */
+				if ((rc = ckpt_ctx__pin(ctx, &p)) < 0) {
+					ckpt_fmt__manifest_free(&p.m);
+					rc = ckpt_err__set(&ctx->err, rc, "out of memory for a pin");
+				} else {
+					*step = v[i];
+				}
+				goto out;
+			}
+			warn_damaged(ctx, v[i], rc, e.msg);
+		}
+		if ((rc = ckpt_ctx__candidates(ctx, &w, &nw)) < 0)
+			goto out;
+		if (same_steps(v, n, w, nw))
+			break;
+		free(v);
+		v = w;
+		n = nw;
+		w = NULL;
 	}
-	if (rc != CKPT_OK && rc != CKPT_ENOENT)
-		ckpt_config__log(ctx->cfg, 1, "step %llu is damaged, skipped: %s",
-				 (unsigned long long)step, e.msg);
+	rc = ckpt_err__set(&ctx->err, CKPT_ENOENT, "no complete step of job '%s' on either tier",
+			   ctx->cfg->name);
+out:
+	free(v);
+	free(w);
+	return rc;
 }
 
 int ckpt_latest(ckpt_ctx *ctx, uint64_t *step)
 {
-	uint64_t *v;
-	size_t n;
 	int rc;
 
 	if (!ctx || !step)
 		return CKPT_EINVAL;
 	pthread_mutex_lock(&ctx->api_mu);
-	if (ctx->mpi) {
+	if (ctx->mpi)
 		rc = ckpt_api_mpi__latest(ctx, step);
-		goto out;
-	}
-	if ((rc = ckpt_ctx__candidates(ctx, &v, &n)) < 0)
-		goto out;
-	rc = CKPT_ENOENT;
-	for (size_t i = 0; i < n; i++) {
-		if (ckpt_ctx__step_usable(ctx, v[i])) {
-			*step = v[i];
-			rc = CKPT_OK;
-			break;
-		}
-		warn_damaged(ctx, v[i]);
-	}
-	free(v);
-	if (rc == CKPT_ENOENT) /* only now: a call that found a step leaves no message */
-		ckpt_err__set(&ctx->err, CKPT_ENOENT, "no complete step of job '%s' on either tier",
-			      ctx->cfg->name);
-out:
+	else
+		rc = latest_single(ctx, step);
 	pthread_mutex_unlock(&ctx->api_mu);
 	return rc;
 }
 
-/* Open rank's copy of `step` to read: the local one when it is intact (structure verified),
- * else the committed shared one; *shared says which. */
-static int open_step(struct ckpt_ctx *ctx, uint64_t step, uint32_t rank, struct ckpt_shard **out,
-		     int *shared)
+int ckpt_list_steps(ckpt_ctx *ctx, ckpt_step_info *out, size_t cap, size_t *count)
+{
+	uint64_t *v = NULL;
+	size_t n = 0, k = 0;
+	int rc;
+
+	if (!ctx)
+		return CKPT_EINVAL;
+	pthread_mutex_lock(&ctx->api_mu);
+	if (!count || (cap && !out)) {
+		rc = ckpt_err__set(&ctx->err, CKPT_EINVAL, "ckpt_list_steps: NULL %s",
+				   count ? "out with cap > 0" : "count");
+		goto out;
+	}
+	if ((rc = ckpt_ctx__candidates(ctx, &v, &n)) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		struct ckpt_err e = { "" };
+		struct ckpt_pin p;
+		int src = ckpt_ctx__step_save(ctx, v[i], &p, &e);
+
+		if (src < 0) {
+			warn_damaged(ctx, v[i], src, e.msg);
+			continue; /* in progress, removed meanwhile, or damaged */
+		}
+		if (k < cap) {
+			memset(&out[k], 0, sizeof(out[k]));
+			out[k].step = v[i];
+			out[k].save_id = p.save_id;
+			out[k].created_ns = p.created_ns;
+			out[k].nranks = p.nranks;
+			out[k].tiers = (p.local ? CKPT_TIER_LOCAL : 0u) |
+				       (p.committed ? CKPT_TIER_SHARED : 0u);
+			out[k].committed = p.committed;
+		}
+		k++;
+		ckpt_fmt__manifest_free(&p.m);
+	}
+	*count = k;
+out:
+	free(v);
+	pthread_mutex_unlock(&ctx->api_mu);
+	return rc;
+}
+
+/* The shared shard of `rank` of pin p's save: through p's MANIFEST, read now when p was found as
+ * a local copy. CKPT_ESTALE when that save is gone from the shared tier (or never got there). */
+static int open_pinned_shared(struct ckpt_ctx *ctx, struct ckpt_pin *p, uint32_t rank,
+			      struct ckpt_shard **out, struct ckpt_err *err)
+{
+	struct ckpt_manifest m;
+	int rc;
+
+	if (!p->m.ranks) {
+		if ((rc = ckpt_step__manifest(ctx->shared_job, p->step, &m, 0, err)) < 0 &&
+		    rc != CKPT_ENOENT)
+			return rc;
+		if (rc == CKPT_ENOENT || m.save_id != p->save_id) {
+			if (rc == CKPT_OK)
+				ckpt_fmt__manifest_free(&m);
+			return ckpt_err__set(err, CKPT_ESTALE, "step %llu: rank %u's shard of save "
+					     "%016llx, the save this context reads, is on neither "
+					     "tier (the local copy was replaced or removed, and that "
+					     "save is not the committed one)",
+					     (unsigned long long)p->step, rank,
+					     (unsigned long long)p->save_id);
+		}
+		p->m = m;
+		p->committed = 1;
+	}
+	return ckpt_step__open_shared(out, ctx->shared_job, &p->m, rank, err);
+}
+
+/* Open rank's shard of p's save: the local copy when it is of that save and intact (structure
+ * verified), else the committed shared one; *shared says which. */
+static int open_pinned(struct ckpt_ctx *ctx, struct ckpt_pin *p, uint32_t rank,
+		       struct ckpt_shard **out, int *shared)
 {
 	struct ckpt_err lerr = { "" };
-	struct ckpt_manifest m;
 	int rc, lrc;
 
 	*out = NULL;
 	*shared = 0;
-	lrc = ckpt_step__open_local(out, ctx->local_job, step, rank, &lerr);
-	if (lrc == CKPT_OK && ctx->resolved && ctx->resolved_step == step &&
-	    (*out)->hdr.save_id != ctx->resolved_save) {
-		/* MPI: this node holds another save of the step than the ranks agreed to read. */
+	if (rank >= p->nranks)
+		return ckpt_err__set(&ctx->err, CKPT_ENOENT, "step %llu has %u ranks, no rank %u",
+				     (unsigned long long)p->step, p->nranks, rank);
+	lrc = ckpt_step__open_local(out, ctx->local_job, p->step, rank, &lerr);
+	if (lrc == CKPT_OK && (*out)->hdr.save_id == p->save_id)
+		return CKPT_OK;
+	if (lrc == CKPT_OK) {
+		/* this node holds another save of the step than the one this context reads */
 		ckpt_shard__close(*out);
 		*out = NULL;
-		lrc = ckpt_err__set(&lerr, CKPT_ENOENT, "local copy is of another save");
+		lrc = CKPT_ENOENT;
 	}
-	if (lrc == CKPT_OK)
-		return CKPT_OK;
-	if ((rc = ckpt_step__manifest(ctx->shared_job, step, &m, 0, &ctx->err)) == CKPT_OK) {
-		rc = ckpt_step__open_shared(out, ctx->shared_job, &m, rank, &ctx->err);
-		ckpt_fmt__manifest_free(&m);
-		if (rc == CKPT_OK) {
-			*shared = 1;
-			if (lrc != CKPT_ENOENT)
-				ckpt_config__log(ctx->cfg, 1, "step %llu: local copy unusable (%s); "
-						 "using the shared copy", (unsigned long long)step,
-						 lerr.msg);
-			return CKPT_OK;
-		}
-	}
-	if (lrc == CKPT_ENOENT && rc == CKPT_ENOENT)
-		return ckpt_err__set(&ctx->err, CKPT_ENOENT,
-				     "step %llu of job '%s' is on neither tier",
-				     (unsigned long long)step, ctx->cfg->name);
-	if (lrc != CKPT_ENOENT && rc == CKPT_ENOENT)
-		ckpt_err__copy(&ctx->err, &lerr);
-	return rc == CKPT_ENOENT ? lrc : rc;
+	if ((rc = open_pinned_shared(ctx, p, rank, out, &ctx->err)) < 0)
+		return rc;
+	*shared = 1;
+	if (lrc != CKPT_ENOENT)
+		ckpt_config__log(ctx->cfg, 1, "step %llu: local copy unusable (%s); using the shared "
+				 "copy", (unsigned long long)p->step, lerr.msg);
+	return CKPT_OK;
 }
 
-int ckpt_region_size_rank(ckpt_ctx *ctx, uint64_t step, uint32_t rank, const char *name,
-			  size_t *size)
+/* Reading one's own shard of a step that another number of ranks saved would hand over a slice
+ * of another partition of the model: refuse, and say how to reshard. */
+static int enranks(struct ckpt_ctx *ctx, const struct ckpt_pin *p)
+{
+	return ckpt_err__set(&ctx->err, CKPT_ENRANKS,
+			     "step %llu of job '%s' was saved by %u ranks, this context has %u: its "
+			     "own shard is not this rank's part of the model; read the %u shards "
+			     "with ckpt_load_rank (ckpt_step_nranks tells how many) and reshard",
+			     (unsigned long long)p->step, ctx->cfg->name, p->nranks, ctx->nranks,
+			     p->nranks);
+}
+
+/*
+ * Open rank's shard of `step` to read, from the save this context reads for the step: the pinned
+ * one (pinned by ckpt_latest, or by the first read of the step), else the save found now, which
+ * this read pins. So every read of a step by one context comes from one save; when that save is
+ * removed (re-saved or retired on the shared tier, past any grace period) the read fails with
+ * CKPT_ESTALE rather than reading another save. A save pinned but not read yet is chosen again
+ * instead (nothing was read from it, so nothing can mix), except when the MPI ranks agreed on it.
+ * `own`: the caller reads its own rank's shard as its own (ckpt_load, not ckpt_load_rank): a step
+ * of another world size is CKPT_ENRANKS.
+ */
+static int open_step(struct ckpt_ctx *ctx, uint64_t step, uint32_t rank, int own,
+		     struct ckpt_shard **out, int *shared)
+{
+	struct ckpt_pin *p = ckpt_ctx__pinned(ctx, step), np;
+	struct ckpt_err stale = { "" };
+	int rc, had_stale = 0;
+
+	*out = NULL;
+	*shared = 0;
+	for (int i = 0; i < CKPT_STEP_RETRIES; i++) {
+		if (!p) {
+			rc = ckpt_ctx__step_save(ctx, step, &np, &ctx->err);
+			if (rc == CKPT_ENOENT && had_stale) {
+				ckpt_err__copy(&ctx->err, &stale);
+				return CKPT_ESTALE;
+			}
+			if (rc == CKPT_ENOENT)
+				return ckpt_err__set(&ctx->err, CKPT_ENOENT,
+						     "step %llu of job '%s' is on neither tier",
+						     (unsigned long long)step, ctx->cfg->name);
+			if (rc < 0)
+				return rc;
+			if ((rc = ckpt_ctx__pin(ctx, &np)) < 0) {
+				ckpt_fmt__manifest_free(&np.m);
+				return ckpt_err__set(&ctx->err, rc, "out of memory for a pin");
+			}
+			p = ckpt_ctx__pinned(ctx, step);
+		}
+		if (own && p->nranks != ctx->nranks)
+			return enranks(ctx, p);
+		rc = open_pinned(ctx, p, rank, out, shared);
+		if (rc == CKPT_OK)
+			p->reads++;
+		if (rc != CKPT_ESTALE || p->reads || p->agreed)
+			break;
+		/* nothing was read from this save yet: choose again (a vanished first choice) */
+		ckpt_err__copy(&stale, &ctx->err);
+		had_stale = 1;
+		ckpt_ctx__unpin(ctx, step);
+		p = NULL;
+	}
+	if (rc == CKPT_ESTALE) {
+		char why[CKPT_ERRMSG_MAX];
+
+		snprintf(why, sizeof(why), "%s", ctx->err.msg);
+		ckpt_err__set(&ctx->err, CKPT_ESTALE, "%s. This context read step %llu from that save "
+			      "and reads no other save of it, so that its loads never mix two saves: "
+			      "call ckpt_latest to read the newest step (or its newest save) again "
+			      "from the start", why, (unsigned long long)step);
+	}
+	return rc;
+}
+
+static int region_size(struct ckpt_ctx *ctx, uint64_t step, uint32_t rank, int own,
+		       const char *name, size_t *size)
 {
 	const struct ckpt_region_meta *r;
 	struct ckpt_shard *s = NULL;
@@ -581,7 +745,7 @@ int ckpt_region_size_rank(ckpt_ctx *ctx, uint64_t step, uint32_t rank, const cha
 				   name ? "size" : "name");
 		goto out;
 	}
-	if ((rc = open_step(ctx, step, rank, &s, &shared)) < 0)
+	if ((rc = open_step(ctx, step, rank, own, &s, &shared)) < 0)
 		goto out;
 	if (!(r = ckpt_fmt__find_region(&s->idx, name))) {
 		rc = ckpt_err__set(&ctx->err, CKPT_ENOENT, "step %llu has no region '%s'",
@@ -599,9 +763,15 @@ out:
 	return rc;
 }
 
+int ckpt_region_size_rank(ckpt_ctx *ctx, uint64_t step, uint32_t rank, const char *name,
+			  size_t *size)
+{
+	return region_size(ctx, step, rank, 0, name, size);
+}
+
 int ckpt_region_size(ckpt_ctx *ctx, uint64_t step, const char *name, size_t *size)
 {
-	return ckpt_region_size_rank(ctx, step, ctx ? ctx->rank : 0, name, size);
+	return region_size(ctx, step, ctx ? ctx->rank : 0, 1, name, size);
 }
 
 int ckpt_step_nranks(ckpt_ctx *ctx, uint64_t step, uint32_t *nranks)
@@ -614,7 +784,7 @@ int ckpt_step_nranks(ckpt_ctx *ctx, uint64_t step, uint32_t *nranks)
 	pthread_mutex_lock(&ctx->api_mu);
 	if (!nranks)
 		rc = ckpt_err__set(&ctx->err, CKPT_EINVAL, "ckpt_step_nranks: NULL nranks");
-	else if ((rc = open_step(ctx, step, 0, &s, &shared)) == CKPT_OK)
+	else if ((rc = open_step(ctx, step, 0, 0, &s, &shared)) == CKPT_OK)
 		*nranks = s->hdr.nranks;
 	ckpt_shard__close(s);
 	pthread_mutex_unlock(&ctx->api_mu);
@@ -644,7 +814,7 @@ int ckpt_list_regions(ckpt_ctx *ctx, uint64_t step, ckpt_region_info *out, size_
 				   count ? "out with cap > 0" : "count");
 		goto out;
 	}
-	if ((rc = open_step(ctx, step, ctx->rank, &s, &shared)) < 0)
+	if ((rc = open_step(ctx, step, ctx->rank, 1, &s, &shared)) < 0)
 		goto out;
 	*count = s->idx.nregions;
 	for (size_t i = 0; i < cap && i < s->idx.nregions; i++) {
@@ -657,17 +827,16 @@ out:
 	return rc;
 }
 
-static int load(struct ckpt_ctx *ctx, uint64_t step, uint32_t rank, const char *name, void *buf,
-		size_t size)
+static int load(struct ckpt_ctx *ctx, uint64_t step, uint32_t rank, int own, const char *name,
+		void *buf, size_t size)
 {
 	const struct ckpt_region_meta *r;
 	struct ckpt_shard *s = NULL, *sh = NULL;
-	struct ckpt_manifest m;
+	struct ckpt_pin *p;
 	struct ckpt_err first;
 	int rc, shared;
-	uint64_t save_id;
 
-	if ((rc = open_step(ctx, step, rank, &s, &shared)) < 0)
+	if ((rc = open_step(ctx, step, rank, own, &s, &shared)) < 0)
 		return rc;
 	if (!(r = ckpt_fmt__find_region(&s->idx, name))) {
 		rc = ckpt_err__set(&ctx->err, CKPT_ENOENT, "step %llu has no region '%s'",
@@ -685,34 +854,27 @@ static int load(struct ckpt_ctx *ctx, uint64_t step, uint32_t rank, const char *
 	ckpt_config__log(ctx->cfg, 1, "step %llu region '%s': local copy unusable (%s); reading the "
 			 "shared copy", (unsigned long long)step, name, ctx->err.msg);
 	/* The local copy failed its checksum or could not be read: fall back to the committed
-	 * shared copy, but only to the same save, so one step never mixes two saves. */
+	 * shared copy, but only of the same save (the pinned one), so a step never mixes saves. */
 	first = ctx->err;
-	save_id = s->hdr.save_id;
-	if (ckpt_step__manifest(ctx->shared_job, step, &m, 0, NULL) < 0) {
-		ckpt_err__set(&ctx->err, rc, "%s; no committed shared copy to fall back to",
-			      first.msg);
-		goto out;
-	}
-	if (m.save_id != save_id ||
-	    ckpt_step__open_shared(&sh, ctx->shared_job, &m, rank, &ctx->err) < 0 ||
+	p = ckpt_ctx__pinned(ctx, step);
+	if (!p || open_pinned_shared(ctx, p, rank, &sh, &ctx->err) < 0 ||
 	    !(r = ckpt_fmt__find_region(&sh->idx, name)) || r->raw_size != size) {
-		ckpt_err__set(&ctx->err, rc, "%s; the shared copy is of another save or unusable",
-			      first.msg);
+		ckpt_err__set(&ctx->err, rc, "%s; no committed shared copy of the same save to fall "
+			      "back to", first.msg);
 	} else if ((rc = ckpt_shard__read_region(sh, r, buf, ctx->codec, &ctx->err)) < 0) {
 		struct ckpt_err second = ctx->err;
 
 		ckpt_err__set(&ctx->err, rc, "local copy: %s; shared copy: %s", first.msg,
 			      second.msg);
 	}
-	ckpt_fmt__manifest_free(&m);
 out:
 	ckpt_shard__close(sh);
 	ckpt_shard__close(s);
 	return rc;
 }
 
-int ckpt_load_rank(ckpt_ctx *ctx, uint64_t step, uint32_t rank, const char *name, void *buf,
-		   size_t size)
+static int load_api(struct ckpt_ctx *ctx, uint64_t step, uint32_t rank, int own,
+		    const char *name, void *buf, size_t size)
 {
 	int rc;
 
@@ -722,14 +884,20 @@ int ckpt_load_rank(ckpt_ctx *ctx, uint64_t step, uint32_t rank, const char *name
 	if (!name || (!buf && size))
 		rc = ckpt_err__set(&ctx->err, CKPT_EINVAL, "ckpt_load: NULL %s", name ? "buf" : "name");
 	else
-		rc = load(ctx, step, rank, name, buf, size);
+		rc = load(ctx, step, rank, own, name, buf, size);
 	pthread_mutex_unlock(&ctx->api_mu);
 	return rc;
 }
 
+int ckpt_load_rank(ckpt_ctx *ctx, uint64_t step, uint32_t rank, const char *name, void *buf,
+		   size_t size)
+{
+	return load_api(ctx, step, rank, 0, name, buf, size);
+}
+
 int ckpt_load(ckpt_ctx *ctx, uint64_t step, const char *name, void *buf, size_t size)
 {
-	return ckpt_load_rank(ctx, step, ctx ? ctx->rank : 0, name, buf, size);
+	return load_api(ctx, step, ctx ? ctx->rank : 0, 1, name, buf, size);
 }
 
 int ckpt_close(ckpt_ctx *ctx)
@@ -740,6 +908,7 @@ int ckpt_close(ckpt_ctx *ctx)
 		return CKPT_OK;
 	pthread_mutex_lock(&ctx->api_mu);
 	rc = ckpt_ctx__shutdown(ctx);
+	ckpt_ctx__unpin(ctx, CKPT_STEP_ALL);
 	pthread_mutex_unlock(&ctx->api_mu);
 	ckpt_ctx__free(ctx);
 	return rc;

@@ -98,25 +98,27 @@ static uint64_t newest_usable(struct ckpt_ctx *ctx, uint64_t *v, size_t n, uint6
 	return 0;
 }
 
-/* The save id this rank would read for `step`: its intact local copy's, else the manifest's. */
+/* The save id this rank would read for `step` (its intact local copy's, else the committed
+ * one's; whatever the number of ranks that saved it), and in *committed the committed save's id
+ * (0 when none): ranks that would read different saves fall back to the committed one. */
 static uint64_t readable_save(struct ckpt_ctx *ctx, uint64_t step, uint64_t *committed)
 {
-	struct ckpt_shard *s;
 	struct ckpt_manifest m;
+	struct ckpt_pin p;
 	uint64_t id = 0;
 
 	*committed = 0;
-	if (ckpt_step__manifest(ctx->shared_job, step, &m, 1, NULL) == CKPT_OK) {
-		if (m.nranks == ctx->nranks)
-			*committed = m.save_id;
+	if (ckpt_ctx__step_save(ctx, step, &p, NULL) == CKPT_OK) {
+		id = p.save_id;
+		if (p.m.ranks)
+			*committed = p.m.save_id;
+		ckpt_fmt__manifest_free(&p.m);
+	}
+	if (!*committed && id && ckpt_step__committed(ctx->shared_job, step, &m, NULL) == CKPT_OK) {
+		*committed = m.save_id;
 		ckpt_fmt__manifest_free(&m);
 	}
-	if (ckpt_step__open_local(&s, ctx->local_job, step, ctx->rank, NULL) == CKPT_OK) {
-		if (s->hdr.nranks == ctx->nranks)
-			id = s->hdr.save_id;
-		ckpt_shard__close(s);
-	}
-	return id ? id : *committed;
+	return id;
 }
 
 int ckpt_api_mpi__latest(struct ckpt_ctx *ctx, uint64_t *step)
@@ -141,8 +143,8 @@ int ckpt_api_mpi__latest(struct ckpt_ctx *ctx, uint64_t *step)
 		if (c == 0) {
 			if (rc == CKPT_OK)
 				rc = ckpt_err__set(&ctx->err, CKPT_ENOENT,
-						   "no step of job '%s' is complete for all %u ranks",
-						   ctx->cfg->name, ctx->nranks);
+						   "no step of job '%s' is committed, or complete "
+						   "for all %u ranks", ctx->cfg->name, ctx->nranks);
 			break;
 		}
 		c--;
@@ -159,26 +161,22 @@ int ckpt_api_mpi__latest(struct ckpt_ctx *ctx, uint64_t *step)
 			rc = mrc;
 			break;
 		}
-		if (all && r[0] == ~r[1]) {
+		/* the same save everywhere, or mixed saves but a committed one exists for all */
+		if (all && (r[0] == ~r[1] || r[2])) {
 			ctx->resolved_step = c;
-			ctx->resolved_save = r[0];
+			ctx->resolved_save = r[0] == ~r[1] ? r[0] : r[2];
 			ctx->resolved = 1;
-			*step = c;
-			rc = CKPT_OK;
-			break;
-		}
-		if (all && r[2]) { /* mixed saves, but a committed one exists for all */
-			ctx->resolved_step = c;
-			ctx->resolved_save = r[2];
-			ctx->resolved = 1;
-			*step = c;
-			rc = CKPT_OK;
+			/* every rank's reads of step c come from this save (ckpt_load) */
+			if ((rc = ckpt_ctx__pin_save(ctx, c, ctx->resolved_save)) < 0)
+				rc = ckpt_err__set(&ctx->err, rc, "out of memory for a pin");
+			else
+				*step = c;
 			break;
 		}
 		if (c == 0) {
 			rc = ckpt_err__set(&ctx->err, CKPT_ENOENT,
-					   "no step of job '%s' is complete for all %u ranks",
-					   ctx->cfg->name, ctx->nranks);
+					   "no step of job '%s' is committed, or complete for "
+					   "all %u ranks", ctx->cfg->name, ctx->nranks);
 			break;
 		}
 		bound = c - 1;

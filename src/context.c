@@ -551,23 +551,133 @@ int ckpt_ctx__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 	return rc;
 }
 
+int ckpt_ctx__step_save(struct ckpt_ctx *ctx, uint64_t step, struct ckpt_pin *out,
+			struct ckpt_err *err)
+{
+	struct ckpt_err lerr = { "" };
+	struct ckpt_shard *s = NULL;
+	uint32_t lnr;
+	int lrc, mrc;
+
+	memset(out, 0, sizeof(*out));
+	out->step = step;
+	lrc = ckpt_step__open_local(&s, ctx->local_job, step, ctx->rank, &lerr);
+	mrc = ckpt_step__committed(ctx->shared_job, step, &out->m, err);
+	if (lrc == CKPT_OK && (s->hdr.nranks == ctx->nranks ||
+			       (mrc == CKPT_OK && out->m.save_id == s->hdr.save_id))) {
+		/* A local copy of another world size is only one piece of a step saved elsewhere:
+		 * usable when it is the committed save (the rest is on the shared tier). */
+		out->save_id = s->hdr.save_id;
+		out->nranks = s->hdr.nranks;
+		out->created_ns = s->hdr.created_ns;
+		out->local = 1;
+		out->committed = mrc == CKPT_OK;
+		if (mrc == CKPT_OK && out->m.save_id != out->save_id)
+			ckpt_fmt__manifest_free(&out->m); /* a newer local save, not committed */
+		ckpt_shard__close(s);
+		return CKPT_OK;
+	}
+	lnr = s ? s->hdr.nranks : 0;
+	ckpt_shard__close(s);
+	if (mrc == CKPT_OK) {
+		out->save_id = out->m.save_id;
+		out->nranks = out->m.nranks;
+		out->created_ns = out->m.created_ns;
+		out->committed = 1;
+		return CKPT_OK;
+	}
+	if (mrc == CKPT_ENOENT && lrc != CKPT_OK && lrc != CKPT_ENOENT) {
+		ckpt_err__copy(err, &lerr);
+		return lrc;
+	}
+	if (mrc == CKPT_ENOENT && lrc == CKPT_OK)
+		return ckpt_err__set(err, CKPT_ENOENT, "step %llu: the local copy was saved by %u "
+				     "ranks (this context has %u) and is not committed",
+				     (unsigned long long)step, lnr, ctx->nranks);
+	return mrc;
+}
+
 int ckpt_ctx__step_usable(struct ckpt_ctx *ctx, uint64_t step)
 {
+	struct ckpt_pin p;
+
+	if (ckpt_ctx__step_save(ctx, step, &p, NULL) < 0)
+		return 0;
+	ckpt_fmt__manifest_free(&p.m);
+	return 1;
+}
+
+struct ckpt_pin *ckpt_ctx__pinned(struct ckpt_ctx *ctx, uint64_t step)
+{
+	for (size_t i = 0; i < ctx->npins; i++)
+		if (ctx->pins[i].step == step)
+			return &ctx->pins[i];
+	return NULL;
+}
+
+int ckpt_ctx__pin(struct ckpt_ctx *ctx, const struct ckpt_pin *p)
+{
+	struct ckpt_pin *q = ckpt_ctx__pinned(ctx, p->step);
+
+	if (!q) {
+		if (ctx->npins == ctx->cappins) {
+			size_t cap = ctx->cappins ? 2 * ctx->cappins : 4;
+
+			if (!(q = realloc(ctx->pins, cap * sizeof(*q))))
+				return CKPT_ENOMEM;
+			ctx->pins = q;
+			ctx->cappins = cap;
+		}
+		q = &ctx->pins[ctx->npins++];
+	} else {
+		ckpt_fmt__manifest_free(&q->m);
+	}
+	*q = *p;
+	return CKPT_OK;
+}
+
+int ckpt_ctx__pin_save(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id)
+{
+	struct ckpt_pin p = { .step = step, .save_id = save_id, .nranks = ctx->nranks, .agreed = 1 };
 	struct ckpt_shard *s;
 	struct ckpt_manifest m;
-	int ok = 0;
+	int rc;
 
 	if (ckpt_step__open_local(&s, ctx->local_job, step, ctx->rank, NULL) == CKPT_OK) {
-		ok = s->hdr.nranks == ctx->nranks;
+		if (s->hdr.save_id == save_id) {
+			p.local = 1;
+			p.nranks = s->hdr.nranks;
+			p.created_ns = s->hdr.created_ns;
+		}
 		ckpt_shard__close(s);
-		if (ok)
-			return 1;
 	}
-	if (ckpt_step__manifest(ctx->shared_job, step, &m, 1, NULL) == CKPT_OK) {
-		ok = m.nranks == ctx->nranks;
-		ckpt_fmt__manifest_free(&m);
+	if (ckpt_step__manifest(ctx->shared_job, step, &m, 0, NULL) == CKPT_OK) {
+		p.committed = 1;
+		if (m.save_id == save_id) {
+			p.nranks = m.nranks;
+			p.created_ns = m.created_ns;
+			p.m = m;
+		} else {
+			ckpt_fmt__manifest_free(&m);
+		}
 	}
-	return ok;
+	if ((rc = ckpt_ctx__pin(ctx, &p)) < 0)
+		ckpt_fmt__manifest_free(&p.m);
+	return rc;
+}
+
+void ckpt_ctx__unpin(struct ckpt_ctx *ctx, uint64_t step)
+{
+	for (size_t i = ctx->npins; i-- > 0;)
+		if (step == CKPT_STEP_ALL || ctx->pins[i].step == step) {
+			ckpt_fmt__manifest_free(&ctx->pins[i].m);
+			ctx->pins[i] = ctx->pins[--ctx->npins];
+		}
+	if (!ctx->npins) {
+		free(ctx->pins);
+		ctx->pins = NULL;
+		ctx->cappins = 0;
+	}
 }
 
 int ckpt_ctx__candidates(struct ckpt_ctx *ctx, uint64_t **out, size_t *n)

@@ -31,8 +31,37 @@ int ckpt_ctx__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 /* Wait for a change of drain state (ctx->mu held); with MPI, also drive the commit protocol. */
 void ckpt_ctx__wait_progress(struct ckpt_ctx *ctx);
 
-/* Is `step` complete for this rank locally, or committed on shared? (structure only) */
+/* Which save of a step this context reads. */
+struct ckpt_pin {
+	uint64_t step;
+	uint64_t save_id;
+	uint64_t created_ns;    /* when that save was made */
+	uint32_t nranks;        /* how many ranks saved it */
+	int local;              /* found as this rank's intact local copy */
+	int committed;          /* a committed save of the step (this one or another) exists */
+	int agreed;             /* MPI: every rank's ckpt_latest agreed on this save */
+	unsigned reads;         /* shards opened for reading through this pin */
+	struct ckpt_manifest m; /* the committed MANIFEST of that save; m.ranks NULL when the save
+				 * is not (known to be) committed */
+};
+
+/* The save of `step` this rank would read now (structure only): its intact local copy when that
+ * was saved by as many ranks as this context has, or is the committed save; else the committed
+ * save, its shards checked (re-read while they vanish under it). Whatever number of ranks saved a
+ * committed step, it is usable: reading one's own shard of it is refused later (CKPT_ENRANKS).
+ * CKPT_ENOENT when neither exists; out->m is the caller's (ckpt_fmt__manifest_free). */
+int ckpt_ctx__step_save(struct ckpt_ctx *ctx, uint64_t step, struct ckpt_pin *out,
+			struct ckpt_err *err);
+/* Is `step` usable by this context (ckpt_ctx__step_save finds a save)? */
 int ckpt_ctx__step_usable(struct ckpt_ctx *ctx, uint64_t step);
+/* Pins (api_mu held). The pin of `step`, or NULL. */
+struct ckpt_pin *ckpt_ctx__pinned(struct ckpt_ctx *ctx, uint64_t step);
+/* Pin `step` to p's save (replacing any pin of it); takes p->m. CKPT_ENOMEM. */
+int ckpt_ctx__pin(struct ckpt_ctx *ctx, const struct ckpt_pin *p);
+/* Pin `step` to the save `save_id` that the ranks agreed on (MPI ckpt_latest). CKPT_ENOMEM. */
+int ckpt_ctx__pin_save(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id);
+/* Drop the pin of `step` (this context saved it again), or every pin (step CKPT_STEP_ALL). */
+void ckpt_ctx__unpin(struct ckpt_ctx *ctx, uint64_t step);
 /* Steps present on either tier, newest first, without duplicates; *out is the caller's. */
 int ckpt_ctx__candidates(struct ckpt_ctx *ctx, uint64_t **out, size_t *n);
 

@@ -22,6 +22,8 @@ const char *ckpt_strerror(int rc)
 	case CKPT_EPERM: return "permission denied";
 	case CKPT_EMPI: return "MPI error or ranks disagree";
 	case CKPT_EBUSY: return "the job is open in another process";
+	case CKPT_ENRANKS: return "the step was saved by another number of ranks";
+	case CKPT_ESTALE: return "the save being read was replaced and removed";
 	default: return "unknown libckpt error code";
 	}
 }

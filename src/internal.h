@@ -96,6 +96,8 @@ struct ckpt_ctx {
 	int resolved;                   /* MPI: ckpt_latest agreed that step resolved_step is read */
 	uint64_t resolved_step;         /* from save resolved_save on every rank */
 	uint64_t resolved_save;
+	struct ckpt_pin *pins;          /* the save each step read so far is read from (api_mu) */
+	size_t npins, cappins;
 
 	int lock_fd;                    /* fcntl lock on .lock-rank-R: one process per rank */
 	pthread_mutex_t api_mu;         /* serializes the public calls on this context */

@@ -49,6 +49,37 @@ static int shared_path(char *path, size_t len, const char *shared_job, uint64_t 
 	return snprintf(path, len, "%s/%s", dir, base) >= (int)len ? CKPT_EINVAL : CKPT_OK;
 }
 
+/* A shard that m lists is not there. Between a reader's MANIFEST read and its open, a writer may
+ * commit another save of the step and remove this one's shards, or retention may retire the
+ * step: both are normal, and neither is damage. Only a MANIFEST that still names this save while
+ * its shard is missing is damage. Which one it is, the MANIFEST on disk now says. */
+static int missing_shard(const char *shared_job, const struct ckpt_manifest *m, const char *path,
+			 struct ckpt_err *err)
+{
+	struct ckpt_manifest now;
+	int rc = ckpt_step__manifest(shared_job, m->step, &now, 0, NULL);
+
+	if (rc == CKPT_OK) {
+		int same = now.save_id == m->save_id;
+
+		ckpt_fmt__manifest_free(&now);
+		if (same)
+			return ckpt_err__set(err, CKPT_ECORRUPT, "%s: listed in MANIFEST but missing",
+					     path);
+		return ckpt_err__set(err, CKPT_ESTALE, "step %llu: save %016llx was replaced by "
+				     "another save of the step and removed (%s)",
+				     (unsigned long long)m->step, (unsigned long long)m->save_id,
+				     path);
+	}
+	if (rc == CKPT_ENOENT)
+		return ckpt_err__set(err, CKPT_ESTALE, "step %llu: save %016llx was retired "
+				     "(removed by retention) meanwhile (%s)",
+				     (unsigned long long)m->step, (unsigned long long)m->save_id,
+				     path);
+	/* the MANIFEST cannot be read now: report the shard as the MANIFEST last listed it */
+	return ckpt_err__set(err, CKPT_ECORRUPT, "%s: listed in MANIFEST but missing", path);
+}
+
 int ckpt_step__open_shared(struct ckpt_shard **out, const char *shared_job,
 			   const struct ckpt_manifest *m, uint32_t rank, struct ckpt_err *err)
 {
@@ -62,10 +93,10 @@ int ckpt_step__open_shared(struct ckpt_shard **out, const char *shared_job,
 				     (unsigned long long)m->step, m->nranks, rank);
 	if ((rc = shared_path(path, sizeof(path), shared_job, m->step, rank, m->save_id)) < 0)
 		return ckpt_err__set(err, rc, "path too long: %s", shared_job);
-	if ((rc = ckpt_shard__open(&s, path, err)) < 0)
-		return rc == CKPT_ENOENT ?
-		       ckpt_err__set(err, CKPT_ECORRUPT, "%s: listed in MANIFEST but missing", path) :
-		       rc;
+	if ((rc = ckpt_shard__open(&s, path, err)) == CKPT_ENOENT)
+		return missing_shard(shared_job, m, path, err);
+	if (rc < 0)
+		return rc;
 	/* The shard must be exactly the one the manifest committed. */
 	if (s->hdr.step != m->step || s->hdr.rank != rank || s->hdr.nranks != m->nranks ||
 	    s->hdr.save_id != m->save_id || !(s->hdr.flags & CKPT_FLAG_COMPRESSED) ||
@@ -118,5 +149,19 @@ out:
 	free(buf);
 	if (rc < 0)
 		ckpt_fmt__manifest_free(m);
+	return rc;
+}
+
+int ckpt_step__committed(const char *shared_job, uint64_t step, struct ckpt_manifest *m,
+			 struct ckpt_err *err)
+{
+	int rc = CKPT_ESTALE;
+
+	/* Each CKPT_ESTALE means a writer committed another save of the step, or retention
+	 * retired it, between our MANIFEST read and a shard's open: read the MANIFEST again. A
+	 * writer that re-commits faster than we can open a step's shards every time for
+	 * CKPT_STEP_RETRIES rounds is reported as it is (CKPT_ESTALE), never as damage. */
+	for (int i = 0; i < CKPT_STEP_RETRIES && rc == CKPT_ESTALE; i++)
+		rc = ckpt_step__manifest(shared_job, step, m, 1, err);
 	return rc;
 }

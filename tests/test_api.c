@@ -192,7 +192,7 @@ static void test_strerror_version(void)
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(v);
 	CU_ASSERT(sscanf(v, "%d.%d.%d", &a, &b, &c) == 3);
-	for (int rc = 0; rc >= -10; rc--) {
+	for (int rc = 0; rc >= CKPT_ESTALE; rc--) {
 		CU_ASSERT_PTR_NOT_NULL(ckpt_strerror(rc));
 		CU_ASSERT(strlen(ckpt_strerror(rc)) > 0);
 		for (int o = rc + 1; o <= 0; o++)
@@ -1284,6 +1284,201 @@ static void test_threads(void)
 	th_env_free(&e);
 }
 
+/* ---- readers (issue 12): one save per step and context, vanished shards, ckpt_list_steps ---- */
+
+/* Remove the shared shards of `step` whose names are in `names` (a '\n'-joined list of
+ * shard_names): what the writer's removal of a superseded save does once any grace period is
+ * over. Returns how many were removed. */
+static int remove_shards(const struct th_env *e, uint64_t step, const char *names)
+{
+	char dir[4200], path[4500];
+	DIR *d;
+	struct dirent *de;
+	int n = 0;
+
+	step_dir(dir, sizeof(dir), e->shared, step);
+	if (!(d = opendir(dir)))
+		return -1;
+	while ((de = readdir(d)))
+		if (!fnmatch("rank-*.ckz", de->d_name, 0) && strstr(names, de->d_name)) {
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			n += unlink(path) == 0;
+		}
+	closedir(d);
+	return n;
+}
+
+/* The names of the shared shards of `step` now, '\n'-joined into buf. */
+static void shard_names(const struct th_env *e, uint64_t step, char *buf, size_t len)
+{
+	char dir[4200];
+	DIR *d;
+	struct dirent *de;
+
+	buf[0] = '\0';
+	step_dir(dir, sizeof(dir), e->shared, step);
+	if (!(d = opendir(dir)))
+		return;
+	while ((de = readdir(d)))
+		if (!fnmatch("rank-*.ckz", de->d_name, 0) && strlen(buf) + strlen(de->d_name) + 2 < len) {
+			strcat(buf, de->d_name);
+			strcat(buf, "\n");
+		}
+	closedir(d);
+}
+
+static int save2(ckpt_ctx *ctx, uint64_t step, unsigned char *a, unsigned char *b, size_t n)
+{
+	ckpt_region r[2] = { { "a", a, n }, { "b", b, n } };
+	int rc = ckpt_save(ctx, step, r, 2);
+
+	return rc ? rc : ckpt_wait(ctx, step);
+}
+
+static void test_reader_pins_one_save(void)
+{
+	const size_t n = 256 * 1024;
+	unsigned char *v[4], *got = malloc(n);
+	char rlocal[4200], old[1024];
+	struct th_env e;
+	ckpt_ctx *w, *r;
+	uint64_t step = 0;
+	int rc;
+
+	CU_ASSERT_FATAL(th_env_new(&e, "api-pin") == 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(got);
+	for (int i = 0; i < 4; i++) {
+		CU_ASSERT_PTR_NOT_NULL_FATAL(v[i] = malloc(n));
+		th_make_data(v[i], n, 70 + (uint64_t)i);
+	}
+	snprintf(rlocal, sizeof(rlocal), "%s/reader", e.base);
+	CU_ASSERT_FATAL(mkdir(rlocal, 0750) == 0);
+	w = th_open(&e, (const char *const[]){ "log_level", "0", NULL });
+	r = th_open_dirs(rlocal, e.shared, NULL, (const char *const[]){ "log_level", "0", NULL });
+	CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+
+	/* save A; the reader pins it with ckpt_latest and reads "a" */
+	CU_ASSERT(save2(w, 1, v[0], v[1], n) == CKPT_OK);
+	CU_ASSERT(ckpt_latest(r, &step) == CKPT_OK && step == 1);
+	CU_ASSERT(th_load_eq(r, 1, "a", v[0], n));
+	/* save B replaces A on the shared tier */
+	shard_names(&e, 1, old, sizeof(old));
+	CU_ASSERT(save2(w, 1, v[2], v[3], n) == CKPT_OK);
+	/* the reader's "b" is A's (A kept for a grace period) or a distinct error: never B's */
+	rc = ckpt_load(r, 1, "b", got, n);
+	CU_ASSERT(rc == CKPT_OK || rc == CKPT_ESTALE);
+	if (rc == CKPT_OK)
+		CU_ASSERT(memcmp(got, v[1], n) == 0);
+	/* once A's shard is gone: CKPT_ESTALE, saying what to do, and never CKPT_ECORRUPT */
+	CU_ASSERT(remove_shards(&e, 1, old) >= 0); /* 0: already removed (no grace) */
+	rc = ckpt_load(r, 1, "b", got, n);
+	CU_ASSERT(rc == CKPT_ESTALE);
+	CU_ASSERT(strstr(ckpt_errmsg(r), "step 1") && strstr(ckpt_errmsg(r), "ckpt_latest"));
+	CU_ASSERT(strcmp(ckpt_strerror(CKPT_ESTALE), ckpt_strerror(CKPT_ECORRUPT)) != 0);
+	/* ckpt_latest re-pins: B, whole */
+	CU_ASSERT(ckpt_latest(r, &step) == CKPT_OK && step == 1);
+	CU_ASSERT(th_load_eq(r, 1, "a", v[2], n));
+	CU_ASSERT(th_load_eq(r, 1, "b", v[3], n));
+
+	/* a pin nothing was read through yet is chosen again: ckpt_latest pins B, then save C
+	 * replaces it and B's shard is removed before the first load */
+	CU_ASSERT(ckpt_latest(r, &step) == CKPT_OK && step == 1);
+	shard_names(&e, 1, old, sizeof(old));
+	CU_ASSERT(save2(w, 1, v[1], v[0], n) == CKPT_OK);
+	CU_ASSERT(remove_shards(&e, 1, old) >= 0); /* 0: already removed (no grace) */
+	CU_ASSERT(th_load_eq(r, 1, "a", v[1], n));
+	CU_ASSERT(th_load_eq(r, 1, "b", v[0], n));
+
+	/* the writer's own reads follow its own saves (ckpt_save drops its pin) */
+	CU_ASSERT(th_load_eq(w, 1, "a", v[1], n));
+	CU_ASSERT(save2(w, 1, v[3], v[2], n) == CKPT_OK);
+	CU_ASSERT(th_load_eq(w, 1, "a", v[3], n));
+	CU_ASSERT(ckpt_close(r) == CKPT_OK);
+	CU_ASSERT(ckpt_close(w) == CKPT_OK);
+	for (int i = 0; i < 4; i++)
+		free(v[i]);
+	free(got);
+	th_env_free(&e);
+}
+
+/* A shard that the MANIFEST still lists but is gone is damage (CKPT_ECORRUPT), not "re-saved". */
+static void test_missing_shard_is_corrupt(void)
+{
+	const size_t n = 4096;
+	char names[1024];
+	unsigned char *a = malloc(n), *b = malloc(n);
+	struct th_env e;
+	ckpt_ctx *ctx;
+	uint64_t step = 0;
+
+	CU_ASSERT_FATAL(th_env_new(&e, "api-missing") == 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a && b);
+	th_make_data(a, n, 1);
+	th_make_data(b, n, 2);
+	ctx = th_open(&e, (const char *const[]){ "log_level", "0", NULL });
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+	CU_ASSERT(save2(ctx, 3, a, b, n) == CKPT_OK);
+	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
+	wipe_local(&e);
+	shard_names(&e, 3, names, sizeof(names));
+	CU_ASSERT(remove_shards(&e, 3, names) == 1);
+	ctx = th_open(&e, (const char *const[]){ "log_level", "0", NULL });
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+	CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_ENOENT);
+	CU_ASSERT(ckpt_load(ctx, 3, "a", a, n) == CKPT_ECORRUPT);
+	CU_ASSERT(strstr(ckpt_errmsg(ctx), "listed in MANIFEST but missing") != NULL);
+	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
+	free(a);
+	free(b);
+	th_env_free(&e);
+}
+
+static void test_list_steps(void)
+{
+	const size_t n = 4096;
+	unsigned char *a = malloc(n);
+	ckpt_step_info info[4];
+	char other[4200];
+	struct th_env e;
+	ckpt_ctx *ctx;
+	size_t count = 99;
+	ckpt_region r = { "a", NULL, n };
+
+	CU_ASSERT_FATAL(th_env_new(&e, "api-steps") == 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+	r.data = a;
+	th_make_data(a, n, 5);
+	ctx = th_open(&e, (const char *const[]){ "keep_local", "5", NULL });
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+	CU_ASSERT(ckpt_list_steps(ctx, NULL, 0, &count) == CKPT_OK && count == 0);
+	CU_ASSERT(ckpt_list_steps(ctx, NULL, 0, NULL) == CKPT_EINVAL);
+	CU_ASSERT(ckpt_list_steps(ctx, NULL, 1, &count) == CKPT_EINVAL);
+	CU_ASSERT(ckpt_list_steps(NULL, info, 4, &count) == CKPT_EINVAL);
+	for (uint64_t s = 1; s <= 3; s++)
+		CU_ASSERT(ckpt_save(ctx, s, &r, 1) == CKPT_OK);
+	CU_ASSERT(ckpt_wait(ctx, CKPT_STEP_ALL) == CKPT_OK);
+	CU_ASSERT(ckpt_list_steps(ctx, NULL, 0, &count) == CKPT_OK && count == 3);
+	CU_ASSERT(ckpt_list_steps(ctx, info, 2, &count) == CKPT_OK && count == 3);
+	CU_ASSERT(info[0].step == 3 && info[1].step == 2);
+	for (int i = 0; i < 2; i++) {
+		CU_ASSERT(info[i].nranks == 1 && info[i].committed == 1);
+		CU_ASSERT(info[i].tiers == (CKPT_TIER_LOCAL | CKPT_TIER_SHARED));
+		CU_ASSERT(info[i].save_id != 0 && info[i].created_ns != 0);
+	}
+	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
+	/* another node sees the committed steps, on the shared tier only */
+	snprintf(other, sizeof(other), "%s/other", e.base);
+	CU_ASSERT_FATAL(mkdir(other, 0750) == 0);
+	ctx = th_open_dirs(other, e.shared, NULL, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+	CU_ASSERT(ckpt_list_steps(ctx, info, 4, &count) == CKPT_OK && count == 3);
+	CU_ASSERT(info[2].step == 1 && info[2].tiers == CKPT_TIER_SHARED && info[2].committed);
+	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
+	free(a);
+	th_env_free(&e);
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -1319,7 +1514,10 @@ int main(void)
 	    !CU_add_test(s, "corrupt local copy", test_corrupt_local_falls_back) ||
 	    !CU_add_test(s, "corrupt shared copy", test_corrupt_shared) ||
 	    !CU_add_test(s, "close finishes drains", test_close_finishes_drains) ||
-	    !CU_add_test(s, "two threads on one context", test_threads)) {
+	    !CU_add_test(s, "two threads on one context", test_threads) ||
+	    !CU_add_test(s, "a reader reads one save per step", test_reader_pins_one_save) ||
+	    !CU_add_test(s, "a listed shard missing is damage", test_missing_shard_is_corrupt) ||
+	    !CU_add_test(s, "ckpt_list_steps", test_list_steps)) {
 		CU_cleanup_registry();
 		return 1;
 	}

@@ -580,11 +580,12 @@ static void test_dup(void)
 static void test_strerror(void)
 {
 	const char *unknown = ckpt_strerror(-1000);
-	const char *seen[12];
+	const char *seen[14];
 	int codes[] = { CKPT_OK,     CKPT_EINVAL,  CKPT_ENOMEM,   CKPT_EIO,
 			CKPT_ENOSPC, CKPT_ENOENT,  CKPT_ECORRUPT, CKPT_ENOTSUP,
-			CKPT_ETIMEDOUT, CKPT_EPERM, CKPT_EMPI, CKPT_EBUSY };
-	int others[] = { 1, 2, -12, -13, -1000, 1000, INT_MIN, INT_MAX };
+			CKPT_ETIMEDOUT, CKPT_EPERM, CKPT_EMPI, CKPT_EBUSY,
+			CKPT_ENRANKS, CKPT_ESTALE };
+	int others[] = { 1, 2, -14, -15, -1000, 1000, INT_MIN, INT_MAX };
 
 	/* the codes are pinned forever */
 	CU_ASSERT_EQUAL(CKPT_OK, 0);
@@ -599,6 +600,8 @@ static void test_strerror(void)
 	CU_ASSERT_EQUAL(CKPT_EPERM, -9);
 	CU_ASSERT_EQUAL(CKPT_EMPI, -10);
 	CU_ASSERT_EQUAL(CKPT_EBUSY, -11);
+	CU_ASSERT_EQUAL(CKPT_ENRANKS, -12);
+	CU_ASSERT_EQUAL(CKPT_ESTALE, -13);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(unknown);
 	CU_ASSERT(strlen(unknown) > 0);
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {

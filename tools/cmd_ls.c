@@ -21,12 +21,13 @@ static uint64_t mtime_ns(const char *path)
 }
 
 /* One step: sjob / ljob are the job's directories on the tiers that were given (NULL: not given).
- * -1 when out of memory. */
+ * -1 when out of memory, 1 when the step is gone from both tiers (retired since the listing). */
 static int fill_row(const char *sjob, const char *ljob, struct tool_ls_row *w)
 {
 	char sdir[CKPT_PATH_MAX], ldir[CKPT_PATH_MAX], path[CKPT_PATH_MAX + 16];
 	struct ckpt_manifest m;
 	struct ckpt_err e = { "" };
+	struct stat st;
 	uint32_t *files = NULL;
 	long nf;
 	int rc = CKPT_ENOENT;
@@ -34,7 +35,10 @@ static int fill_row(const char *sjob, const char *ljob, struct tool_ls_row *w)
 
 	if (sjob) {
 		tool_step_path(sdir, sizeof(sdir), sjob, w->step);
-		rc = ckpt_step__manifest(sjob, w->step, &m, 0, &e);
+		/* The MANIFEST and the structure of every shard it lists (trailers and indexes; the
+		 * data is `ckpt verify`'s), read again while a writer re-saves the step under us:
+		 * a shard that vanished with its save is no damage (ckpt_step__committed). */
+		rc = ckpt_step__committed(sjob, w->step, &m, &e);
 	}
 	if (rc == CKPT_OK) {
 		w->nranks = m.nranks;
@@ -46,15 +50,11 @@ static int fill_row(const char *sjob, const char *ljob, struct tool_ls_row *w)
 		snprintf(path, sizeof(path), "%s/%s", sdir, CKPT_MANIFEST_NAME);
 		w->committed_ns = mtime_ns(path);
 		ckpt_fmt__manifest_free(&m);
-		/* Structure of every shard (trailers and indexes; the data is `ckpt verify`'s). */
-		rc = ckpt_step__manifest(sjob, w->step, &m, 1, &e);
-		if (rc == CKPT_OK)
-			ckpt_fmt__manifest_free(&m);
-		w->state = rc == CKPT_OK ? "committed" : "damaged";
-	} else if (rc != CKPT_ENOENT) {
+		w->state = "committed";
+	} else if (rc != CKPT_ENOENT && rc != CKPT_ESTALE) {
 		w->state = "damaged";
 	}
-	if (rc != CKPT_OK && rc != CKPT_ENOENT)
+	if (rc != CKPT_OK && rc != CKPT_ENOENT && rc != CKPT_ESTALE)
 		snprintf(w->err, sizeof(w->err), "%s", e.msg);
 
 	if (ljob) {
@@ -83,6 +83,9 @@ static int fill_row(const char *sjob, const char *ljob, struct tool_ls_row *w)
 		}
 		free(files);
 	}
+	if (!w->state && !w->nl && !w->nbad && (!sjob || stat(sdir, &st) < 0) &&
+	    (!ljob || stat(ldir, &st) < 0))
+		return 1; /* listed, then retired on every tier given: not a row */
 	if (!w->state) {
 		if (w->nl) {
 			/* Without the shared tier nothing tells whether the step is committed. */
@@ -159,7 +162,7 @@ static int list_job(struct tool_ctx *t, struct tool_ls_job *job)
 	uint64_t *a = NULL, *b = NULL;
 	size_t na = 0, nb = 0, ia = 0, ib = 0;
 	struct ckpt_err e = { "" };
-	int code = TOOL_EXIT_OK;
+	int code = TOOL_EXIT_OK, rc;
 
 	snprintf(sjob, sizeof(sjob), "%s/%s", o->shared_dir ? o->shared_dir : "", job->name);
 	snprintf(ljob, sizeof(ljob), "%s/%s", o->local_dir ? o->local_dir : "", job->name);
@@ -184,7 +187,14 @@ static int list_job(struct tool_ctx *t, struct tool_ls_job *job)
 			ia++;
 		if (ib < nb && b[ib] == w->step)
 			ib++;
-		if (fill_row(o->shared_dir ? sjob : NULL, o->local_dir ? ljob : NULL, w) < 0) {
+		if ((rc = fill_row(o->shared_dir ? sjob : NULL, o->local_dir ? ljob : NULL, w)) > 0) {
+			job->nrows--; /* gone since the listing */
+			free(w->lranks);
+			free(w->lbad);
+			memset(w, 0, sizeof(*w));
+			continue;
+		}
+		if (rc < 0) {
 			tool_say(t, "out of memory listing job %s", job->name);
 			job->nrows--;
 			free(w->lranks);

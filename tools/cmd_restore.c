@@ -148,7 +148,9 @@ static int restore_step(struct tool_ctx *t, const struct ckpt_manifest *m,
 		res->written += rr->raw;
 	}
 	tool_progress_end(pg);
-	if (rc == CKPT_ECORRUPT && !*write_failed) {
+	/* Damaged, or re-saved or retired under us (CKPT_ESTALE: the caller reads the step again):
+	 * either way what this call published is not the step to restore. */
+	if ((rc == CKPT_ECORRUPT || rc == CKPT_ESTALE) && !*write_failed) {
 		for (size_t i = 0; i < npub; i++) {
 			ckpt_store__local_name(base, sizeof(base), published[i]);
 			snprintf(path, sizeof(path), "%s/%s", dir, base);
@@ -195,16 +197,17 @@ static int restore_newest(struct tool_ctx *t, const uint64_t *steps, size_t nste
 {
 	const struct tool_opts *o = &t->o;
 	struct ckpt_err err = { "" };
-	int rc, wf = 0;
+	int rc, wf = 0, retries = 0;
 
 	for (size_t i = nsteps; i-- > 0;) {
 		struct ckpt_manifest m;
 		uint64_t step = steps[i];
 		struct tool_restore_damaged *nd;
 
-		rc = ckpt_step__manifest(o->shared_job, step, &m, 1, &err);
+		/* The committed save, re-read while a writer re-saves the step under us. */
+		rc = ckpt_step__committed(o->shared_job, step, &m, &err);
 		if (rc == CKPT_ENOENT)
-			continue; /* not committed: in progress, or abandoned */
+			continue; /* not committed (in progress, abandoned), or retired meanwhile */
 		if (rc == CKPT_OK) {
 			if (o->ranks && tool_rank_max(o) >= m.nranks) {
 				ckpt_fmt__manifest_free(&m);
@@ -220,6 +223,12 @@ static int restore_newest(struct tool_ctx *t, const uint64_t *steps, size_t nste
 			ckpt_fmt__manifest_free(&m);
 			if (rc == CKPT_OK)
 				return TOOL_EXIT_OK;
+			if (rc == CKPT_ESTALE && !wf && ++retries < CKPT_STEP_RETRIES) {
+				/* re-saved or retired while we restored it: read it again */
+				res->have_step = 0;
+				i++;
+				continue;
+			}
 		}
 		if (rc != CKPT_ECORRUPT || wf) {
 			/* Not damage: the volume, the local disk or memory failed. An older step
@@ -303,6 +312,30 @@ static int run(struct tool_ctx *t, struct tool_result *out)
 		ckpt_store__cleanup_tmp(o->local_job);
 	}
 	code = restore_newest(t, steps, nsteps, res, w, codec);
+	/* Nothing committed found, while a writer committed step N+1 after we passed it and retired
+	 * step N before we reached it: a committed step existed throughout. When the listing
+	 * changed meanwhile, look again (bounded), so that "no committed step" (exit 1, which an
+	 * init container takes as "start from scratch") is only said when it is true. */
+	for (int round = 0; code < 0 && !res->nd && !o->have_step && round < CKPT_STEP_RETRIES;
+	     round++) {
+		uint64_t *again = NULL;
+		size_t nagain = 0;
+		int same;
+
+		if (ckpt_store__list_steps(o->shared_job, &again, &nagain, &err) < 0) {
+			code = TOOL_EXIT_IO;
+			snprintf(res->error, sizeof(res->error), "%s", err.msg);
+			goto out;
+		}
+		same = nagain == nsteps &&
+		       (!nsteps || !memcmp(again, steps, nsteps * sizeof(*steps)));
+		free(steps);
+		steps = again;
+		nsteps = nagain;
+		if (same)
+			break;
+		code = restore_newest(t, steps, nsteps, res, w, codec);
+	}
 	if (code < 0 && res->nd) {
 		code = TOOL_EXIT_DAMAGED;
 		snprintf(res->error, sizeof(res->error),

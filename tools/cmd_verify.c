@@ -65,7 +65,9 @@ static long pick_steps(const struct tool_opts *o, const uint64_t *steps, size_t 
 }
 
 /* Every file of one step, into s. Returns 1 when the step is not committed and --step asked
- * for it (nothing to verify), -1 when out of memory, else 0. */
+ * for it (nothing to verify), 2 when the step changed under us (a writer committed another save
+ * of it, or retention retired it, between the listing and the reads: the caller looks again),
+ * -1 when out of memory, else 0. */
 static int verify_step(struct tool_ctx *t, struct tool_verify_step *s, struct counts *c,
 		       struct ckpt_codec *codec)
 {
@@ -80,6 +82,8 @@ static int verify_step(struct tool_ctx *t, struct tool_verify_step *s, struct co
 	rc = ckpt_step__manifest(o->shared_job, s->step, &m, 0, &e);
 	if (rc == CKPT_ENOENT && o->have_step)
 		return 1;
+	if (rc == CKPT_ENOENT)
+		return 2; /* listed with its MANIFEST a moment ago: retired meanwhile */
 	if (rc < 0) {
 		tool_say(t, "step %" PRIu64 ": MANIFEST: %s", s->step, e.msg);
 		oom |= add_check(s, c, "shared", -1, rc, NULL, e.msg);
@@ -100,6 +104,11 @@ static int verify_step(struct tool_ctx *t, struct tool_verify_step *s, struct co
 		if (rc == CKPT_OK) {
 			rc = tool_read_shard(NULL, sh, o->threads, &t->pg.done, &e);
 			ckpt_shard__close(sh);
+		}
+		if (rc == CKPT_ESTALE) { /* re-saved or retired since the MANIFEST was read */
+			tool_progress_end(&t->pg);
+			ckpt_fmt__manifest_free(&m);
+			return 2;
 		}
 		if (rc < 0)
 			tool_say(t, "step %" PRIu64 " rank %" PRIu32 " (shared): %s", s->step, r,
@@ -136,45 +145,97 @@ static int verify_step(struct tool_ctx *t, struct tool_verify_step *s, struct co
 	return oom ? -1 : 0;
 }
 
+/* Forget what an attempt recorded (the steps changed under it). */
+static void reset(struct tool_verify *v, struct counts *c)
+{
+	for (size_t i = 0; i < v->n; i++)
+		free(v->steps[i].checks);
+	free(v->steps);
+	v->steps = NULL;
+	v->n = 0;
+	c->damaged = c->io = 0;
+}
+
 static int run(struct tool_ctx *t, struct tool_result *out)
 {
 	const struct tool_opts *o = &t->o;
 	struct tool_verify *v = &out->u.verify;
 	uint64_t *steps = NULL, *todo = NULL;
 	size_t nsteps = 0;
-	long ntodo;
+	long ntodo = 0;
 	struct ckpt_codec *codec = NULL;
 	struct ckpt_err e = { "" };
 	struct counts c = { 0, 0 };
-	int code;
+	int code, changed = 1, retries = 0;
 
 	out->kind = TOOL_VERIFY;
 	if ((code = tool_need_dir(t, "shared_dir", o->shared_dir)) >= 0 ||
 	    (o->local_dir && (code = tool_need_dir(t, "local_dir", o->local_dir)) >= 0))
 		return code;
-	if (ckpt_codec__new(&codec, 1) < 0 ||
-	    ckpt_store__list_steps(o->shared_job, &steps, &nsteps, &e) < 0 ||
-	    (ntodo = pick_steps(o, steps, nsteps, &todo)) < 0 ||
-	    (ntodo && !(v->steps = calloc((size_t)ntodo, sizeof(*v->steps))))) {
-		tool_say(t, "%s", e.msg[0] ? e.msg : "out of memory");
+	if (ckpt_codec__new(&codec, 1) < 0) {
+		tool_say(t, "out of memory");
 		code = TOOL_EXIT_IO;
 		goto out;
 	}
 	out->report = 1;
-	for (long i = 0; i < ntodo; i++) {
-		struct tool_verify_step *s = &v->steps[v->n++];
-		int rc;
+	/* A writer may commit, re-save and retire steps while we read: a step that changes under
+	 * us is neither damaged nor "not committed". List and verify again (bounded), so that the
+	 * verdict is about steps as they are, never a false "damaged" or "no committed step". */
+	for (int attempt = 0; changed && attempt < CKPT_STEP_RETRIES; attempt++) {
+		changed = 0;
+		reset(v, &c);
+		free(steps);
+		free(todo);
+		steps = todo = NULL;
+		if (ckpt_store__list_steps(o->shared_job, &steps, &nsteps, &e) < 0 ||
+		    (ntodo = pick_steps(o, steps, nsteps, &todo)) < 0 ||
+		    (ntodo && !(v->steps = calloc((size_t)ntodo, sizeof(*v->steps))))) {
+			tool_say(t, "%s", e.msg[0] ? e.msg : "out of memory");
+			code = TOOL_EXIT_IO;
+			goto out;
+		}
+		for (long i = 0; i < ntodo; i++) {
+			struct tool_verify_step *s = &v->steps[v->n++];
+			int rc;
 
-		s->step = todo[i];
-		if ((rc = verify_step(t, s, &c, codec)) > 0) {
-			v->n--; /* "not committed": nothing to verify */
-			break;
+			s->step = todo[i];
+			if ((rc = verify_step(t, s, &c, codec)) == 1) {
+				v->n--; /* "not committed": nothing to verify */
+				break;
+			}
+			if (rc == 2 && o->all) {
+				/* --all: a retired step is simply gone; a re-saved one is verified
+				 * again, as committed now (bounded by retries) */
+				struct ckpt_manifest m;
+
+				free(s->checks);
+				memset(s, 0, sizeof(*s));
+				v->n--;
+				if (ckpt_step__manifest(o->shared_job, todo[i], &m, 0, NULL) == 0) {
+					ckpt_fmt__manifest_free(&m);
+					if (++retries < CKPT_STEP_RETRIES)
+						i--;
+					else
+						changed = 1;
+				}
+				continue;
+			}
+			if (rc == 2) { /* the newest step, or --step N: look again */
+				changed = 1;
+				break;
+			}
+			if (rc < 0) {
+				tool_say(t, "out of memory");
+				c.io++;
+				break;
+			}
 		}
-		if (rc < 0) {
-			tool_say(t, "out of memory");
-			c.io++;
-			break;
-		}
+	}
+	if (changed) {
+		tool_say(t, "the steps of job '%s' changed under every one of %d attempts (a writer "
+			 "re-saves or retires them faster than they can be read)", o->name,
+			 CKPT_STEP_RETRIES);
+		c.io++;
 	}
 	code = c.io ? TOOL_EXIT_IO : c.damaged ? TOOL_EXIT_DAMAGED :
 	       v->n ? TOOL_EXIT_OK : TOOL_EXIT_NOTHING;

@@ -23,6 +23,11 @@ CKPT_ETIMEDOUT = -8
 CKPT_EPERM = -9
 CKPT_EMPI = -10
 CKPT_EBUSY = -11
+CKPT_ENRANKS = -12
+CKPT_ESTALE = -13
+
+CKPT_TIER_LOCAL = 1
+CKPT_TIER_SHARED = 2
 
 CKPT_NAME_MAX = 255
 CKPT_STEP_ALL = 2**64 - 1
@@ -38,6 +43,13 @@ class ckpt_region(ctypes.Structure):
 
 class ckpt_region_info(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char * (CKPT_NAME_MAX + 1)), ("size", ctypes.c_uint64)]
+
+
+class ckpt_step_info(ctypes.Structure):
+    _fields_ = [("step", ctypes.c_uint64), ("save_id", ctypes.c_uint64),
+                ("created_ns", ctypes.c_uint64), ("nranks", ctypes.c_uint32),
+                ("tiers", ctypes.c_uint32), ("committed", ctypes.c_int),
+                ("reserved", ctypes.c_uint32 * 7)]
 
 
 _c_config_p = ctypes.c_void_p  # opaque ckpt_config *
@@ -71,6 +83,9 @@ _PROTOTYPES = {
     "ckpt_list_regions": (_int, [_c_ctx_p, _u64, ctypes.POINTER(ckpt_region_info), _size,
                                  ctypes.POINTER(_size)]),
     "ckpt_load": (_int, [_c_ctx_p, _u64, _str, ctypes.c_void_p, _size]),
+    # LIBCKPT_2
+    "ckpt_list_steps": (_int, [_c_ctx_p, ctypes.POINTER(ckpt_step_info), _size,
+                               ctypes.POINTER(_size)]),
     "ckpt_close": (_int, [_c_ctx_p]),
     "ckpt_strerror": (_str, [_int]),
     "ckpt_errmsg": (_str, [_c_ctx_p]),

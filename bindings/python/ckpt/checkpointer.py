@@ -52,6 +52,21 @@ class Region(NamedTuple):
     shape: Optional[Tuple[int, ...]]
 
 
+class StepInfo(NamedTuple):
+    """One step that steps() lists: its number, how many ranks saved it (a step of another
+    world size than this checkpointer's is read with load(step, rank=r)), where a copy is
+    (local: this rank's shard on this node; shared: committed on the shared volume), whether
+    it is committed, and the save that reads of it use (id, creation time in ns since the
+    epoch)."""
+    step: int
+    nranks: int
+    local: bool
+    shared: bool
+    committed: bool
+    save_id: int
+    created_ns: int
+
+
 # What a configuration keyword accepts (None: keep the default / CKPT_<KEY>).
 OptionValue = Union[str, int, float, "os.PathLike[str]", None]
 
@@ -377,7 +392,10 @@ class Checkpointer:
             return st.value
 
     def latest(self) -> Optional[int]:
-        """The newest complete, verifiable step on either tier, or None when there is none.
+        """The newest complete, verifiable step on either tier, whatever number of ranks saved
+        it (see steps(); load() of a step of another world size needs rank=), or None when
+        there is none. Pins the step to the save found: this checkpointer's loads of it read
+        that save (StaleSave if it is removed meanwhile); calling latest() again re-pins.
         Collective with MPI: every rank gets the same answer."""
         s = ctypes.c_uint64()
         try:
@@ -385,6 +403,22 @@ class Checkpointer:
         except NotFound:
             return None
         return s.value
+
+    def steps(self) -> List[StepInfo]:
+        """Every step this checkpointer can read, newest first (ckpt_list_steps): committed on
+        the shared volume whatever number of ranks saved it, or complete locally. Not
+        collective: with MPI it is this rank's view."""
+        count = ctypes.c_size_t()
+        while True:
+            cap = count.value
+            infos = (_lib.ckpt_step_info * max(cap, 1))()
+            self._call("ckpt_list_steps", self._lib.ckpt_list_steps, infos, cap,
+                       ctypes.byref(count))
+            if count.value <= cap:
+                return [StepInfo(i.step, i.nranks, bool(i.tiers & _lib.CKPT_TIER_LOCAL),
+                                 bool(i.tiers & _lib.CKPT_TIER_SHARED), bool(i.committed),
+                                 i.save_id, i.created_ns)
+                        for i in infos[:count.value]]
 
     def step_nranks(self, step: int) -> int:
         """How many ranks saved `step`."""
@@ -438,10 +472,12 @@ class Checkpointer:
             raise
         return target.finish()
 
-    def _step(self, step, rank):
+    def _step(self, step, rank, own=False, by_name=False):
         """(metadata document, [(name, size)] of the caller's regions in saved order) of the
-        shard of (step, rank). The document is {} for a shard saved without this package."""
-        if rank == self.rank:
+        shard of (step, rank). The document is {} for a shard saved without this package.
+        own: the caller reads its own shard (no rank= given): a step saved by another number of
+        ranks raises RanksMismatch (ckpt_list_regions says CKPT_ENRANKS)."""
+        if own:
             listing = self._list(step, rank)  # NotFound: no such step
             has_meta = any(n == META_REGION for n, _ in listing)
         else:
@@ -458,6 +494,8 @@ class Checkpointer:
         doc = self._meta(step, rank) if has_meta else {}
         aliases = _aliases(doc, step)
         if listing is None:
+            if not doc and by_name:
+                return {}, []  # the caller names its regions (load(names=...))
             if not doc:
                 raise NotFound(_lib.CKPT_ENOENT, "step %d rank %d has no %s region, so its "
                                "region names are unknown; load them by name" %
@@ -500,8 +538,9 @@ class Checkpointer:
                 rank: Optional[int] = None) -> Dict[str, Region]:
         """{name: Region} of a step (None: latest()), in the order they were saved; the
         metadata region is not listed. `rank` reads another rank's shard (resharding)."""
+        own = rank is None
         step, rank = self._resolve(step), self._rank(rank)
-        doc, listing = self._step(step, rank)
+        doc, listing = self._step(step, rank, own)
         metas = doc.get("regions", {})
         aliases = _aliases(doc, step)
         out = {}
@@ -524,9 +563,13 @@ class Checkpointer:
                region's size. Those very objects are returned in the mapping.
         names: load only these regions (default: all).
         raw:   return every region as bytes, whatever it was saved from.
-        rank:  read that rank's shard instead of this rank's (resharding)."""
+        rank:  read that rank's shard instead of this rank's (resharding). Without it, a step
+               saved by another number of ranks than this checkpointer has raises
+               RanksMismatch: its shard numbered like this rank is another rank's part of the
+               model (see steps(), step_nranks())."""
+        own = rank is None
         step, rank = self._resolve(step), self._rank(rank)
-        doc, listing = self._step(step, rank)
+        doc, listing = self._step(step, rank, own, names is not None)
         metas = doc.get("regions", {})
         aliases = _aliases(doc, step)
         into = into or {}
@@ -573,8 +616,9 @@ class Checkpointer:
         map_location: where the torch tensors that are not filled in place go, as in
         torch.load (see torch_load); None leaves them on the CPU. (_unmapped: top-level keys
         whose tensors stay on the CPU, e.g. torch_load's RNG states.)"""
+        own = rank is None
         step, rank = self._resolve(step), self._rank(rank)
-        doc, _ = self._step(step, rank)
+        doc, _ = self._step(step, rank, own)
         if "state" not in doc:
             raise NotFound(_lib.CKPT_ENOENT, "step %d was not saved with save_state()" % step,
                            "load_state")
@@ -612,8 +656,9 @@ class Checkpointer:
                       rank: Optional[int] = None) -> Dict[Tuple[Any, ...], Region]:
         """{path tuple: Region} of the tensors/arrays a save_state() step holds, without loading
         them (e.g. to check shapes before loading in place)."""
+        own = rank is None
         step, rank = self._resolve(step), self._rank(rank)
-        doc, _ = self._step(step, rank)
+        doc, _ = self._step(step, rank, own)
         if "state" not in doc:
             raise NotFound(_lib.CKPT_ENOENT, "step %d was not saved with save_state()" % step,
                            "state_regions")

@@ -131,13 +131,30 @@ class Busy(CkptError, OSError):
     os_errno = _errno.EBUSY
 
 
+class RanksMismatch(CkptError):
+    """CKPT_ENRANKS: the step was saved by another number of ranks than this checkpointer has
+    (the job was resumed with another world size). This rank's own shard of it is another
+    rank's part of the model: read each saved rank's shard with load(step, rank=r) (or
+    torch_load(..., rank=r)) and reshard; step_nranks(step) and steps() say how many ranks
+    saved it."""
+    code = _lib.CKPT_ENRANKS
+
+
+class StaleSave(CkptError):
+    """CKPT_ESTALE: the save of a step this checkpointer was reading was replaced (the step was
+    saved again elsewhere) or retired, and removed, before the reads were done. Nothing of
+    another save was mixed in: call latest() again and read the step it names from the
+    start."""
+    code = _lib.CKPT_ESTALE
+
+
 _CLASSES: Dict[int, Type[CkptError]] = {c.code: c for c in (InvalidArgument, OutOfMemory, CkptIOError, NoSpace, NotFound,
                                 Corrupt, NotSupported, TimedOut, PermissionDenied, MPIError,
-                                Busy)}
+                                Busy, RanksMismatch, StaleSave)}
 _NAMES: Dict[int, str] = {
     -1: "CKPT_EINVAL", -2: "CKPT_ENOMEM", -3: "CKPT_EIO", -4: "CKPT_ENOSPC", -5: "CKPT_ENOENT",
     -6: "CKPT_ECORRUPT", -7: "CKPT_ENOTSUP", -8: "CKPT_ETIMEDOUT", -9: "CKPT_EPERM",
-    -10: "CKPT_EMPI", -11: "CKPT_EBUSY",
+    -10: "CKPT_EMPI", -11: "CKPT_EBUSY", -12: "CKPT_ENRANKS", -13: "CKPT_ESTALE",
 }
 
 

@@ -71,12 +71,13 @@ def torch_save(ckpt: "Checkpointer", step: int, model: Any = None, optimizer: An
     ckpt.save_state(step, state)
 
 
-def _in_place_targets(ckpt: "Checkpointer", step: int, model: Any) -> Dict[str, Any]:
+def _in_place_targets(ckpt: "Checkpointer", step: int, model: Any,
+                      rank: Optional[int] = None) -> Dict[str, Any]:
     """model.state_dict() tensors that can receive their stored values directly (CPU,
     contiguous, same dtype and shape): they share memory with the parameters and buffers, so
     the load itself restores the model and load_state_dict's copy is a no-op."""
     from ._objects import torch_dtype_name
-    stored = {path[1]: r for path, r in ckpt.state_regions(step).items()
+    stored = {path[1]: r for path, r in ckpt.state_regions(step, rank).items()
               if len(path) == 2 and path[0] == "model"}
     out = {}
     for key, t in model.state_dict().items():
@@ -90,7 +91,8 @@ def _in_place_targets(ckpt: "Checkpointer", step: int, model: Any) -> Dict[str, 
 
 def torch_load(ckpt: "Checkpointer", step: Optional[int] = None, model: Any = None,
                optimizer: Any = None, scheduler: Any = None, rng: bool = True,
-               strict: bool = True, map_location: MapLocation = None) -> Restored:
+               strict: bool = True, map_location: MapLocation = None,
+               rank: Optional[int] = None) -> Restored:
     """Restore what torch_save saved at `step` (None: ckpt.latest(); NotFound when there is no
     checkpoint). Each of model/optimizer/scheduler given gets load_state_dict() (strict for the
     model unless strict=False); with rng=True the RNG states are restored. Returns
@@ -106,13 +108,18 @@ def torch_load(ckpt: "Checkpointer", step: Optional[int] = None, model: Any = No
     the CPU, where it is read, rather than on the device it was saved from: a checkpoint
     written on a GPU loads on a machine without one. Model tensors read in place stay where
     the model has them; load_state_dict and the optimizer move the rest to their parameters'
-    devices anyway. The RNG states are not moved (set_rng_state wants them on the CPU)."""
+    devices anyway. The RNG states are not moved (set_rng_state wants them on the CPU).
+
+    rank: restore the state that rank `rank` saved instead of this rank's: after a change of
+    world size (RanksMismatch without it), e.g. the replicated model and optimizer of a
+    data-parallel job from rank 0 (rank=0), or each saved rank's shard in turn to reshard."""
     step = ckpt._resolve(step)
     into = {}
     if model is not None:
-        into["model"] = _in_place_targets(ckpt, step, model)
+        into["model"] = _in_place_targets(ckpt, step, model, rank)
     # The RNG states stay on the CPU: torch.set_rng_state takes a CPU tensor only.
-    state = ckpt.load_state(step, into=into, map_location=map_location, _unmapped=("rng",))
+    state = ckpt.load_state(step, into=into, rank=rank, map_location=map_location,
+                            _unmapped=("rng",))
     if not isinstance(state, dict):
         raise TypeError("step %d does not hold a torch_save() state" % step)
     for obj, key in ((model, "model"), (optimizer, "optimizer"), (scheduler, "scheduler")):

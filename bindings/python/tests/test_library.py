@@ -83,6 +83,7 @@ def test_not_found_lists_what_was_tried(tmp_path, monkeypatch):
     (-8, ckpt.TimedOut, TimeoutError, errno.ETIMEDOUT),
     (-9, ckpt.PermissionDenied, PermissionError, errno.EACCES),
     (-10, ckpt.MPIError, ckpt.CkptError, None), (-11, ckpt.Busy, OSError, errno.EBUSY),
+    (-12, ckpt.RanksMismatch, ckpt.CkptError, None), (-13, ckpt.StaleSave, ckpt.CkptError, None),
 ])
 def test_error_classes(code, cls, base, os_errno):
     e = ckpt.error_from_code(code, "what failed", "ckpt_x")
