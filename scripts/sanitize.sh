@@ -7,13 +7,15 @@
 #   scripts/sanitize.sh tsan       ThreadSanitizer (drain threads, MPI progress thread), make check
 #   scripts/sanitize.sh valgrind   a normal build; every CUnit program tests/test_* under memcheck
 #
-# Two tests run only in the normal build (make check): the Python bindings' (loading a sanitized
+# Three tests run only in the normal build (make check): the Python bindings' (loading a sanitized
 # library into python3 through ctypes needs the sanitizer runtime preloaded, and LSan then reports
-# the interpreter's own allocations) and the Kubernetes manifest check (no libckpt code runs).
+# the interpreter's own allocations), the Kubernetes manifest check (no libckpt code runs) and the
+# install check (it links a plain program against the installed, here sanitized, library).
 # Leaks and races inside Open MPI are suppressed by fuzz/lsan.supp and fuzz/tsan.supp, never
 # those of libckpt. Environment: CC, CXX (asan, tsan: default clang, clang++), TMPDIR, SAN_JOBS
 # (parallel jobs, default nproc), CONFIGURE_FLAGS (extra ./configure arguments), SAN_SKIP_TESTS
-# (tests left out, default "bindings/python/run_tests.sh tests/test_k8s.sh"), SAN_KEEP (keep the
+# (tests left out, default "bindings/python/run_tests.sh tests/test_k8s.sh tests/test_install.sh"),
+# SAN_KEEP (keep the
 # build directory, $TMPDIR/ckpt-san-<mode>-XXXXXX, also when every test passed).
 # Exit status: 0 when every test passed clean, 1 otherwise, 64 for bad usage.
 # shellcheck disable=SC2016,SC2086,SC2012  # sh -c scripts in single quotes; word lists split
@@ -143,7 +145,7 @@ if [ "$mode" = valgrind ]; then
 	find "$reports" -type f -empty -delete
 else
 	# make check without SAN_SKIP_TESTS (see the top of this file)
-	skip=" ${SAN_SKIP_TESTS-bindings/python/run_tests.sh tests/test_k8s.sh} "
+	skip=" ${SAN_SKIP_TESTS-bindings/python/run_tests.sh tests/test_k8s.sh tests/test_install.sh} "
 	tests=""
 	for t in $(make -s --no-print-directory --eval='print-tests: ; @echo $(TESTS)' print-tests); do
 		case $skip in *" $t "*) log "skipped: $t" ;; *) tests="$tests $t" ;; esac
