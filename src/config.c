@@ -46,6 +46,11 @@ static const struct key keys[CKPT_NKEYS] = {
 	 * templates set CKPT_REQUIRE_PERSISTENT=1 (docs/STORAGE.md). */
 	{ "require_persistent", K_INT, OFF(require_persistent), 0, 1, "0" },
 	{ "cluster", K_CLUSTER, OFF(cluster), 0, 0, "auto" },
+	/* docs/CONCURRENCY.md: how long a superseded save or a retired step stays readable for
+	 * readers on other nodes, and how stale the writer lease gets before another writer may
+	 * take the job over (its heartbeat is writer_lease / 3). */
+	{ "read_grace", K_SECONDS, OFF(read_grace), 0, 86400 * 7, "60" },
+	{ "writer_lease", K_SECONDS, OFF(writer_lease), 3, 86400 * 7, "60" },
 };
 
 static const char *const cluster_names[] = { "auto", "none", "slurm", "kubernetes" };

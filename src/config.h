@@ -23,7 +23,7 @@ enum ckpt_cluster {
 /* Where a value came from, for diagnostics. */
 enum ckpt_origin { CKPT_FROM_DEFAULT = 0, CKPT_FROM_ENV = 1, CKPT_FROM_SET = 2, CKPT_FROM_BAD_ENV = 3 };
 
-#define CKPT_NKEYS 18
+#define CKPT_NKEYS 20
 
 struct ckpt_config {
 	char *local_dir;
@@ -44,6 +44,8 @@ struct ckpt_config {
 	int log_level;            /* 0 silent, 1 warnings (stderr), 2 info */
 	int require_persistent;   /* 1: ckpt_open refuses a shared_dir that is not persistent */
 	enum ckpt_cluster cluster; /* slurm, kubernetes, none; auto: from the environment */
+	double read_grace;        /* seconds a superseded save / retired step stays readable */
+	double writer_lease;      /* seconds without heartbeat before the writer lease expires */
 	enum ckpt_origin origin[CKPT_NKEYS];
 	struct ckpt_err err;      /* last ckpt_config_set failure */
 	char getbuf[CKPT_NKEYS][32]; /* ckpt_config_get of numbers: one buffer per key */

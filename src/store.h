@@ -48,6 +48,14 @@ int ckpt_store__publish(const char *tmp, const char *dir, const char *final_base
 /* Write a small file durably under dir/final_base (tmp, write, fsync, rename, fsync dir). */
 int ckpt_store__write_durable(const char *dir, const char *final_base, const void *buf, size_t len,
 			      struct ckpt_err *err);
+/* The shared filesystem's clock: the mtime (ns) of a probe file created in dir and removed at
+ * once. Ages of files written by other nodes are judged with this, never with this node's
+ * clock (docs/CONCURRENCY.md). */
+int ckpt_store__fs_now(const char *dir, uint64_t *ns, struct ckpt_err *err);
+/* Create dir/final_base durably with buf (tmp, write, fsync, link, fsync dir) only when the name
+ * does not exist: 0 created, 1 the name existed (nothing written), or a CKPT_E* error. */
+int ckpt_store__create_durable(const char *dir, const char *final_base, const void *buf,
+			       size_t len, struct ckpt_err *err);
 /* Read a whole regular file of at most max bytes (no symlinks followed). */
 int ckpt_store__read_file(const char *path, uint8_t **out, size_t *len, size_t max,
 			  struct ckpt_err *err);
@@ -67,8 +75,23 @@ int ckpt_store__remove_step(const char *stepdir, struct ckpt_err *err);
 int ckpt_store__retire(const char *path, const char *jobdir, char *trash, size_t len);
 /* Remove what ckpt_store__retire moved away: a file, or a directory and its files. */
 void ckpt_store__remove_retired(const char *trash);
-/* Remove every file "rank-*" in stepdir whose save id differs from keep_id (superseded shards). */
+/* Remove every file "rank-*" in stepdir whose save id differs from keep_id (superseded shards).
+ * Only for a caller that knows no other writer is alive and readers had their grace period. */
 void ckpt_store__remove_other_saves(const char *stepdir, uint64_t keep_id);
+/* The paths of the shards "rank-*.ckz" in stepdir whose save id differs from keep_id (what a
+ * commit superseded): *paths is malloc'd, each path too (ckpt_store__free_paths). -1 when out of
+ * memory. */
+int ckpt_store__list_other_saves(const char *stepdir, uint64_t keep_id, char ***paths, size_t *n);
+void ckpt_store__free_paths(char **paths, size_t n);
+/* Rule S of docs/CONCURRENCY.md, for an open or `ckpt gc` that holds the writer lease: remove
+ * the shards of stepdir whose save id differs from keep_id, the save named by the MANIFEST whose
+ * lstat the caller took before reading it (manifest_st), only when (1) the MANIFEST is still that
+ * file, (2) the shard's mtime is older than the MANIFEST's (it existed before the commit that
+ * superseded it; a shard renamed into place since is a writer's in-flight one) and (3) the
+ * MANIFEST is at least grace_s seconds old at fs time fs_now_ns. Returns how many it removed. */
+struct stat;
+int ckpt_store__sweep_superseded(const char *stepdir, uint64_t keep_id,
+				 const struct stat *manifest_st, uint64_t fs_now_ns, double grace_s);
 
 /* ---- store_host.c: this host and this moment ---- */
 /* A random non-zero 64-bit value (getrandom; time and pid if that fails). */

@@ -185,3 +185,53 @@ out:
 	close(fd);
 	return rc;
 }
+
+int ckpt_store__fs_now(const char *dir, uint64_t *ns, struct ckpt_err *err)
+{
+	char tmp[CKPT_PATH_MAX];
+	struct stat st;
+	int fd, rc = CKPT_OK;
+
+	*ns = 0;
+	if (ckpt_store__tmp_path(tmp, sizeof(tmp), dir, "probe") < 0)
+		return ckpt_err__set(err, CKPT_EINVAL, "path too long in %s", dir);
+	/* The filesystem stamps a new file with its own time (an NFS server's, not this node's):
+	 * the clock every age judged against a file's mtime is measured with. No fsync: the probe
+	 * is removed at once, and a crash leaves a .tmp name of this host for cleanup_tmp. */
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640)) < 0)
+		return ckpt_err__errno(err, errno, "create %s", tmp);
+	if (fstat(fd, &st) < 0)
+		rc = ckpt_err__errno(err, errno, "stat %s", tmp);
+	else
+		*ns = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+	close(fd);
+	unlink(tmp);
+	return rc;
+}
+
+int ckpt_store__create_durable(const char *dir, const char *final_base, const void *buf,
+			       size_t len, struct ckpt_err *err)
+{
+	char tmp[CKPT_PATH_MAX], final[CKPT_PATH_MAX];
+	int fd, rc;
+
+	if ((rc = ckpt_store__tmp_path(tmp, sizeof(tmp), dir, final_base)) < 0 ||
+	    snprintf(final, sizeof(final), "%s/%s", dir, final_base) >= (int)sizeof(final))
+		return ckpt_err__set(err, CKPT_EINVAL, "path too long in %s", dir);
+	/* 1. the content under a temporary name, 2. fsync it: durable before any name points at it */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (fd < 0)
+		return ckpt_err__errno(err, errno, "create %s", tmp);
+	if ((rc = ckpt_io__pwrite_full(fd, buf, len, 0, err, tmp)) == CKPT_OK && fsync(fd) < 0)
+		rc = ckpt_err__errno(err, errno, "fsync %s", tmp);
+	close(fd);
+	/* 3. link, not rename: it fails with EEXIST when the name exists, so of two processes that
+	 * both found no file, exactly one creates it (atomic on local filesystems and NFS). */
+	if (rc == CKPT_OK && link(tmp, final) < 0)
+		rc = errno == EEXIST ? 1 : ckpt_err__errno(err, errno, "link %s to %s", tmp, final);
+	unlink(tmp);
+	/* 4. fsync the directory: the new name (and the temporary one's removal) is durable */
+	if (rc == CKPT_OK)
+		rc = ckpt_store__fsync_dir(dir, err);
+	return rc;
+}

@@ -19,6 +19,7 @@ static const struct {
 	{ "max_pending", "2" },     { "close_timeout", "600" }, { "io_depth", "4" },
 	{ "drain_nice", "10" },     { "mpi_timeout", "600" }, { "fault_kill_at", "" },
 	{ "log_level", "1" },       { "require_persistent", "0" }, { "cluster", "auto" },
+	{ "read_grace", "60" },     { "writer_lease", "60" },
 };
 #define NDEFAULTS (sizeof(defaults) / sizeof(defaults[0]))
 
@@ -197,6 +198,11 @@ static const struct set_case set_cases[] = {
 	{ "cluster", "kubernetes", "kubernetes" },
 	{ "cluster", "none", "none" },
 	{ "cluster", "auto", "auto" },
+	{ "read_grace", "0", "0" },
+	{ "read_grace", "2.5", "2.5" },
+	{ "read_grace", "-1", NULL },
+	{ "writer_lease", "3", "3" },
+	{ "writer_lease", "2", NULL },
 	{ "cluster", "k8s", NULL },
 	{ "cluster", "Slurm", NULL },
 	{ "cluster", "", NULL },
@@ -365,6 +371,8 @@ static const struct set_case env_cases[] = {
 	{ "log_level", "2", "2" },
 	{ "require_persistent", "1", "1" },
 	{ "cluster", "kubernetes", "kubernetes" },
+	{ "read_grace", "5", "5" },
+	{ "writer_lease", "90", "90" },
 };
 
 static void test_env_applied(void)
