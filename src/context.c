@@ -192,6 +192,8 @@ void ckpt_ctx__free(struct ckpt_ctx *ctx)
 	ckpt_shard__writer_free(ctx->writer);
 	ckpt_codec__free(ctx->codec);
 	ckpt_config_free(ctx->cfg);
+	ckpt_commit__lease_release(ctx); /* after the drains: it was held through them */
+	ckpt_drain__free_deferred(ctx);
 	unlock_job(ctx); /* releases the job lock */
 	pthread_mutex_destroy(&ctx->api_mu);
 	pthread_mutex_destroy(&ctx->mu);
@@ -266,13 +268,57 @@ int ckpt_ctx__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank,
 		ckpt_err__set(err, rc, "out of memory for a codec");
 		goto fail;
 	}
+	/* One writer per job (docs/CONCURRENCY.md): rank 0 takes the writer lease. While another
+	 * live writer holds it this context opens as a non-writer: it reads, deletes nothing on the
+	 * shared tier, and its commits are refused until the lease is free. */
+	if (rank == 0) {
+		struct ckpt_err why = { "" };
+
+		if ((rc = ckpt_commit__lease_take(ctx, &why)) < 0) {
+			ckpt_err__copy(err, &why);
+			goto fail;
+		}
+		if (rc == 0)
+			ckpt_config__log(cfg, 1, "%s; it opens as a reader: its saves stay local, "
+					 "their drains fail with CKPT_EBUSY until that writer is gone",
+					 why.msg);
+	}
 	ckpt_store__cleanup_tmp(ctx->local_job);
-	ckpt_store__cleanup_tmp(ctx->shared_job);
+	if (ckpt_commit__lease_held(ctx))
+		ckpt_store__cleanup_tmp(ctx->shared_job);
 	*out = ctx;
 	return CKPT_OK;
 fail:
 	ckpt_ctx__free(ctx);
 	return rc;
+}
+
+void ckpt_ctx__sweep(struct ckpt_ctx *ctx)
+{
+	char dir[CKPT_PATH_MAX], mpath[CKPT_PATH_MAX + 16];
+	struct ckpt_manifest m;
+	struct stat st;
+	uint64_t *steps, now;
+	size_t n;
+
+	/* Only the writer deletes on the shared tier, and only by rule S (store.h): never a live
+	 * writer's in-flight shard, never a save readers may still read. */
+	if (!ckpt_commit__lease_held(ctx) ||
+	    ckpt_store__fs_now(ctx->shared_job, &now, NULL) < 0 ||
+	    ckpt_store__list_steps(ctx->shared_job, &steps, &n, NULL) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (ckpt_store__step_dir(dir, sizeof(dir), ctx->shared_job, steps[i]) < 0)
+			continue;
+		snprintf(mpath, sizeof(mpath), "%s/%s", dir, CKPT_MANIFEST_NAME);
+		/* the MANIFEST's identity before it is read: rule S (1) compares it afterwards */
+		if (lstat(mpath, &st) < 0 ||
+		    ckpt_step__manifest(ctx->shared_job, steps[i], &m, 0, NULL) < 0)
+			continue;
+		ckpt_store__sweep_superseded(dir, m.save_id, &st, now, ctx->cfg->read_grace);
+		ckpt_fmt__manifest_free(&m);
+	}
+	free(steps);
 }
 
 int ckpt_ctx__start(struct ckpt_ctx *ctx, struct ckpt_err *err)

@@ -63,8 +63,9 @@ int ckpt_store__read_file(const char *path, uint8_t **out, size_t *len, size_t m
 /* ---- store_scan.c: scans and removal ---- */
 /* Step numbers present under jobdir (any state), ascending. *steps is malloc'd (may be NULL). */
 int ckpt_store__list_steps(const char *jobdir, uint64_t **steps, size_t *n, struct ckpt_err *err);
-/* Remove temporary files left in the step directories of jobdir by dead processes of this host,
- * and every copy retired into jobdir itself (ckpt_store__retire). Returns how many were removed. */
+/* Remove temporary files left in jobdir and its step directories by dead processes of this host,
+ * and every copy retired into jobdir itself (ckpt_store__retire). Returns how many were removed.
+ * On a shared tier only for the holder of the writer lease (docs/CONCURRENCY.md). */
 int ckpt_store__cleanup_tmp(const char *jobdir);
 /* Remove a step directory. The MANIFEST goes first and its removal is made durable before any
  * shard, so a crash midway leaves an uncommitted step, never a committed one with holes. */

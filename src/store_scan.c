@@ -90,8 +90,8 @@ int ckpt_store__cleanup_tmp(const char *jobdir)
 	DIR *jd;
 
 	/* Retired copies are garbage whoever retired them: a process that died before removing
-	 * them, or one of another host (a shared tier). Removing one that its owner is removing
-	 * too is harmless. */
+	 * them, or one of another host (a shared tier); they were retired after their read_grace.
+	 * Removing one that its owner is removing too is harmless. */
 	if ((jd = opendir(jobdir))) {
 		struct dirent *e;
 
@@ -99,11 +99,14 @@ int ckpt_store__cleanup_tmp(const char *jobdir)
 			size_t l = strlen(e->d_name);
 
 			if (strncmp(e->d_name, ".tmp.", 5) || l < 13 ||
-			    strcmp(e->d_name + l - 8, ".retired") ||
 			    snprintf(path, sizeof(path), "%s/%s", jobdir, e->d_name) >= (int)sizeof(path))
 				continue;
-			ckpt_store__remove_retired(path);
-			removed++;
+			if (!strcmp(e->d_name + l - 8, ".retired")) {
+				ckpt_store__remove_retired(path);
+				removed++;
+			} else if (tmp_is_abandoned(e->d_name) && unlinkat(dirfd(jd), e->d_name, 0) == 0) {
+				removed++; /* a probe or a lease being written by a dead process */
+			}
 		}
 		closedir(jd);
 	}
