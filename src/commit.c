@@ -18,9 +18,6 @@
 
 /* ---- The writer lease: <shared_dir>/<name>/.writer (docs/CONCURRENCY.md, FORMAT.md) ---- */
 
-#define LEASE_NAME ".writer"
-#define LEASE_MAX 512
-
 struct ckpt_lease {
 	uint64_t id;            /* this writer's random id, written in the file */
 	int held;               /* this context took it and has not seen it taken over */
@@ -31,50 +28,6 @@ struct ckpt_lease {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 };
-
-struct lease_info {
-	uint64_t id;
-	long pid;
-	char host[256];
-};
-
-/* "ckpt-writer-lease 1 <id: 16 hex> <pid> <host>\n": 0, or -1 when it does not parse. */
-static int lease_parse(const uint8_t *buf, size_t len, struct lease_info *li)
-{
-	char text[LEASE_MAX + 1], nl;
-	unsigned long long id;
-	int n = 0;
-
-	if (len > LEASE_MAX)
-		return -1;
-	memcpy(text, buf, len);
-	text[len] = '\0';
-	if (sscanf(text, "ckpt-writer-lease 1 %16llx %ld %255[^ \n]%c%n", &id, &li->pid, li->host,
-		   &nl, &n) != 4 || nl != '\n' || (size_t)n != len || li->pid <= 0)
-		return -1;
-	li->id = id;
-	return 0;
-}
-
-/* Read the lease: 0 with *li and the file's stat, 1 when there is none, -1 when it is there but
- * does not parse (an interrupted or foreign write: judged by its age alone). */
-static int lease_read(struct ckpt_ctx *ctx, struct lease_info *li, struct stat *st)
-{
-	char path[CKPT_PATH_MAX + 16];
-	uint8_t *buf;
-	size_t len;
-	int rc;
-
-	snprintf(path, sizeof(path), "%s/%s", ctx->shared_job, LEASE_NAME);
-	memset(li, 0, sizeof(*li));
-	if (lstat(path, st) < 0)
-		return errno == ENOENT ? 1 : -1;
-	if (ckpt_store__read_file(path, &buf, &len, LEASE_MAX, NULL) < 0)
-		return errno == ENOENT ? 1 : -1;
-	rc = lease_parse(buf, len, li);
-	free(buf);
-	return rc;
-}
 
 static void *heartbeat(void *arg)
 {
@@ -122,7 +75,8 @@ static int lease_new(struct ckpt_ctx *ctx)
 	return CKPT_OK;
 }
 
-static void describe(char *buf, size_t len, const struct lease_info *li, int parsed, double age)
+static void describe(char *buf, size_t len, const struct ckpt_store_lease *li, int parsed,
+		     double age)
 {
 	if (parsed == 0)
 		snprintf(buf, len, "host %s pid %ld (writer id %016" PRIx64 ", heartbeat %.0f s ago)",
@@ -133,7 +87,8 @@ static void describe(char *buf, size_t len, const struct lease_info *li, int par
 
 int ckpt_commit__lease_take(struct ckpt_ctx *ctx, struct ckpt_err *err)
 {
-	char text[LEASE_MAX], path[CKPT_PATH_MAX + 16], who[400];
+	char text[CKPT_LEASE_MAX], path[CKPT_PATH_MAX + 16], who[400];
+	struct ckpt_store_lease me = { 0, (long)getpid(), "" };
 	struct ckpt_lease *l;
 	int rc, len;
 
@@ -142,20 +97,19 @@ int ckpt_commit__lease_take(struct ckpt_ctx *ctx, struct ckpt_err *err)
 	l = ctx->lease;
 	if (l->held)
 		return 1;
-	len = snprintf(text, sizeof(text), "ckpt-writer-lease 1 %016" PRIx64 " %ld %s\n", l->id,
-		       (long)getpid(), ckpt_store__hostname());
-	snprintf(path, sizeof(path), "%s/%s", ctx->shared_job, LEASE_NAME);
+	me.id = l->id;
+	snprintf(me.host, sizeof(me.host), "%s", ckpt_store__hostname());
+	len = ckpt_store__lease_format(text, &me);
+	snprintf(path, sizeof(path), "%s/%s", ctx->shared_job, CKPT_LEASE_NAME);
 	for (int attempt = 0; attempt < 3; attempt++) {
-		struct lease_info li;
-		struct stat st;
-		uint64_t now;
-		double age;
-		int parsed = lease_read(ctx, &li, &st);
+		struct ckpt_store_lease li;
+		double age = 0;
+		int parsed = ckpt_store__lease_read(ctx->shared_job, &li, NULL, &age);
 
 		if (parsed == 1) {
 			/* No lease: create it; of two writers racing here one link wins. */
-			rc = ckpt_store__create_durable(ctx->shared_job, LEASE_NAME, text, (size_t)len,
-							err);
+			rc = ckpt_store__create_durable(ctx->shared_job, CKPT_LEASE_NAME, text,
+							(size_t)len, err);
 			if (rc < 0)
 				return rc;
 			if (rc == 1)
@@ -164,15 +118,11 @@ int ckpt_commit__lease_take(struct ckpt_ctx *ctx, struct ckpt_err *err)
 		}
 		if (parsed == 0 && li.id == l->id)
 			goto taken;
-		if ((rc = ckpt_store__fs_now(ctx->shared_job, &now, err)) < 0)
-			return rc;
-		age = ((double)now - ((double)st.st_mtim.tv_sec * 1e9 + (double)st.st_mtim.tv_nsec)) /
-		      1e9;
 		describe(who, sizeof(who), &li, parsed, age);
 		/* Provably gone: same host and its pid dead, or no heartbeat for writer_lease
 		 * seconds of the filesystem's clock. */
-		if (!(parsed == 0 && !strcmp(li.host, ckpt_store__hostname()) &&
-		      li.pid != (long)getpid() && kill((pid_t)li.pid, 0) < 0 && errno == ESRCH) &&
+		if (!(parsed == 0 && !strcmp(li.host, me.host) && li.pid != me.pid &&
+		      kill((pid_t)li.pid, 0) < 0 && errno == ESRCH) &&
 		    age <= ctx->cfg->writer_lease) {
 			ckpt_err__set(err, CKPT_EBUSY,
 				      "job '%s' is written by %s: this context is not its writer "
@@ -183,10 +133,10 @@ int ckpt_commit__lease_take(struct ckpt_ctx *ctx, struct ckpt_err *err)
 				 ctx->cfg->name, who);
 		/* Replace the stale lease (write, fsync, rename, directory fsync); then read it back:
 		 * of two writers taking over at once, the last rename wins, and the other sees it. */
-		if ((rc = ckpt_store__write_durable(ctx->shared_job, LEASE_NAME, text, (size_t)len,
-						    err)) < 0)
+		if ((rc = ckpt_store__write_durable(ctx->shared_job, CKPT_LEASE_NAME, text,
+						    (size_t)len, err)) < 0)
 			return rc;
-		if (lease_read(ctx, &li, &st) == 0 && li.id == l->id)
+		if (ckpt_store__lease_read(ctx->shared_job, &li, NULL, NULL) == 0 && li.id == l->id)
 			goto taken;
 	}
 	ckpt_err__set(err, CKPT_EBUSY, "job '%s': another writer took the writer lease at the same "
@@ -215,8 +165,7 @@ int ckpt_commit__lease_held(const struct ckpt_ctx *ctx)
  * context did not hold it (another writer was alive at open and may be gone now). */
 static int lease_check(struct ckpt_ctx *ctx, uint64_t step, struct ckpt_err *err)
 {
-	struct lease_info li;
-	struct stat st;
+	struct ckpt_store_lease li;
 	char who[400];
 	struct ckpt_err why = { "" };
 	int parsed, rc;
@@ -233,7 +182,7 @@ static int lease_check(struct ckpt_ctx *ctx, uint64_t step, struct ckpt_err *err
 					     "and the next save retries its drain", step, why.msg);
 		return CKPT_OK;
 	}
-	parsed = lease_read(ctx, &li, &st);
+	parsed = ckpt_store__lease_read(ctx->shared_job, &li, NULL, NULL);
 	if (parsed == 0 && li.id == ctx->lease->id)
 		return CKPT_OK;
 	if (parsed == 1) { /* removed (by hand?): nobody else holds it, take it again */
@@ -252,8 +201,7 @@ static int lease_check(struct ckpt_ctx *ctx, uint64_t step, struct ckpt_err *err
 void ckpt_commit__lease_release(struct ckpt_ctx *ctx)
 {
 	struct ckpt_lease *l = ctx->lease;
-	struct lease_info li;
-	struct stat st;
+	struct ckpt_store_lease li;
 	char path[CKPT_PATH_MAX + 16];
 
 	if (!l)
@@ -268,8 +216,9 @@ void ckpt_commit__lease_release(struct ckpt_ctx *ctx)
 	/* Released: the next writer takes it at once. Only when it is still this one's (a writer
 	 * that was taken over leaves the new holder's lease alone); the removal is made durable so
 	 * that a crash does not bring back a lease of a process that closed cleanly. */
-	if (l->held && lease_read(ctx, &li, &st) == 0 && li.id == l->id) {
-		snprintf(path, sizeof(path), "%s/%s", ctx->shared_job, LEASE_NAME);
+	if (l->held && ckpt_store__lease_read(ctx->shared_job, &li, NULL, NULL) == 0 &&
+	    li.id == l->id) {
+		snprintf(path, sizeof(path), "%s/%s", ctx->shared_job, CKPT_LEASE_NAME);
 		if (unlink(path) == 0)
 			ckpt_store__fsync_dir(ctx->shared_job, NULL);
 	}

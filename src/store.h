@@ -56,6 +56,21 @@ int ckpt_store__fs_now(const char *dir, uint64_t *ns, struct ckpt_err *err);
  * does not exist: 0 created, 1 the name existed (nothing written), or a CKPT_E* error. */
 int ckpt_store__create_durable(const char *dir, const char *final_base, const void *buf,
 			       size_t len, struct ckpt_err *err);
+/* The writer lease <jobdir>/.writer (docs/FORMAT.md 2.1): one line, at most 512 bytes. */
+#define CKPT_LEASE_NAME ".writer"
+#define CKPT_LEASE_MAX 512
+struct ckpt_store_lease {
+	uint64_t id;          /* the writer's random id */
+	long pid;             /* its rank 0's process id */
+	char host[256];       /* its host, as in temporary names */
+};
+/* Format l into buf (CKPT_LEASE_MAX bytes); returns the length. */
+int ckpt_store__lease_format(char *buf, const struct ckpt_store_lease *l);
+/* Read <jobdir>/.writer: 0 with *l, its mtime (ns) and its age in fs time (seconds, when age is
+ * not NULL: ckpt_store__fs_now in jobdir); 1 when there is none; -1 when it is there but does
+ * not parse (then judged by mtime and age alone). */
+int ckpt_store__lease_read(const char *jobdir, struct ckpt_store_lease *l, int64_t *mtime_ns,
+			   double *age);
 /* Read a whole regular file of at most max bytes (no symlinks followed). */
 int ckpt_store__read_file(const char *path, uint8_t **out, size_t *len, size_t max,
 			  struct ckpt_err *err);

@@ -4,6 +4,7 @@
  * go with them (no symlink followed, shared_dir still the directory the job opened). */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,5 +234,46 @@ int ckpt_store__create_durable(const char *dir, const char *final_base, const vo
 	/* 4. fsync the directory: the new name (and the temporary one's removal) is durable */
 	if (rc == CKPT_OK)
 		rc = ckpt_store__fsync_dir(dir, err);
+	return rc;
+}
+
+int ckpt_store__lease_format(char *buf, const struct ckpt_store_lease *l)
+{
+	return snprintf(buf, CKPT_LEASE_MAX, "ckpt-writer-lease 1 %016" PRIx64 " %ld %s\n", l->id,
+			l->pid, l->host);
+}
+
+int ckpt_store__lease_read(const char *jobdir, struct ckpt_store_lease *l, int64_t *mtime_ns,
+			   double *age)
+{
+	char path[CKPT_PATH_MAX], text[CKPT_LEASE_MAX + 1], nl;
+	unsigned long long id = 0;
+	struct stat st;
+	uint8_t *buf;
+	size_t len;
+	uint64_t now;
+	int n = 0, rc = 0;
+
+	memset(l, 0, sizeof(*l));
+	if (snprintf(path, sizeof(path), "%s/%s", jobdir, CKPT_LEASE_NAME) >= (int)sizeof(path))
+		return -1;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 1 : -1;
+	if (mtime_ns)
+		*mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	if (age)
+		*age = ckpt_store__fs_now(jobdir, &now, NULL) < 0 ? 0 :
+		       ((double)now - ((double)st.st_mtim.tv_sec * 1e9 + (double)st.st_mtim.tv_nsec)) /
+		       1e9;
+	if (ckpt_store__read_file(path, &buf, &len, CKPT_LEASE_MAX, NULL) < 0)
+		return errno == ENOENT ? 1 : -1;
+	memcpy(text, buf, len);
+	text[len] = '\0';
+	free(buf);
+	/* exactly "ckpt-writer-lease 1 <16 hex> <pid> <host>\n", nothing after the newline */
+	if (sscanf(text, "ckpt-writer-lease 1 %16llx %ld %255[^ \n]%c%n", &id, &l->pid, l->host,
+		   &nl, &n) != 4 || nl != '\n' || (size_t)n != len || l->pid <= 0)
+		rc = -1;
+	l->id = id;
 	return rc;
 }

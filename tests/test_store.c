@@ -798,6 +798,42 @@ static void test_fs_now_and_create(void)
 	free(buf);
 }
 
+/* The lease file's exact line (docs/FORMAT.md 2.1): what is written reads back; anything else
+ * does not parse (-1) but still gives the file's age; no file is 1. */
+static void test_lease_read(void)
+{
+	char dir[DLEN], text[CKPT_LEASE_MAX];
+	struct ckpt_store_lease l = { 0xfeedface01234567ull, 4242, "node-7" }, r;
+	int64_t mt = 0;
+	double age = -1;
+	int len;
+
+	fresh(dir, sizeof(dir), "lease");
+	CU_ASSERT_EQUAL(ckpt_store__lease_read(dir, &r, &mt, &age), 1);
+	len = ckpt_store__lease_format(text, &l);
+	CU_ASSERT_STRING_EQUAL(text, "ckpt-writer-lease 1 feedface01234567 4242 node-7\n");
+	CU_ASSERT_EQUAL(len, (int)strlen(text));
+	CU_ASSERT_EQUAL(write_file(dir, ".writer", text), 0);
+	CU_ASSERT_EQUAL(set_mtime(dir, ".writer", time(NULL) - 100, 0), 0);
+	CU_ASSERT_EQUAL(ckpt_store__lease_read(dir, &r, &mt, &age), 0);
+	CU_ASSERT(r.id == l.id && r.pid == 4242 && !strcmp(r.host, "node-7"));
+	CU_ASSERT(age > 90 && age < 200); /* against the filesystem's clock */
+	CU_ASSERT(mt > 0);
+	CU_ASSERT_EQUAL(nentries(dir), 1); /* the probe is gone */
+	static const char *const bad[] = {
+		"ckpt-writer-lease 1 feedface01234567 4242 node-7",        /* no newline */
+		"ckpt-writer-lease 1 feedface01234567 4242 node-7\nx",     /* after the newline */
+		"ckpt-writer-lease 2 feedface01234567 4242 node-7\n",      /* version */
+		"ckpt-writer-lease 1 feedface01234567 0 node-7\n",         /* pid */
+		"ckpt-writer-lease 1 feedface01234567 4242 node 7\n",      /* a space in host */
+		"",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CU_ASSERT_EQUAL(write_file(dir, ".writer", bad[i]), 0);
+		CU_ASSERT_EQUAL(ckpt_store__lease_read(dir, &r, NULL, NULL), -1);
+	}
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -819,7 +855,8 @@ int main(void)
 	    !CU_add_test(s, "remove_other_saves", test_remove_other_saves) ||
 	    !CU_add_test(s, "sweep_superseded (rule S)", test_sweep_superseded) ||
 	    !CU_add_test(s, "list_other_saves", test_list_other_saves) ||
-	    !CU_add_test(s, "fs_now and create_durable", test_fs_now_and_create)) {
+	    !CU_add_test(s, "fs_now and create_durable", test_fs_now_and_create) ||
+	    !CU_add_test(s, "lease_read and lease_format", test_lease_read)) {
 		CU_cleanup_registry();
 		return 1;
 	}

@@ -193,6 +193,31 @@ static void test_takeover_of_expired_lease(void)
 	th_env_free(&e);
 }
 
+/* `ckpt gc` leaves the shared tier alone while the writer's lease is live, and applies
+ * --keep-shared once the writer closed. */
+static void test_gc_respects_lease(void)
+{
+	const char *const kv[] = { "log_level", "0", "keep_shared", "0", NULL };
+	char job[4200];
+	struct th_env e;
+	ckpt_ctx *a;
+
+	CU_ASSERT_FATAL(th_env_new(&e, "writer-gc") == 0);
+	snprintf(job, sizeof(job), "%s/job", e.shared);
+	a = th_open(&e, kv);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+	for (uint64_t s = 1; s <= 3; s++)
+		CU_ASSERT(save(a, s, 0) == CKPT_OK && ckpt_wait(a, s) == CKPT_OK);
+	CU_ASSERT(th_sh("./tools/ckpt gc --shared-dir '%s' --name job --keep-shared 1 2>'%s/gc.err' "
+			">/dev/null && grep -q 'left alone' '%s/gc.err'", e.shared, e.base, e.base) == 0);
+	CU_ASSERT(th_count_files(job, "MANIFEST") == 3);
+	CU_ASSERT(ckpt_close(a) == CKPT_OK);
+	CU_ASSERT(th_sh("./tools/ckpt gc --shared-dir '%s' --name job --keep-shared 1 >/dev/null",
+			e.shared) == 0);
+	CU_ASSERT(th_count_files(job, "MANIFEST") == 1);
+	th_env_free(&e);
+}
+
 /* read_grace: the shards of a superseded save, and a committed step beyond keep_shared, stay in
  * place (readable from another node) until read_grace has passed; the first retention pass after
  * that removes them. */
@@ -253,6 +278,7 @@ int main(void)
 	if (!s || !CU_add_test(s, "fork child drops the lock", test_fork_child_drops_lock) ||
 	    !CU_add_test(s, "second writer on another node", test_second_writer_is_refused) ||
 	    !CU_add_test(s, "takeover of an expired lease", test_takeover_of_expired_lease) ||
+	    !CU_add_test(s, "ckpt gc respects the lease", test_gc_respects_lease) ||
 	    !CU_add_test(s, "read_grace", test_read_grace)) {
 		CU_cleanup_registry();
 		return 1;
