@@ -270,7 +270,9 @@ static void workload(uint64_t gen, const char *fault, volatile int *phase)
 	 * step): the new saves must replace the old ones, atomically */
 	if ((r >> 24) % 6 == 0 && latest > 1)
 		start = latest - (r >> 28) % 2;
-	for (uint64_t s = start;; s++) {
+	/* the rounds with another node (odd gen) save every step twice: re-saves are what a
+	 * careless sweep by another node's open deletes under the writer (issue 12) */
+	for (uint64_t s = start, rep = 0;; s += (gen % 2 == 0 || ++rep % 2 == 0)) {
 		uint64_t seed = tt_mix(r + ++counter);
 		struct tt_save sv;
 		int rc;
