@@ -114,7 +114,11 @@ int ckpt_commit__lease_take(struct ckpt_ctx *ctx, struct ckpt_err *err)
 				return rc;
 			if (rc == 1)
 				continue; /* the other one won: judge its lease */
-			goto taken;
+			/* read back: without hard links the creation is a rename, not exclusive */
+			if (ckpt_store__lease_read(ctx->shared_job, &li, NULL, NULL) == 0 &&
+			    li.id == l->id)
+				goto taken;
+			continue;
 		}
 		if (parsed == 0 && li.id == l->id)
 			goto taken;

@@ -228,8 +228,18 @@ int ckpt_store__create_durable(const char *dir, const char *final_base, const vo
 	close(fd);
 	/* 3. link, not rename: it fails with EEXIST when the name exists, so of two processes that
 	 * both found no file, exactly one creates it (atomic on local filesystems and NFS). */
-	if (rc == CKPT_OK && link(tmp, final) < 0)
-		rc = errno == EEXIST ? 1 : ckpt_err__errno(err, errno, "link %s to %s", tmp, final);
+	if (rc == CKPT_OK && link(tmp, final) < 0) {
+		if (errno == EEXIST)
+			rc = 1;
+		else if (errno == EPERM || errno == ENOTSUP || errno == ENOSYS || errno == EMLINK)
+			/* a filesystem without hard links (some FUSE and SMB mounts): a rename, which
+			 * is not exclusive; two creators at once then both believe they created it,
+			 * and the one whose name lost finds out when it reads the file back */
+			rc = rename(tmp, final) < 0 ?
+			     ckpt_err__errno(err, errno, "rename %s to %s", tmp, final) : CKPT_OK;
+		else
+			rc = ckpt_err__errno(err, errno, "link %s to %s", tmp, final);
+	}
 	unlink(tmp);
 	/* 4. fsync the directory: the new name (and the temporary one's removal) is durable */
 	if (rc == CKPT_OK)

@@ -193,6 +193,32 @@ static void test_takeover_of_expired_lease(void)
 	th_env_free(&e);
 }
 
+/* The heartbeat: an idle writer's lease mtime is refreshed every writer_lease / 3 seconds (here
+ * 1 s), so another node never takes over a live but idle writer. */
+static void test_heartbeat(void)
+{
+	const char *const kv[] = { "log_level", "0", "writer_lease", "3", NULL };
+	char local2[4200], lease[4300];
+	struct th_env e;
+	struct stat st;
+	ckpt_ctx *a, *b;
+
+	CU_ASSERT_FATAL(env2(&e, local2, sizeof(local2), "writer-beat") == 0);
+	a = th_open(&e, kv);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+	path_of(lease, sizeof(lease), &e, ".writer");
+	CU_ASSERT(age_file(lease, 3600) == 0);
+	nap(1.5); /* the property is time: one heartbeat period and a half */
+	CU_ASSERT(lstat(lease, &st) == 0 && st.st_mtime > time(NULL) - 60);
+	b = th_open_dirs(local2, e.shared, NULL, kv);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	CU_ASSERT(save(b, 1, 0) == CKPT_OK && ckpt_wait(b, 1) == CKPT_EBUSY); /* not taken over */
+	CU_ASSERT(save(a, 2, 1) == CKPT_OK && ckpt_wait(a, 2) == CKPT_OK);
+	ckpt_close(b);
+	CU_ASSERT(ckpt_close(a) == CKPT_OK);
+	th_env_free(&e);
+}
+
 /* `ckpt gc` leaves the shared tier alone while the writer's lease is live, and applies
  * --keep-shared once the writer closed. */
 static void test_gc_respects_lease(void)
@@ -278,6 +304,7 @@ int main(void)
 	if (!s || !CU_add_test(s, "fork child drops the lock", test_fork_child_drops_lock) ||
 	    !CU_add_test(s, "second writer on another node", test_second_writer_is_refused) ||
 	    !CU_add_test(s, "takeover of an expired lease", test_takeover_of_expired_lease) ||
+	    !CU_add_test(s, "heartbeat keeps an idle writer's lease", test_heartbeat) ||
 	    !CU_add_test(s, "ckpt gc respects the lease", test_gc_respects_lease) ||
 	    !CU_add_test(s, "read_grace", test_read_grace)) {
 		CU_cleanup_registry();
