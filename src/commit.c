@@ -29,6 +29,58 @@ struct ckpt_lease {
 	pthread_cond_t cv;
 };
 
+/* The ids of the leases the contexts of this process hold: a lease naming this host and this
+ * pid with another id was left by a context of this process that could not remove it (its
+ * shared directory was moved away at close): its writer is provably gone. */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t *live_ids;
+static size_t nlive, caplive;
+
+static void live_add(uint64_t id)
+{
+	pthread_mutex_lock(&live_mu);
+	if (nlive == caplive) {
+		size_t cap = caplive ? 2 * caplive : 8;
+		uint64_t *v = realloc(live_ids, cap * sizeof(*v));
+
+		if (v) {
+			live_ids = v;
+			caplive = cap;
+		}
+	}
+	if (nlive < caplive)
+		live_ids[nlive++] = id;
+	pthread_mutex_unlock(&live_mu);
+}
+
+static void live_remove(uint64_t id)
+{
+	pthread_mutex_lock(&live_mu);
+	for (size_t i = 0; i < nlive; i++)
+		if (live_ids[i] == id) {
+			live_ids[i] = live_ids[--nlive];
+			break;
+		}
+	pthread_mutex_unlock(&live_mu);
+}
+
+/* Is the holder of lease li provably gone? Only from this host: its pid is dead, or it is this
+ * process and no context of it holds that id. */
+static int holder_gone(const struct ckpt_store_lease *li)
+{
+	int live = 0;
+
+	if (strcmp(li->host, ckpt_store__hostname()))
+		return 0;
+	if (li->pid != (long)getpid())
+		return kill((pid_t)li->pid, 0) < 0 && errno == ESRCH;
+	pthread_mutex_lock(&live_mu);
+	for (size_t i = 0; i < nlive && !live; i++)
+		live = live_ids[i] == li->id;
+	pthread_mutex_unlock(&live_mu);
+	return !live;
+}
+
 static void *heartbeat(void *arg)
 {
 	struct ckpt_lease *l = arg;
@@ -125,9 +177,7 @@ int ckpt_commit__lease_take(struct ckpt_ctx *ctx, struct ckpt_err *err)
 		describe(who, sizeof(who), &li, parsed, age);
 		/* Provably gone: same host and its pid dead, or no heartbeat for writer_lease
 		 * seconds of the filesystem's clock. */
-		if (!(parsed == 0 && !strcmp(li.host, me.host) && li.pid != me.pid &&
-		      kill((pid_t)li.pid, 0) < 0 && errno == ESRCH) &&
-		    age <= ctx->cfg->writer_lease) {
+		if (!(parsed == 0 && holder_gone(&li)) && age <= ctx->cfg->writer_lease) {
 			ckpt_err__set(err, CKPT_EBUSY,
 				      "job '%s' is written by %s: this context is not its writer "
 				      "(docs/CONCURRENCY.md)", ctx->cfg->name, who);
@@ -152,6 +202,8 @@ taken:
 		close(l->fd);
 	l->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	pthread_mutex_unlock(&l->mu);
+	if (!l->held)
+		live_add(l->id);
 	l->held = 1;
 	if (l->fd >= 0 && !l->hb_running) {
 		l->stop = 0;
@@ -191,9 +243,11 @@ static int lease_check(struct ckpt_ctx *ctx, uint64_t step, struct ckpt_err *err
 		return CKPT_OK;
 	if (parsed == 1) { /* removed (by hand?): nobody else holds it, take it again */
 		ctx->lease->held = 0;
+		live_remove(ctx->lease->id);
 		goto take;
 	}
 	ctx->lease->held = 0;
+	live_remove(ctx->lease->id);
 	describe(who, sizeof(who), &li, parsed, 0);
 	return ckpt_err__set(err, CKPT_EBUSY,
 			     "step %" PRIu64 " not committed: the writer lease of job '%s' was taken "
@@ -226,6 +280,8 @@ void ckpt_commit__lease_release(struct ckpt_ctx *ctx)
 		if (unlink(path) == 0)
 			ckpt_store__fsync_dir(ctx->shared_job, NULL);
 	}
+	if (l->held)
+		live_remove(l->id);
 	if (l->fd >= 0)
 		close(l->fd);
 	pthread_mutex_destroy(&l->mu);
