@@ -227,8 +227,23 @@ static int lease_check(struct ckpt_ctx *ctx, uint64_t step, struct ckpt_err *err
 	int parsed, rc;
 
 	if (!ckpt_commit__lease_held(ctx)) {
+		struct timespec t0, t;
 	take:
-		if ((rc = ckpt_commit__lease_take(ctx, &why)) < 0) {
+		/* A job restarted while the old writer still finishes (its drains, or an orphaned
+		 * rank the launcher has not killed yet): wait up to writer_lease seconds for that
+		 * lease to be released or to expire, then say who holds it. A drain thread waits
+		 * here, never the caller of ckpt_save. */
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		while ((rc = ckpt_commit__lease_take(ctx, &why)) == 0) {
+			struct timespec nap = { 0, 200000000 };
+
+			clock_gettime(CLOCK_MONOTONIC, &t);
+			if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 >=
+			    ctx->cfg->writer_lease)
+				break;
+			nanosleep(&nap, NULL);
+		}
+		if (rc < 0) {
 			ckpt_err__copy(err, &why);
 			return rc;
 		}

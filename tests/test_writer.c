@@ -100,7 +100,8 @@ static void test_fork_child_drops_lock(void)
  * closed, its next save commits, and the failed drain is retried. */
 static void test_second_writer_is_refused(void)
 {
-	const char *const kv[] = { "log_level", "0", "read_grace", "0", NULL };
+	/* writer_lease 3: a non-writer's commit waits that long for the lease, then fails */
+	const char *const kv[] = { "log_level", "0", "read_grace", "0", "writer_lease", "3", NULL };
 	char local2[4200], sdir[4300], old[4400], tmp[4400], man[4400], lease[4300];
 	struct th_env e;
 	ckpt_ctx *a, *b;
