@@ -61,7 +61,8 @@ enum {
 	CKPT_ETIMEDOUT = -8, /* a wait ran past its time limit */
 	CKPT_EPERM = -9,     /* permission denied on a directory or file */
 	CKPT_EMPI = -10,     /* an MPI call failed, or ranks disagreed */
-	CKPT_EBUSY = -11,    /* the job (this rank) is open in another process on this node */
+	CKPT_EBUSY = -11,    /* the job rank is open already (this process or another, this node),
+			      * or a commit was refused: another live process is the job's writer */
 	CKPT_ENRANKS = -12,  /* the step was saved by another number of ranks: ckpt_load_rank */
 	CKPT_ESTALE = -13,   /* the save of a step this context reads was replaced and removed */
 	/* more codes may follow, each a distinct negative value, never renumbered */

@@ -72,28 +72,6 @@ static int recover_local(struct ckpt_ctx *ctx, struct ckpt_err *err)
 	return CKPT_OK;
 }
 
-/* A kill between a re-save's MANIFEST rename and the removal of the older save's shards
- * (commit.done) leaves those shards behind; no MANIFEST names them any more. Single process
- * only: with MPI another rank may be re-draining a shard that is not committed yet. */
-static void sweep_superseded(struct ckpt_ctx *ctx)
-{
-	char dir[CKPT_PATH_MAX];
-	struct ckpt_manifest m;
-	uint64_t *steps;
-	size_t n;
-
-	if (ckpt_store__list_steps(ctx->shared_job, &steps, &n, NULL) < 0)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		if (ckpt_step__manifest(ctx->shared_job, steps[i], &m, 0, NULL) < 0)
-			continue;
-		if (ckpt_store__step_dir(dir, sizeof(dir), ctx->shared_job, steps[i]) == CKPT_OK)
-			ckpt_store__remove_other_saves(dir, m.save_id);
-		ckpt_fmt__manifest_free(&m);
-	}
-	free(steps);
-}
-
 int ckpt_open(ckpt_ctx **out, const ckpt_config *cfg)
 {
 	struct ckpt_err *open_err = ckpt_ctx__open_err();
@@ -108,7 +86,7 @@ int ckpt_open(ckpt_ctx **out, const ckpt_config *cfg)
 				     out ? "config" : "out");
 	if ((rc = ckpt_ctx__open(&ctx, cfg, 0, 1, ckpt_commit__single, NULL, NULL, open_err)) < 0)
 		return rc;
-	sweep_superseded(ctx);
+	ckpt_ctx__sweep(ctx); /* single process: with MPI another rank may be re-draining */
 	if ((rc = recover_local(ctx, open_err)) < 0 || (rc = ckpt_ctx__start(ctx, open_err)) < 0) {
 		ckpt_ctx__free(ctx);
 		return rc;

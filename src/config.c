@@ -61,6 +61,11 @@ static const struct key keys[CKPT_NKEYS] = {
 	{ "probe_timeout", K_SECONDS, OFF(probe_timeout), 1, 86400, "5" },
 	{ "stall_after", K_SECONDS, OFF(stall_after), 1, 86400, "5" },
 	{ "stall_wait", K_SECONDS, OFF(stall_wait), 0, 86400, "0.5" },
+	/* docs/CONCURRENCY.md: how long a superseded save or a retired step stays readable for
+	 * readers on other nodes, and how stale the writer lease gets before another writer may
+	 * take the job over (its heartbeat is writer_lease / 3). */
+	{ "read_grace", K_SECONDS, OFF(read_grace), 0, 86400 * 7, "60" },
+	{ "writer_lease", K_SECONDS, OFF(writer_lease), 3, 86400 * 7, "60" },
 };
 
 static const char *const cluster_names[] = { "auto", "none", "slurm", "kubernetes" };

@@ -26,7 +26,7 @@ enum ckpt_cluster {
 /* Where a value came from, for diagnostics. */
 enum ckpt_origin { CKPT_FROM_DEFAULT = 0, CKPT_FROM_ENV = 1, CKPT_FROM_SET = 2, CKPT_FROM_BAD_ENV = 3 };
 
-#define CKPT_NKEYS 24
+#define CKPT_NKEYS 26
 
 struct ckpt_config {
 	char *local_dir;
@@ -53,6 +53,8 @@ struct ckpt_config {
 	double probe_timeout;     /* seconds ckpt_open and ckpt doctor wait for shared_dir */
 	double stall_after;       /* seconds without drain progress: shared_dir not responding */
 	double stall_wait;        /* seconds ckpt_save waits for a drain before skipping steps */
+	double read_grace;        /* seconds a superseded save / retired step stays readable */
+	double writer_lease;      /* seconds without heartbeat before the writer lease expires */
 	enum ckpt_origin origin[CKPT_NKEYS];
 	struct ckpt_err err;      /* last ckpt_config_set failure */
 	char getbuf[CKPT_NKEYS][32]; /* ckpt_config_get of numbers: one buffer per key */

@@ -111,34 +111,124 @@ static int is_within(const char *path, const char *base)
 	return !strncmp(path, base, n) && (path[n] == '\0' || path[n] == '/');
 }
 
-/* Two processes saving the same rank of one job would replace each other's local copies under
- * their drains. An exclusive fcntl record lock per rank (released when the process dies) refuses
- * the second at open. fcntl, not flock: a flock would be inherited by fork()ed children (data
- * loader workers) and refuse the parent's own later reopen. It guards one node's local tier,
- * where the race is; the ranks of one job lock their own files. */
+/* The job-rank lock files this process holds: a second context of the same job rank is refused
+ * here whatever the kernel's lock flavour, and a fork()ed child drops its copies of the lock
+ * descriptors (atfork_child). */
+struct held_lock {
+	dev_t dev;
+	ino_t ino;
+	int fd;
+};
+static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t held_once = PTHREAD_ONCE_INIT;
+static struct held_lock *held;
+static size_t nheld, capheld;
+
+/* In a fork()ed child (a data-loader worker): an OFD lock lives as long as any descriptor of its
+ * open file, so a child that kept the lock descriptor would keep the job rank locked after the
+ * parent closed or died. Each lock descriptor is replaced by /dev/null: the number stays taken
+ * (a later close of the child's copy of the context closes /dev/null, never a file the child
+ * opened since), the lock reference is gone. Only async-signal-safe calls here. */
+static void atfork_child(void)
+{
+	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	for (size_t i = 0; i < nheld; i++) {
+		if (null >= 0)
+			dup3(null, held[i].fd, O_CLOEXEC);
+		else
+			close(held[i].fd);
+	}
+	if (null >= 0)
+		close(null);
+	nheld = 0; /* the child holds no job lock */
+	pthread_mutex_init(&held_mu, NULL); /* a parent thread may have held it at fork */
+}
+
+static void held_init(void)
+{
+	pthread_atfork(NULL, NULL, atfork_child);
+}
+
+/* Two processes, or two contexts of one process, saving the same rank of one job would replace
+ * each other's local copies under their drains. An exclusive lock per rank refuses the second at
+ * open: an open-file-description lock (F_OFD_SETLK), which belongs to this open of the file, so
+ * a second open in the same process conflicts too and closing it never drops the first one's
+ * lock (a POSIX F_SETLK lock is the process's: any close of the file drops it). Where OFD locks
+ * are not supported (EINVAL), F_SETLK, with the registry above refusing the in-process second
+ * open. Released when the descriptor closes or the process dies. It guards one node's local
+ * tier, where the race is; the ranks of one job lock their own files; across nodes the writer
+ * lease (commit.c) decides who writes the shared tier. */
 static int lock_job(struct ckpt_ctx *ctx, struct ckpt_err *err)
 {
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
 	char path[CKPT_PATH_MAX + 32];
+	struct stat st;
+	int rc = CKPT_OK, e = 0, busy_here = 0;
 
+	pthread_once(&held_once, held_init);
 	snprintf(path, sizeof(path), "%s/.lock-rank-%06u", ctx->local_job, ctx->rank);
 	ctx->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
 	if (ctx->lock_fd < 0)
 		return ckpt_err__errno(err, errno, "open lock file %s", path);
-
-	if (fcntl(ctx->lock_fd, F_SETLK, &fl) < 0) {
-		int e = errno;
-
-		close(ctx->lock_fd);
-		ctx->lock_fd = -1;
-		if (e == EACCES || e == EAGAIN)
-			return ckpt_err__set(err, CKPT_EBUSY,
-					     "job '%s' rank %u is already open in another process on this node "
-					     "(lock %s): one process per rank and job",
-					     ctx->cfg->name, ctx->rank, path);
-		return ckpt_err__errno(err, e, "lock %s", path);
+	if (fstat(ctx->lock_fd, &st) < 0) {
+		rc = ckpt_err__errno(err, errno, "stat lock file %s", path);
+		goto fail;
 	}
-	return CKPT_OK;
+	pthread_mutex_lock(&held_mu);
+	for (size_t i = 0; i < nheld; i++)
+		if (held[i].dev == st.st_dev && held[i].ino == st.st_ino)
+			busy_here = 1;
+	if (!busy_here && nheld == capheld) {
+		size_t cap = capheld ? 2 * capheld : 8;
+		struct held_lock *h = realloc(held, cap * sizeof(*h));
+
+		if (h) {
+			held = h;
+			capheld = cap;
+		}
+	}
+	if (!busy_here && nheld == capheld)
+		e = ENOMEM;
+	else if (!busy_here && fcntl(ctx->lock_fd, F_OFD_SETLK, &fl) < 0) {
+		e = errno;
+		if (e == EINVAL) /* no OFD locks here: the process-wide lock and the registry */
+			e = fcntl(ctx->lock_fd, F_SETLK, &fl) < 0 ? errno : 0;
+	}
+	if (!busy_here && !e)
+		held[nheld++] = (struct held_lock){ st.st_dev, st.st_ino, ctx->lock_fd };
+	pthread_mutex_unlock(&held_mu);
+	if (busy_here || e == EACCES || e == EAGAIN)
+		rc = ckpt_err__set(err, CKPT_EBUSY,
+				   "job '%s' rank %u is already open in %s (lock %s): one context per "
+				   "rank and job; close the other first", ctx->cfg->name, ctx->rank,
+				   busy_here ? "this process" : "another process on this node", path);
+	else if (e == ENOMEM)
+		rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory for the lock registry");
+	else if (e)
+		rc = ckpt_err__errno(err, e, "lock %s", path);
+	if (rc == CKPT_OK)
+		return rc;
+fail:
+	close(ctx->lock_fd);
+	ctx->lock_fd = -1;
+	return rc;
+}
+
+/* Drop the job-rank lock: out of the registry, then close (which releases it). */
+static void unlock_job(struct ckpt_ctx *ctx)
+{
+	if (ctx->lock_fd < 0)
+		return;
+	pthread_mutex_lock(&held_mu);
+	for (size_t i = 0; i < nheld; i++)
+		if (held[i].fd == ctx->lock_fd) {
+			held[i] = held[--nheld];
+			break;
+		}
+	pthread_mutex_unlock(&held_mu);
+	close(ctx->lock_fd);
+	ctx->lock_fd = -1;
 }
 
 /* The rest of ckpt_ctx__free, once the drain threads are gone (maybe called by the last of them,
@@ -156,9 +246,10 @@ static void ctx_free_rest(struct ckpt_ctx *ctx)
 	free(ctx->trash);
 	ckpt_shard__writer_free(ctx->writer);
 	ckpt_codec__free(ctx->codec);
-	ckpt_config_free(ctx->cfg);
-	if (ctx->lock_fd >= 0)
-		close(ctx->lock_fd); /* releases the job lock */
+	ckpt_commit__lease_release(ctx); /* after the drains: it was held through them */
+	ckpt_drain__free_deferred(ctx);
+	unlock_job(ctx); /* releases the job lock */
+	ckpt_config_free(ctx->cfg); /* last: the above may still read the configuration */
 	pthread_mutex_destroy(&ctx->api_mu);
 	pthread_mutex_destroy(&ctx->mu);
 	pthread_cond_destroy(&ctx->cv);
@@ -234,8 +325,8 @@ static int probe_run(struct probe *p)
 		return ckpt_err__errno(&p->err, errno, "stat %s", p->shared);
 	p->dev = (uint64_t)st.st_dev;
 	p->ino = (uint64_t)st.st_ino;
-	probe_stage(p, "the sweep of temporary files on shared_dir");
-	ckpt_store__cleanup_tmp(p->job);
+	/* (temporary files on shared_dir: only the writer-lease holder removes them, after the
+	 * lease is taken: ckpt_ctx__open) */
 	return CKPT_OK;
 }
 
@@ -315,9 +406,7 @@ void ckpt_ctx__free(struct ckpt_ctx *ctx)
 		/* The job lock goes now, whatever the drain threads do: the next ckpt_open (this
 		 * process or another) takes over the local copies. A stuck thread must not close
 		 * it later: in this process that would drop the next context's lock. */
-		if (ctx->lock_fd >= 0)
-			close(ctx->lock_fd);
-		ctx->lock_fd = -1;
+		unlock_job(ctx);
 		ckpt_shard__writer_free(ctx->writer);
 		ctx->writer = NULL;
 		ckpt_codec__free(ctx->codec);
@@ -384,12 +473,57 @@ int ckpt_ctx__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank,
 		ckpt_err__set(err, rc, "out of memory for a codec");
 		goto fail;
 	}
-	ckpt_store__cleanup_tmp(ctx->local_job); /* (the shared one: probe_shared) */
+	/* One writer per job (docs/CONCURRENCY.md): rank 0 takes the writer lease. While another
+	 * live writer holds it this context opens as a non-writer: it reads, deletes nothing on the
+	 * shared tier, and its commits are refused until the lease is free. */
+	if (rank == 0) {
+		struct ckpt_err why = { "" };
+
+		if ((rc = ckpt_commit__lease_take(ctx, &why)) < 0) {
+			ckpt_err__copy(err, &why);
+			goto fail;
+		}
+		if (rc == 0)
+			ckpt_config__log(cfg, 1, "%s; it opens as a reader: its saves stay local, "
+					 "their drains fail with CKPT_EBUSY until that writer is gone",
+					 why.msg);
+	}
+	ckpt_store__cleanup_tmp(ctx->local_job);
+	if (ckpt_commit__lease_held(ctx))
+		ckpt_store__cleanup_tmp(ctx->shared_job);
 	*out = ctx;
 	return CKPT_OK;
 fail:
 	ckpt_ctx__free(ctx);
 	return rc;
+}
+
+void ckpt_ctx__sweep(struct ckpt_ctx *ctx)
+{
+	char dir[CKPT_PATH_MAX], mpath[CKPT_PATH_MAX + 16];
+	struct ckpt_manifest m;
+	struct stat st;
+	uint64_t *steps, now;
+	size_t n;
+
+	/* Only the writer deletes on the shared tier, and only by rule S (store.h): never a live
+	 * writer's in-flight shard, never a save readers may still read. */
+	if (!ckpt_commit__lease_held(ctx) ||
+	    ckpt_store__fs_now(ctx->shared_job, &now, NULL) < 0 ||
+	    ckpt_store__list_steps(ctx->shared_job, &steps, &n, NULL) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (ckpt_store__step_dir(dir, sizeof(dir), ctx->shared_job, steps[i]) < 0)
+			continue;
+		snprintf(mpath, sizeof(mpath), "%s/%s", dir, CKPT_MANIFEST_NAME);
+		/* the MANIFEST's identity before it is read: rule S (1) compares it afterwards */
+		if (lstat(mpath, &st) < 0 ||
+		    ckpt_step__manifest(ctx->shared_job, steps[i], &m, 0, NULL) < 0)
+			continue;
+		ckpt_store__sweep_superseded(dir, m.save_id, &st, now, ctx->cfg->read_grace);
+		ckpt_fmt__manifest_free(&m);
+	}
+	free(steps);
 }
 
 int ckpt_ctx__start(struct ckpt_ctx *ctx, struct ckpt_err *err)

@@ -12,6 +12,9 @@
 int ckpt_ctx__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank, uint32_t nranks,
 		   ckpt_commit_fn commit, ckpt_vote_fail_fn vote_fail, void *mpi,
 		   struct ckpt_err *err);
+/* The writer's open sweep of superseded shards left by a kill after a commit (rule S of
+ * docs/CONCURRENCY.md); nothing unless this context holds the writer lease. */
+void ckpt_ctx__sweep(struct ckpt_ctx *ctx);
 /* Start the drain threads (after recovery has queued what it found); stops them again when that
  * fails. */
 int ckpt_ctx__start(struct ckpt_ctx *ctx, struct ckpt_err *err);

@@ -2,9 +2,11 @@
 /* Retention and the trash: after a commit, which local copies and which committed shared steps
  * go (keep_local, keep_shared), moved out of sight at once and removed later by a drain thread. */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -84,6 +86,105 @@ static size_t list_kept(struct ckpt_ctx *ctx, int shared, struct kept **out)
 		}
 	free(steps);
 	return nv;
+}
+
+/* What waits read_grace seconds before it is retired (docs/CONCURRENCY.md): a superseded shard
+ * (is_step 0, path) or a committed shared step beyond keep_shared (is_step 1, step). The
+ * deadline is this node's monotonic clock: the writer measures its own elapsed time. */
+struct ckpt_deferred {
+	char *path;
+	uint64_t step;
+	int is_step;
+	int seen;               /* retention's mark: the step is still one to retire */
+	uint64_t due_ns;
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t grace_ns(const struct ckpt_ctx *ctx)
+{
+	return (uint64_t)(ctx->cfg->read_grace * 1e9);
+}
+
+/* Add an entry (ctx->mu held); the path is taken over. 0, or -1 when out of memory. */
+static int defer(struct ckpt_ctx *ctx, char *path, uint64_t step, int is_step)
+{
+	if (ctx->ndeferred == ctx->capdeferred) {
+		size_t cap = ctx->capdeferred ? 2 * ctx->capdeferred : 16;
+		struct ckpt_deferred *d = realloc(ctx->deferred, cap * sizeof(*d));
+
+		if (!d)
+			return -1;
+		ctx->deferred = d;
+		ctx->capdeferred = cap;
+	}
+	ctx->deferred[ctx->ndeferred++] =
+		(struct ckpt_deferred){ path, step, is_step, 1, mono_ns() + grace_ns(ctx) };
+	return 0;
+}
+
+static void drop_deferred(struct ckpt_ctx *ctx, size_t i)
+{
+	free(ctx->deferred[i].path);
+	ctx->deferred[i] = ctx->deferred[--ctx->ndeferred];
+}
+
+void ckpt_drain__free_deferred(struct ckpt_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->ndeferred; i++)
+		free(ctx->deferred[i].path);
+	free(ctx->deferred);
+	ctx->deferred = NULL;
+	ctx->ndeferred = ctx->capdeferred = 0;
+}
+
+static void retire(struct ckpt_ctx *ctx, const char *path, const char *jobdir, int is_step);
+
+void ckpt_drain__defer_superseded(struct ckpt_ctx *ctx, const char *stepdir, uint64_t keep_id)
+{
+	char **paths;
+	size_t n, i;
+
+	if (ctx->cfg->read_grace <= 0) {
+		ckpt_store__remove_other_saves(stepdir, keep_id);
+		return;
+	}
+	/* Names carry the save id, which is never reused: these names never become current
+	 * again, so removing exactly them later cannot touch a newer save. */
+	if (ckpt_store__list_other_saves(stepdir, keep_id, &paths, &n) < 0)
+		return; /* out of memory: left for the next writer's open (rule S) */
+	pthread_mutex_lock(&ctx->mu);
+	for (i = 0; i < n; i++) {
+		int dup = 0;
+
+		for (size_t k = 0; k < ctx->ndeferred && !dup; k++)
+			dup = !ctx->deferred[k].is_step && !strcmp(ctx->deferred[k].path, paths[i]);
+		if (dup || defer(ctx, paths[i], 0, 0) < 0)
+			free(paths[i]);
+	}
+	pthread_mutex_unlock(&ctx->mu);
+	free(paths);
+}
+
+/* Retire the superseded shards whose grace is over (ctx->mu held). */
+static void retire_due_shards(struct ckpt_ctx *ctx)
+{
+	uint64_t now = mono_ns();
+
+	for (size_t i = 0; i < ctx->ndeferred;) {
+		if (!ctx->deferred[i].is_step && ctx->deferred[i].due_ns <= now) {
+			retire(ctx, ctx->deferred[i].path, ctx->shared_job, 0);
+			drop_deferred(ctx, i);
+			continue;
+		}
+		i++;
+	}
 }
 
 /* Retire path (a local shard, or a shared step directory) into jobdir's trash: a rename under
@@ -201,19 +302,50 @@ static void retention_once(struct ckpt_ctx *ctx)
 		rmdir(dir); /* fails while other ranks of this node still have files there: fine */
 	}
 	free(v);
-	/* Shared tier (rank 0 only): the kept committed steps. */
-	if (ctx->rank != 0 || ctx->cfg->keep_shared == 0)
+	/* Shared tier (rank 0 only): superseded shards whose grace is over, and the kept
+	 * committed steps. */
+	if (ctx->rank != 0)
+		return;
+	retire_due_shards(ctx);
+	if (ctx->cfg->keep_shared == 0)
 		return;
 	pthread_mutex_unlock(&ctx->mu);
 	n = list_kept(ctx, 1, &v); /* reads the shared tier: without ctx->mu */
 	pthread_mutex_lock(&ctx->mu);
 	mark_kept(v, n, ctx->cfg->keep_shared);
-	for (size_t i = 0; i < n; i++)
-		if (!v[i].keep) {
-			/* readers see the whole step or nothing: the rename takes it away at once */
-			ckpt_store__step_dir(dir, sizeof(dir), ctx->shared_job, v[i].step);
-			retire(ctx, dir, ctx->shared_job, 1);
+	for (size_t k = 0; k < ctx->ndeferred; k++)
+		ctx->deferred[k].seen = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t k;
+
+		if (v[i].keep)
+			continue;
+		for (k = 0; k < ctx->ndeferred; k++)
+			if (ctx->deferred[k].is_step && ctx->deferred[k].step == v[i].step)
+				break;
+		/* A step beyond keep_shared stays in place, committed and readable, for read_grace
+		 * seconds after retention first chose it (readers on other nodes may be loading
+		 * it); then the rename takes the whole step away at once. */
+		if (ctx->cfg->read_grace > 0 && k == ctx->ndeferred) {
+			if (defer(ctx, NULL, v[i].step, 1) == 0)
+				continue;
+		} else if (k < ctx->ndeferred) {
+			ctx->deferred[k].seen = 1;
+			if (ctx->deferred[k].due_ns > mono_ns())
+				continue;
+			drop_deferred(ctx, k);
 		}
+		ckpt_store__step_dir(dir, sizeof(dir), ctx->shared_job, v[i].step);
+		retire(ctx, dir, ctx->shared_job, 1);
+	}
+	/* A deferred step that is kept again (re-saved: the most recent now) or gone stays. */
+	for (size_t k = 0; k < ctx->ndeferred;) {
+		if (ctx->deferred[k].is_step && !ctx->deferred[k].seen) {
+			drop_deferred(ctx, k);
+			continue;
+		}
+		k++;
+	}
 	free(v);
 }
 

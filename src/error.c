@@ -21,7 +21,7 @@ const char *ckpt_strerror(int rc)
 	case CKPT_ETIMEDOUT: return "timed out";
 	case CKPT_EPERM: return "permission denied";
 	case CKPT_EMPI: return "MPI error or ranks disagree";
-	case CKPT_EBUSY: return "the job is open in another process";
+	case CKPT_EBUSY: return "the job rank is already open, or another process is the job's writer";
 	case CKPT_ENRANKS: return "the step was saved by another number of ranks";
 	case CKPT_ESTALE: return "the save being read was replaced and removed";
 	default: return "unknown libckpt error code";

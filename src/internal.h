@@ -80,6 +80,8 @@ typedef int (*ckpt_commit_fn)(struct ckpt_ctx *ctx, const struct ckpt_drained *d
 			      struct ckpt_err *err);
 
 struct drain_job;
+struct ckpt_deferred;
+struct ckpt_lease;
 struct worker;
 struct ckpt_stage;
 
@@ -137,6 +139,10 @@ struct ckpt_ctx {
 	unsigned alive;                 /* drain threads not yet returned */
 	int detached;
 	void (*release)(struct ckpt_ctx *ctx);
+	struct ckpt_deferred *deferred; /* what waits read_grace before retention retires it */
+	size_t ndeferred, capdeferred;
+
+	struct ckpt_lease *lease;       /* rank 0: the writer lease (commit.c); NULL elsewhere */
 };
 
 /* drain.c: the pipeline */
@@ -178,6 +184,23 @@ void ckpt_drain__wait_trash(struct ckpt_ctx *ctx);
 /* Remove what retention retired (ctx->mu held; dropped while removing). One thread at a time, so
  * that ckpt_drain__wait_trash knows when all is gone. For drain threads and ckpt_drain__stop. */
 void ckpt_drain__empty_trash(struct ckpt_ctx *ctx);
+
+/* Superseded shards of stepdir (other saves than keep_id), just made unreachable by a commit:
+ * retired once read_grace seconds have passed (at once when read_grace is 0). Takes ctx->mu. */
+void ckpt_drain__defer_superseded(struct ckpt_ctx *ctx, const char *stepdir, uint64_t keep_id);
+/* Free what is still deferred (ctx->mu not needed: no thread runs). Left on disk: the next
+ * writer's open (rule S) or retention removes it once its grace is over. */
+void ckpt_drain__free_deferred(struct ckpt_ctx *ctx);
+
+/* commit.c: the writer lease (docs/CONCURRENCY.md, FORMAT.md) */
+/* Take the writer lease of the job's shared directory: 1 taken (and its heartbeat started), 0
+ * held by another live writer (err says who: host, pid, heartbeat age), or a CKPT_E* error.
+ * Rank 0 only; at open, and by the commit point of a context that does not hold it. */
+int ckpt_commit__lease_take(struct ckpt_ctx *ctx, struct ckpt_err *err);
+/* Does this context hold the writer lease (as far as it knows)? */
+int ckpt_commit__lease_held(const struct ckpt_ctx *ctx);
+/* Stop the heartbeat and remove the lease file if it is still this context's; free it. */
+void ckpt_commit__lease_release(struct ckpt_ctx *ctx);
 
 /* commit.c */
 /* The commit point, the one place a MANIFEST is written: encode m, check that shared_dir is still

@@ -4,6 +4,7 @@
  * go with them (no symlink followed, shared_dir still the directory the job opened). */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,5 +195,106 @@ int ckpt_store__read_file(const char *path, uint8_t **out, size_t *len, size_t m
 out:
 	free(buf);
 	close(fd);
+	return rc;
+}
+
+int ckpt_store__fs_now(const char *dir, uint64_t *ns, struct ckpt_err *err)
+{
+	char tmp[CKPT_PATH_MAX];
+	struct stat st;
+	int fd, rc = CKPT_OK;
+
+	*ns = 0;
+	if (ckpt_store__tmp_path(tmp, sizeof(tmp), dir, "probe") < 0)
+		return ckpt_err__set(err, CKPT_EINVAL, "path too long in %s", dir);
+	/* The filesystem stamps a new file with its own time (an NFS server's, not this node's):
+	 * the clock every age judged against a file's mtime is measured with. No fsync: the probe
+	 * is removed at once, and a crash leaves a .tmp name of this host for cleanup_tmp. */
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640)) < 0)
+		return ckpt_err__errno(err, errno, "create %s", tmp);
+	if (fstat(fd, &st) < 0)
+		rc = ckpt_err__errno(err, errno, "stat %s", tmp);
+	else
+		*ns = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+	close(fd);
+	unlink(tmp);
+	return rc;
+}
+
+int ckpt_store__create_durable(const char *dir, const char *final_base, const void *buf,
+			       size_t len, struct ckpt_err *err)
+{
+	char tmp[CKPT_PATH_MAX], final[CKPT_PATH_MAX];
+	int fd, rc;
+
+	if ((rc = ckpt_store__tmp_path(tmp, sizeof(tmp), dir, final_base)) < 0 ||
+	    snprintf(final, sizeof(final), "%s/%s", dir, final_base) >= (int)sizeof(final))
+		return ckpt_err__set(err, CKPT_EINVAL, "path too long in %s", dir);
+	/* 1. the content under a temporary name, 2. fsync it: durable before any name points at it */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (fd < 0)
+		return ckpt_err__errno(err, errno, "create %s", tmp);
+	if ((rc = ckpt_io__pwrite_full(fd, buf, len, 0, err, tmp)) == CKPT_OK && fsync(fd) < 0)
+		rc = ckpt_err__errno(err, errno, "fsync %s", tmp);
+	close(fd);
+	/* 3. link, not rename: it fails with EEXIST when the name exists, so of two processes that
+	 * both found no file, exactly one creates it (atomic on local filesystems and NFS). */
+	if (rc == CKPT_OK && link(tmp, final) < 0) {
+		if (errno == EEXIST)
+			rc = 1;
+		else if (errno == EPERM || errno == ENOTSUP || errno == ENOSYS || errno == EMLINK)
+			/* a filesystem without hard links (some FUSE and SMB mounts): a rename, which
+			 * is not exclusive; two creators at once then both believe they created it,
+			 * and the one whose name lost finds out when it reads the file back */
+			rc = rename(tmp, final) < 0 ?
+			     ckpt_err__errno(err, errno, "rename %s to %s", tmp, final) : CKPT_OK;
+		else
+			rc = ckpt_err__errno(err, errno, "link %s to %s", tmp, final);
+	}
+	unlink(tmp);
+	/* 4. fsync the directory: the new name (and the temporary one's removal) is durable */
+	if (rc == CKPT_OK)
+		rc = ckpt_store__fsync_dir(dir, err);
+	return rc;
+}
+
+int ckpt_store__lease_format(char *buf, const struct ckpt_store_lease *l)
+{
+	return snprintf(buf, CKPT_LEASE_MAX, "ckpt-writer-lease 1 %016" PRIx64 " %ld %s\n", l->id,
+			l->pid, l->host);
+}
+
+int ckpt_store__lease_read(const char *jobdir, struct ckpt_store_lease *l, int64_t *mtime_ns,
+			   double *age)
+{
+	char path[CKPT_PATH_MAX], text[CKPT_LEASE_MAX + 1], nl;
+	unsigned long long id = 0;
+	struct stat st;
+	uint8_t *buf;
+	size_t len;
+	uint64_t now;
+	int n = 0, rc = 0;
+
+	memset(l, 0, sizeof(*l));
+	if (snprintf(path, sizeof(path), "%s/%s", jobdir, CKPT_LEASE_NAME) >= (int)sizeof(path))
+		return -1;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 1 : -1;
+	if (mtime_ns)
+		*mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	if (age)
+		*age = ckpt_store__fs_now(jobdir, &now, NULL) < 0 ? 0 :
+		       ((double)now - ((double)st.st_mtim.tv_sec * 1e9 + (double)st.st_mtim.tv_nsec)) /
+		       1e9;
+	if (ckpt_store__read_file(path, &buf, &len, CKPT_LEASE_MAX, NULL) < 0)
+		return errno == ENOENT ? 1 : -1;
+	memcpy(text, buf, len);
+	text[len] = '\0';
+	free(buf);
+	/* exactly "ckpt-writer-lease 1 <16 hex> <pid> <host>\n", nothing after the newline */
+	if (sscanf(text, "ckpt-writer-lease 1 %16llx %ld %255[^ \n]%c%n", &id, &l->pid, l->host,
+		   &nl, &n) != 4 || nl != '\n' || (size_t)n != len || l->pid <= 0)
+		rc = -1;
+	l->id = id;
 	return rc;
 }

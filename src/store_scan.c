@@ -90,8 +90,8 @@ int ckpt_store__cleanup_tmp(const char *jobdir)
 	DIR *jd;
 
 	/* Retired copies are garbage whoever retired them: a process that died before removing
-	 * them, or one of another host (a shared tier). Removing one that its owner is removing
-	 * too is harmless. */
+	 * them, or one of another host (a shared tier); they were retired after their read_grace.
+	 * Removing one that its owner is removing too is harmless. */
 	if ((jd = opendir(jobdir))) {
 		struct dirent *e;
 
@@ -99,11 +99,14 @@ int ckpt_store__cleanup_tmp(const char *jobdir)
 			size_t l = strlen(e->d_name);
 
 			if (strncmp(e->d_name, ".tmp.", 5) || l < 13 ||
-			    strcmp(e->d_name + l - 8, ".retired") ||
 			    snprintf(path, sizeof(path), "%s/%s", jobdir, e->d_name) >= (int)sizeof(path))
 				continue;
-			ckpt_store__remove_retired(path);
-			removed++;
+			if (!strcmp(e->d_name + l - 8, ".retired")) {
+				ckpt_store__remove_retired(path);
+				removed++;
+			} else if (tmp_is_abandoned(e->d_name) && unlinkat(dirfd(jd), e->d_name, 0) == 0) {
+				removed++; /* a probe or a lease being written by a dead process */
+			}
 		}
 		closedir(jd);
 	}
@@ -209,4 +212,101 @@ void ckpt_store__remove_other_saves(const char *stepdir, uint64_t keep_id)
 		unlinkat(dirfd(d), e->d_name, 0);
 	}
 	closedir(d);
+}
+
+/* Is name a shard "rank-*.ckz" of another save than the one whose suffix is keep? */
+static int other_save(const char *name, const char *keep, size_t kl)
+{
+	size_t l = strlen(name);
+
+	return !strncmp(name, "rank-", 5) && l >= kl + 5 && !strcmp(name + l - 4, ".ckz") &&
+	       strcmp(name + l - kl, keep);
+}
+
+void ckpt_store__free_paths(char **paths, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(paths[i]);
+	free(paths);
+}
+
+int ckpt_store__list_other_saves(const char *stepdir, uint64_t keep_id, char ***paths, size_t *n)
+{
+	char keep[32], **v = NULL;
+	size_t kl, cnt = 0;
+	DIR *d;
+	struct dirent *e;
+	int rc = 0;
+
+	*paths = NULL;
+	*n = 0;
+	snprintf(keep, sizeof(keep), "-%016" PRIx64 ".ckz", keep_id);
+	kl = strlen(keep);
+	if (!(d = opendir(stepdir)))
+		return 0;
+	while ((e = readdir(d))) {
+		char **nv, *p;
+		size_t len;
+
+		if (!other_save(e->d_name, keep, kl))
+			continue;
+		len = strlen(stepdir) + strlen(e->d_name) + 2;
+		if (!(nv = realloc(v, (cnt + 1) * sizeof(*v))) || !(p = malloc(len))) {
+			if (nv)
+				v = nv;
+			rc = -1;
+			break;
+		}
+		v = nv;
+		snprintf(p, len, "%s/%s", stepdir, e->d_name);
+		v[cnt++] = p;
+	}
+	closedir(d);
+	if (rc < 0) {
+		ckpt_store__free_paths(v, cnt);
+		return rc;
+	}
+	*paths = v;
+	*n = cnt;
+	return 0;
+}
+
+static int64_t mtime_ns(const struct stat *st)
+{
+	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+int ckpt_store__sweep_superseded(const char *stepdir, uint64_t keep_id,
+				 const struct stat *manifest_st, uint64_t fs_now_ns, double grace_s)
+{
+	char keep[32], path[CKPT_PATH_MAX];
+	struct stat mst, st;
+	size_t kl;
+	DIR *d;
+	struct dirent *e;
+	int removed = 0;
+
+	snprintf(keep, sizeof(keep), "-%016" PRIx64 ".ckz", keep_id);
+	kl = strlen(keep);
+	/* (1) the MANIFEST read is still the one in place: same inode, same mtime */
+	if (snprintf(path, sizeof(path), "%s/%s", stepdir, CKPT_MANIFEST_NAME) >= (int)sizeof(path) ||
+	    lstat(path, &mst) < 0 || mst.st_dev != manifest_st->st_dev ||
+	    mst.st_ino != manifest_st->st_ino || mtime_ns(&mst) != mtime_ns(manifest_st))
+		return 0;
+	/* (3) readers of the save it superseded had read_grace seconds (fs time on both sides) */
+	if ((double)((int64_t)fs_now_ns - mtime_ns(&mst)) < grace_s * 1e9)
+		return 0;
+	if (!(d = opendir(stepdir)))
+		return 0;
+	while ((e = readdir(d))) {
+		if (!other_save(e->d_name, keep, kl) ||
+		    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		/* (2) strictly older than the commit that superseded it: equal mtimes (a coarse
+		 * clock) keep the shard, the safe side */
+		if (mtime_ns(&st) < mtime_ns(&mst) && unlinkat(dirfd(d), e->d_name, 0) == 0)
+			removed++;
+	}
+	closedir(d);
+	return removed;
 }

@@ -666,8 +666,9 @@ static void test_bad_regions(void)
 		CU_ASSERT(state == CKPT_STATE_NONE);
 	}
 	CU_ASSERT(ckpt_latest(ctx, &step) == CKPT_ENOENT);
-	/* nothing but the job's lock file (ckpt_open takes it) */
-	CU_ASSERT(th_count_files(e.base, "*") - th_count_files(e.base, ".lock-rank-*") == 0);
+	/* nothing but the job's lock file and the writer lease (ckpt_open takes both) */
+	CU_ASSERT(th_count_files(e.base, "*") - th_count_files(e.base, ".lock-rank-*") -
+		  th_count_files(e.base, ".writer") == 0);
 	CU_ASSERT(ckpt_wait(ctx, CKPT_STEP_ALL) == CKPT_OK);
 
 	/* the longest name is fine */
@@ -956,7 +957,8 @@ static void test_resave_same_step(void)
 		th_make_data(v[i], r.size, 40 + (uint64_t)i);
 	}
 	step_dir(dir, sizeof(dir), e.shared, 7);
-	ctx = th_open(&e, (const char *const[]){ "max_pending", "4", NULL });
+	/* read_grace 0: superseded shards go at the commit (test_read_grace: the grace period) */
+	ctx = th_open(&e, (const char *const[]){ "max_pending", "4", "read_grace", "0", NULL });
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	r.data = v[0];
 	CU_ASSERT(ckpt_save(ctx, 7, &r, 1) == CKPT_OK);
@@ -1002,7 +1004,8 @@ static void test_retention(void)
 	ckpt_ctx *ctx;
 
 	CU_ASSERT_FATAL(th_env_new(&e, "api-keep") == 0 && d);
-	ctx = th_open(&e, (const char *const[]){ "keep_local", "1", "keep_shared", "2", NULL });
+	ctx = th_open(&e, (const char *const[]){ "keep_local", "1", "keep_shared", "2",
+						  "read_grace", "0", NULL });
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	for (uint64_t s = 1; s <= 6; s++) {
 		th_make_data(d, r.size, s);
@@ -1052,7 +1055,8 @@ static void test_retention_rollback(void)
 	uint64_t steps[] = { 10, 11, 12, 6, 7, 8 };
 
 	CU_ASSERT_FATAL(th_env_new(&e, "api-rollback") == 0 && d);
-	ctx = th_open(&e, (const char *const[]){ "keep_local", "1", "keep_shared", "3", NULL });
+	ctx = th_open(&e, (const char *const[]){ "keep_local", "1", "keep_shared", "3",
+						  "read_grace", "0", NULL });
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	r.data = d;
 	for (size_t i = 0; i < 6; i++) {

@@ -22,6 +22,7 @@ static const struct {
 	{ "stage_bytes", "0" },
 	{ "chunk_transform", "auto" }, { "elem_width", "auto" },
 	{ "probe_timeout", "5" },   { "stall_after", "5" },   { "stall_wait", "0.5" },
+	{ "read_grace", "60" },     { "writer_lease", "60" },
 };
 #define NDEFAULTS (sizeof(defaults) / sizeof(defaults[0]))
 
@@ -213,6 +214,11 @@ static const struct set_case set_cases[] = {
 	{ "stage_bytes", "256M", "268435456" },
 	{ "stage_bytes", "1T", NULL },
 	{ "stage_bytes", "-1", NULL },
+	{ "read_grace", "0", "0" },
+	{ "read_grace", "2.5", "2.5" },
+	{ "read_grace", "-1", NULL },
+	{ "writer_lease", "3", "3" },
+	{ "writer_lease", "2", NULL },
 	{ "cluster", "k8s", NULL },
 	{ "cluster", "Slurm", NULL },
 	{ "cluster", "", NULL },
@@ -401,6 +407,8 @@ static const struct set_case env_cases[] = {
 	{ "probe_timeout", "2.5", "2.5" },
 	{ "stall_after", "30", "30" },
 	{ "stall_wait", "0", "0" },
+	{ "read_grace", "5", "5" },
+	{ "writer_lease", "90", "90" },
 };
 
 static void test_env_applied(void)

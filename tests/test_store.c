@@ -11,6 +11,7 @@
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ckpt.h"
@@ -672,6 +673,167 @@ static void test_remove_other_saves(void)
 	ckpt_store__remove_other_saves(step, keep);
 }
 
+/* Set dir/name's mtime to sec seconds (and nsec) since the epoch. */
+static int set_mtime(const char *dir, const char *name, time_t sec, long nsec)
+{
+	char path[DLEN + 128];
+	struct timespec ts[2] = { { 0, UTIME_OMIT }, { sec, nsec } };
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW);
+}
+
+/* Rule S of docs/CONCURRENCY.md: a superseded shard goes only when the MANIFEST is the one read,
+ * the shard is strictly older than it, and the MANIFEST is read_grace old in fs time; a shard
+ * renamed in after the MANIFEST (a live writer's in-flight one) never goes. */
+static void test_sweep_superseded(void)
+{
+	char step[DLEN], keep[64], old[64], inflight[64], same[64], mpath[DLEN + 16];
+	const uint64_t keep_id = 0xabc, old_id = 0x111, inflight_id = 0x222, same_id = 0x333;
+	const time_t t = 1700000000;
+	const uint64_t t_ns = (uint64_t)t * 1000000000u;
+	struct stat st, st2;
+
+	fresh(step, sizeof(step), "sweep");
+	ckpt_store__shared_name(keep, sizeof(keep), 0, keep_id);
+	ckpt_store__shared_name(old, sizeof(old), 0, old_id);
+	ckpt_store__shared_name(inflight, sizeof(inflight), 0, inflight_id);
+	ckpt_store__shared_name(same, sizeof(same), 1, same_id);
+	CU_ASSERT_EQUAL(write_file(step, "MANIFEST", "m"), 0);
+	CU_ASSERT_EQUAL(write_file(step, keep, "k"), 0);
+	CU_ASSERT_EQUAL(write_file(step, old, "o"), 0);
+	CU_ASSERT_EQUAL(write_file(step, inflight, "i"), 0);
+	CU_ASSERT_EQUAL(write_file(step, same, "s"), 0);
+	CU_ASSERT_EQUAL(set_mtime(step, "MANIFEST", t, 500), 0);
+	CU_ASSERT_EQUAL(set_mtime(step, keep, t - 10, 0), 0);
+	CU_ASSERT_EQUAL(set_mtime(step, old, t - 20, 0), 0);
+	CU_ASSERT_EQUAL(set_mtime(step, inflight, t, 501), 0); /* renamed in after the commit */
+	CU_ASSERT_EQUAL(set_mtime(step, same, t, 500), 0);     /* a coarse clock: equal */
+	snprintf(mpath, sizeof(mpath), "%s/MANIFEST", step);
+	CU_ASSERT_EQUAL_FATAL(lstat(mpath, &st), 0);
+
+	/* (3) readers' grace not over: 59.9 s of a 60 s grace */
+	CU_ASSERT_EQUAL(ckpt_store__sweep_superseded(step, keep_id, &st, t_ns + 500 + 59900000000ull,
+						     60), 0);
+	CU_ASSERT_EQUAL(nentries(step), 5);
+	/* (1) the MANIFEST was replaced after it was read (re-committed): nothing */
+	CU_ASSERT_EQUAL(write_file(step, ".new", "m2"), 0);
+	CU_ASSERT_EQUAL(set_mtime(step, ".new", t, 500), 0);
+	{
+		char a[DLEN + 16];
+
+		snprintf(a, sizeof(a), "%s/.new", step);
+		CU_ASSERT_EQUAL_FATAL(rename(a, mpath), 0);
+	}
+	CU_ASSERT_EQUAL(ckpt_store__sweep_superseded(step, keep_id, &st, t_ns + 3600000000000ull, 60),
+			0);
+	CU_ASSERT_EQUAL(nentries(step), 5);
+	/* the same MANIFEST, grace over: only the shard strictly older than it goes */
+	CU_ASSERT_EQUAL_FATAL(lstat(mpath, &st2), 0);
+	CU_ASSERT_EQUAL(ckpt_store__sweep_superseded(step, keep_id, &st2, t_ns + 61000000000ull, 60),
+			1);
+	CU_ASSERT_FALSE(exists(step, old));
+	CU_ASSERT(exists(step, keep));
+	CU_ASSERT(exists(step, inflight));
+	CU_ASSERT(exists(step, same));
+	CU_ASSERT(exists(step, "MANIFEST"));
+	/* grace 0: still never an in-flight one */
+	CU_ASSERT_EQUAL(ckpt_store__sweep_superseded(step, keep_id, &st2, t_ns, 0), 0);
+	CU_ASSERT(exists(step, inflight));
+	/* no MANIFEST: nothing */
+	CU_ASSERT_EQUAL(unlink(mpath), 0);
+	CU_ASSERT_EQUAL(ckpt_store__sweep_superseded(step, keep_id, &st2, t_ns + 61000000000ull, 60),
+			0);
+	CU_ASSERT_EQUAL(nentries(step), 3);
+}
+
+/* What a commit defers: exactly the other saves' shards, as paths. */
+static void test_list_other_saves(void)
+{
+	char step[DLEN], name[64], **paths;
+	size_t n;
+
+	fresh(step, sizeof(step), "others");
+	ckpt_store__shared_name(name, sizeof(name), 0, 0x10);
+	CU_ASSERT_EQUAL(write_file(step, name, "k"), 0);
+	ckpt_store__shared_name(name, sizeof(name), 0, 0x20);
+	CU_ASSERT_EQUAL(write_file(step, name, "o"), 0);
+	ckpt_store__shared_name(name, sizeof(name), 3, 0x20);
+	CU_ASSERT_EQUAL(write_file(step, name, "o"), 0);
+	CU_ASSERT_EQUAL(write_file(step, "MANIFEST", "m"), 0);
+	CU_ASSERT_EQUAL(write_file(step, ".tmp.h.1.2.rank-000000-0000000000000030.ckz", "t"), 0);
+	CU_ASSERT_EQUAL_FATAL(ckpt_store__list_other_saves(step, 0x10, &paths, &n), 0);
+	CU_ASSERT_EQUAL(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		CU_ASSERT(!strncmp(paths[i], step, strlen(step)));
+		CU_ASSERT_PTR_NOT_NULL(strstr(paths[i], "-0000000000000020.ckz"));
+	}
+	ckpt_store__free_paths(paths, n);
+	strcat(step, "/missing");
+	CU_ASSERT_EQUAL(ckpt_store__list_other_saves(step, 0x10, &paths, &n), 0);
+	CU_ASSERT_EQUAL(n, 0);
+}
+
+/* fs_now is the filesystem's stamp of a new file, and leaves nothing behind; create_durable
+ * creates once, and says 1 (nothing written) when the name exists. */
+static void test_fs_now_and_create(void)
+{
+	char dir[DLEN], path[DLEN + 16];
+	struct ckpt_err err = { "" };
+	uint64_t now = 0;
+	uint8_t *buf;
+	size_t len;
+
+	fresh(dir, sizeof(dir), "fsnow");
+	CU_ASSERT_EQUAL(ckpt_store__fs_now(dir, &now, &err), CKPT_OK);
+	CU_ASSERT(now > (uint64_t)1600000000 * 1000000000u);
+	CU_ASSERT_EQUAL(nentries(dir), 0);
+	CU_ASSERT(ckpt_store__fs_now("/nonexistent-ckpt-dir", &now, &err) < 0);
+	CU_ASSERT_EQUAL(ckpt_store__create_durable(dir, ".writer", "one\n", 4, &err), 0);
+	CU_ASSERT_EQUAL(ckpt_store__create_durable(dir, ".writer", "two\n", 4, &err), 1);
+	CU_ASSERT_EQUAL(nentries(dir), 1); /* no temporary file left */
+	snprintf(path, sizeof(path), "%s/.writer", dir);
+	CU_ASSERT_EQUAL_FATAL(ckpt_store__read_file(path, &buf, &len, 64, NULL), CKPT_OK);
+	CU_ASSERT(len == 4 && !memcmp(buf, "one\n", 4));
+	free(buf);
+}
+
+/* The lease file's exact line (docs/FORMAT.md 2.1): what is written reads back; anything else
+ * does not parse (-1) but still gives the file's age; no file is 1. */
+static void test_lease_read(void)
+{
+	char dir[DLEN], text[CKPT_LEASE_MAX];
+	struct ckpt_store_lease l = { 0xfeedface01234567ull, 4242, "node-7" }, r;
+	int64_t mt = 0;
+	double age = -1;
+	int len;
+
+	fresh(dir, sizeof(dir), "lease");
+	CU_ASSERT_EQUAL(ckpt_store__lease_read(dir, &r, &mt, &age), 1);
+	len = ckpt_store__lease_format(text, &l);
+	CU_ASSERT_STRING_EQUAL(text, "ckpt-writer-lease 1 feedface01234567 4242 node-7\n");
+	CU_ASSERT_EQUAL(len, (int)strlen(text));
+	CU_ASSERT_EQUAL(write_file(dir, ".writer", text), 0);
+	CU_ASSERT_EQUAL(set_mtime(dir, ".writer", time(NULL) - 100, 0), 0);
+	CU_ASSERT_EQUAL(ckpt_store__lease_read(dir, &r, &mt, &age), 0);
+	CU_ASSERT(r.id == l.id && r.pid == 4242 && !strcmp(r.host, "node-7"));
+	CU_ASSERT(age > 90 && age < 200); /* against the filesystem's clock */
+	CU_ASSERT(mt > 0);
+	CU_ASSERT_EQUAL(nentries(dir), 1); /* the probe is gone */
+	static const char *const bad[] = {
+		"ckpt-writer-lease 1 feedface01234567 4242 node-7",        /* no newline */
+		"ckpt-writer-lease 1 feedface01234567 4242 node-7\nx",     /* after the newline */
+		"ckpt-writer-lease 2 feedface01234567 4242 node-7\n",      /* version */
+		"ckpt-writer-lease 1 feedface01234567 0 node-7\n",         /* pid */
+		"ckpt-writer-lease 1 feedface01234567 4242 node 7\n",      /* a space in host */
+		"",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CU_ASSERT_EQUAL(write_file(dir, ".writer", bad[i]), 0);
+		CU_ASSERT_EQUAL(ckpt_store__lease_read(dir, &r, NULL, NULL), -1);
+	}
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -690,7 +852,11 @@ int main(void)
 	    !CU_add_test(s, "cleanup_tmp", test_cleanup_tmp) ||
 	    !CU_add_test(s, "retire and remove_retired", test_retire) ||
 	    !CU_add_test(s, "remove_step", test_remove_step) ||
-	    !CU_add_test(s, "remove_other_saves", test_remove_other_saves)) {
+	    !CU_add_test(s, "remove_other_saves", test_remove_other_saves) ||
+	    !CU_add_test(s, "sweep_superseded (rule S)", test_sweep_superseded) ||
+	    !CU_add_test(s, "list_other_saves", test_list_other_saves) ||
+	    !CU_add_test(s, "fs_now and create_durable", test_fs_now_and_create) ||
+	    !CU_add_test(s, "lease_read and lease_format", test_lease_read)) {
 		CU_cleanup_registry();
 		return 1;
 	}

@@ -76,6 +76,7 @@ struct stats {
 	long views, steps_verified, restores_verified, acked_steps;
 	long wrong, torn, errors;
 	long sabotaged, sabotage_caught, leftovers;
+	long other_rounds, other_opens, other_writer; /* the other node (issue 12) */
 	uint64_t newest_single, newest_mpi;
 };
 
@@ -276,7 +277,9 @@ static void workload(uint64_t gen, const char *fault, volatile int *phase)
 	 * step): the new saves must replace the old ones, atomically */
 	if ((r >> 24) % 6 == 0 && latest > 1)
 		start = latest - (r >> 28) % 2;
-	for (uint64_t s = start;; s++) {
+	/* the rounds with another node (odd gen) save every step twice: re-saves are what a
+	 * careless sweep by another node's open deletes under the writer (issue 12) */
+	for (uint64_t s = start, rep = 0;; s += (gen % 2 == 0 || ++rep % 2 == 0)) {
 		uint64_t seed = tt_mix(r + ++counter);
 		struct tt_save sv;
 		int rc;
@@ -310,6 +313,47 @@ static void workload(uint64_t gen, const char *fault, volatile int *phase)
 			tt_journal(jfd, 'C', s, seed);
 		}
 		*phase = PH_BETWEEN;
+	}
+}
+
+/* Another node of the same job (a local_dir of its own, read_grace 0) that opens and closes the
+ * job in a loop while the workload runs, and goes on after the workload is killed until it is
+ * killed itself: while the workload lives it is a non-writer and must delete nothing; once the
+ * workload is dead it may take the writer lease (a job restarted on another node) and sweep, by
+ * the rules of docs/CONCURRENCY.md, which must keep every acknowledged step. counts[0]: opens,
+ * counts[1]: opens that took the lease (a .writer naming this process). */
+static pid_t spawn_other_node(volatile long *counts)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	if ((pid = fork()) != 0)
+		return pid;
+	{
+		char local[PATH_MAX], shared[PATH_MAX], lease[PATH_MAX], mine[32];
+		static const char *const kv[] = { "read_grace", "0", NULL };
+		int fd = open("/dev/null", O_WRONLY);
+
+		if (fd >= 0)
+			dup2(fd, 2);
+		path(local, "%s/other-node", O.dir);
+		path(shared, "%s/shared", O.dir);
+		path(lease, "%s/shared/%s/.writer", O.dir, JOB);
+		mkdir(local, 0755);
+		snprintf(mine, sizeof(mine), " %ld ", (long)getpid());
+		for (;;) {
+			ckpt_ctx *c = open_job(local, shared, kv);
+			char text[600] = "";
+			FILE *f;
+
+			counts[0]++;
+			if (c && (f = fopen(lease, "r"))) {
+				if (fgets(text, sizeof(text), f) && strstr(text, mine))
+					counts[1]++;
+				fclose(f);
+			}
+			ckpt_close(c);
+		}
 	}
 }
 
@@ -716,9 +760,30 @@ static void single_round(uint64_t gen)
 			bad(&ST.errors, "ERROR", "fault point %s never fired", fault);
 		}
 	} else {
-		sleep_ms(delay);
+		double t0 = now();
+		pid_t other = -1;
+
+		/* every other round: the other node starts once the workload holds the job */
+		if (gen % 2 == 1 && !O.sabotage) {
+			while ((now() - t0) * 1000 < delay && (*phase == PH_NONE || *phase == PH_OPEN) &&
+			       waitpid(pid, &st, WNOHANG) == 0)
+				sleep_ms(1);
+			if (*phase != PH_NONE && *phase != PH_OPEN)
+				other = spawn_other_node((volatile long *)(phase + 8));
+		}
+		if ((now() - t0) * 1000 < delay)
+			sleep_ms(delay - (now() - t0) * 1000);
 		kill(pid, SIGKILL);
 		waitpid(pid, &st, 0);
+		if (other > 0) {
+			/* a little longer: the other node meets the dead workload's job */
+			sleep_ms((double)(rnd() % 100));
+			kill(other, SIGKILL);
+			waitpid(other, NULL, 0);
+			ST.other_rounds++;
+			ST.other_opens += ((volatile long *)(phase + 8))[0];
+			ST.other_writer += ((volatile long *)(phase + 8))[1];
+		}
 	}
 	if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL) {
 		bad(&ST.errors, "ERROR", "the workload ended with status %d before the kill:",
@@ -1366,6 +1431,9 @@ int main(int argc, char **argv)
 	printf("torture: views checked %ld, steps verified bit-exact %ld, restores verified %ld, "
 	       "newest step: single %" PRIu64 ", MPI %" PRIu64 "\n", ST.views, ST.steps_verified,
 	       ST.restores_verified, ST.newest_single, ST.newest_mpi);
+	printf("torture: another node opening the job (issue 12): %ld rounds, %ld opens, %ld of them "
+	       "as the writer after the workload's kill\n", ST.other_rounds, ST.other_opens,
+	       ST.other_writer);
 	if (tool_ok)
 		printf("torture: uncommitted step directories left by kills during retention: %ld, "
 		       "removed by ckpt gc, committed steps intact\n", ST.leftovers);

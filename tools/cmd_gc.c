@@ -194,6 +194,58 @@ static int gc_local_step(struct tool_ctx *t, struct tool_gc *g, uint64_t step, c
 	return oom;
 }
 
+/* docs/CONCURRENCY.md: while a writer's lease is live the shared tier is its own, and gc removes
+ * nothing there. Live: the lease parses or not, unless its holder is a dead process of this
+ * host, or its heartbeat (mtime) is older than --min-age and 60 s (the default writer_lease; a
+ * job with a longer writer_lease needs a --min-age at least as long), in the filesystem's time. */
+static int writer_alive(const struct tool_opts *o, char *who, size_t len)
+{
+	struct ckpt_store_lease l;
+	double age = 0, limit = o->min_age > 60 ? o->min_age : 60;
+	int parsed = ckpt_store__lease_read(o->shared_job, &l, NULL, &age);
+
+	if (parsed == 1)
+		return 0;
+	if (parsed == 0 && !strcmp(l.host, ckpt_store__hostname()) && kill((pid_t)l.pid, 0) < 0 &&
+	    errno == ESRCH)
+		return 0;
+	if (age > limit)
+		return 0;
+	if (parsed == 0)
+		snprintf(who, len, "host %s pid %ld, heartbeat %.0f s ago", l.host, l.pid, age);
+	else
+		snprintf(who, len, "an unreadable lease written %.0f s ago", age);
+	return 1;
+}
+
+/* Rule S of docs/CONCURRENCY.md with --min-age as the readers' grace: the shards of superseded
+ * saves that a killed writer left behind. Returns 0, or -1 when out of memory. */
+static int gc_superseded(struct tool_ctx *t, struct tool_gc *g, const uint64_t *steps, size_t n)
+{
+	const struct tool_opts *o = &t->o;
+	char dir[CKPT_PATH_MAX], mpath[CKPT_PATH_MAX + 16];
+	struct ckpt_manifest m;
+	struct stat st;
+	uint64_t now;
+
+	if (o->dry_run || ckpt_store__fs_now(o->shared_job, &now, NULL) < 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		int removed;
+
+		tool_step_path(dir, sizeof(dir), o->shared_job, steps[i]);
+		snprintf(mpath, sizeof(mpath), "%s/%s", dir, CKPT_MANIFEST_NAME);
+		if (lstat(mpath, &st) < 0 ||
+		    ckpt_step__manifest(o->shared_job, steps[i], &m, 0, NULL) < 0)
+			continue;
+		removed = ckpt_store__sweep_superseded(dir, m.save_id, &st, now, o->min_age);
+		ckpt_fmt__manifest_free(&m);
+		if (removed > 0 && action(t, g, "shared", steps[i], -1, "superseded save", 0, "") < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* Local tier: temporary files of dead processes of this host, empty step directories, then
  * keep_local. Returns 0, or -1 when out of memory. */
 static int gc_local(struct tool_ctx *t, struct tool_gc *g, const uint64_t *lsteps, size_t nl)
@@ -233,7 +285,8 @@ static int run(struct tool_ctx *t, struct tool_result *out)
 	uint64_t *steps = NULL, *lsteps = NULL;
 	size_t n = 0, nl = 0;
 	struct ckpt_err e = { "" };
-	int code;
+	char who[400];
+	int code, shared_busy;
 
 	out->kind = TOOL_GC;
 	if ((code = tool_need_dir(t, "shared_dir", o->shared_dir)) >= 0 ||
@@ -248,11 +301,15 @@ static int run(struct tool_ctx *t, struct tool_result *out)
 	}
 	out->report = 1;
 	code = TOOL_EXIT_OK;
-	if (gc_shared(t, g, steps, n) < 0 || gc_local(t, g, lsteps, nl) < 0) {
+	if ((shared_busy = writer_alive(o, who, sizeof(who))))
+		tool_say(t, "the shared tier of job '%s' is left alone: its writer is alive (%s); "
+			 "run ckpt gc again once that job closed", o->name, who);
+	if ((!shared_busy && (gc_shared(t, g, steps, n) < 0 || gc_superseded(t, g, steps, n) < 0)) ||
+	    gc_local(t, g, lsteps, nl) < 0) {
 		tool_say(t, "out of memory");
 		code = TOOL_EXIT_IO;
 	}
-	if (!o->dry_run)
+	if (!o->dry_run && !shared_busy)
 		ckpt_store__cleanup_tmp(o->shared_job);
 	for (size_t i = 0; i < g->n; i++)
 		if (g->acts[i].rc < 0)
@@ -273,7 +330,9 @@ const struct tool_cmd tool_cmd_gc = {
 	.help = "Removes abandoned incomplete steps (older than the newest committed step, idle\n"
 		"for --min-age seconds, default 60), temporary files of dead processes and\n"
 		"retired copies; with --keep-shared N / --keep-local N, committed steps beyond the\n"
-		"N newest. Never removes the newest committed step, the newest intact one, or a\n"
-		"local shard that is the only copy of its save. --dry-run removes nothing.\n",
+		"N newest; shards of superseded saves once their MANIFEST is --min-age old.\n"
+		"Never removes the newest committed step, the newest intact one, or a local\n"
+		"shard that is the only copy of its save; leaves the shared tier alone while\n"
+		"the job's writer lease is live. --dry-run removes nothing.\n",
 	.exits = "Exit status: 0 success; 3 I/O error; 64 bad usage. See ckpt(1).\n",
 };

@@ -136,7 +136,8 @@ class Checkpointer:
     local_dir, shared_dir, name and every other configuration key of libckpt (compress_level,
     keep_local, keep_shared, drain_threads, io_backend, chunk_size, max_pending, close_timeout,
     io_depth, drain_nice, mpi_timeout, log_level, require_persistent, cluster, stage_bytes,
-    chunk_transform, elem_width, probe_timeout, stall_after, stall_wait) may be given as
+    chunk_transform, elem_width, probe_timeout, stall_after, stall_wait, read_grace,
+    writer_lease) may be given as
     keywords; a key left out (or None) keeps
     its default or its CKPT_<KEY> environment variable. An unknown key or a bad value raises
     InvalidArgument with the library's message.

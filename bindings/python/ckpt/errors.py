@@ -124,9 +124,9 @@ class MPIError(CkptError):
 
 
 class Busy(CkptError, OSError):
-    """CKPT_EBUSY: the job (this rank) is already open elsewhere on this node (another process;
-    another context of this process once the library refuses that too). Also an OSError with
-    errno EBUSY."""
+    """CKPT_EBUSY: the job (this rank) is already open elsewhere on this node (another process,
+    or another Checkpointer of this process), or another live writer holds the job's writer
+    lease (a drain's commit refused). Also an OSError with errno EBUSY."""
     code = _lib.CKPT_EBUSY
     os_errno = _errno.EBUSY
 

@@ -236,6 +236,21 @@ def test_mpi_in_a_build_without_mpi(dirs):
         assert ei.value.code == -7 and ei.value.function == "ckpt_open_mpi_f"
 
 
+def test_second_checkpointer_same_job_same_process_is_busy(dirs):
+    """A second Checkpointer of the same job rank in one process: Busy (issue 12); closing it
+    never drops the first one's lock, and another job or a later open is fine."""
+    import errno
+    with ckpt.Checkpointer(local_dir=dirs[0], shared_dir=dirs[1], name="j"):
+        with pytest.raises(ckpt.Busy) as ei:
+            ckpt.Checkpointer(local_dir=dirs[0], shared_dir=dirs[1], name="j")
+        assert ei.value.errno == errno.EBUSY and ei.value.function == "ckpt_open"
+        assert "this process" in ei.value.message
+        with ckpt.Checkpointer(local_dir=dirs[0], shared_dir=dirs[1], name="other"):
+            pass
+    with ckpt.Checkpointer(local_dir=dirs[0], shared_dir=dirs[1], name="j"):
+        pass
+
+
 def test_busy_in_another_process_is_an_os_error(dirs):
     """A job open in another process: Busy, which is also an OSError with errno EBUSY."""
     import errno
