@@ -15,7 +15,9 @@
 #include "api.h"
 #include "commit_mpi.h"
 #include "context.h"
+#include "drain.h"
 #include "internal.h"
+#include "retention.h"
 #include "stage.h"
 #include "step.h"
 
@@ -60,7 +62,7 @@ static int recover_local(struct ckpt_ctx *ctx, struct ckpt_err *err)
 			redrain = m.save_id != s->hdr.save_id && s->hdr.created_ns > m.created_ns;
 			ckpt_fmt__manifest_free(&m);
 		}
-		if (redrain && (rec = ckpt_drain__rec(ctx, steps[i], 1))) {
+		if (redrain && (rec = ckpt_retention__rec(ctx, steps[i], 1))) {
 			rec->save_id = s->hdr.save_id;
 			rec->saved_ns = s->hdr.created_ns;
 			ckpt_drain__enqueue(ctx, rec);
@@ -84,7 +86,7 @@ int ckpt_open(ckpt_ctx **out, const ckpt_config *cfg)
 	if (!out || !cfg)
 		return ckpt_err__set(open_err, CKPT_EINVAL, "ckpt_open: NULL %s",
 				     out ? "config" : "out");
-	if ((rc = ckpt_ctx__open(&ctx, cfg, 0, 1, ckpt_commit__single, NULL, NULL, open_err)) < 0)
+	if ((rc = ckpt_ctx__open(&ctx, cfg, 0, 1, NULL, open_err)) < 0)
 		return rc;
 	ckpt_ctx__sweep(ctx); /* single process: with MPI another rank may be re-draining */
 	if ((rc = recover_local(ctx, open_err)) < 0 || (rc = ckpt_ctx__start(ctx, open_err)) < 0) {
@@ -246,7 +248,7 @@ static int wait_step(struct ckpt_ctx *ctx, uint64_t step, double seconds)
 				ckpt_err__copy(&ctx->err, &ctx->recs[i]->err);
 				break;
 			}
-	} else if (!(rec = ckpt_drain__rec(ctx, step, 0)) || rec->state == CKPT_STATE_NONE) {
+	} else if (!(rec = ckpt_retention__rec(ctx, step, 0)) || rec->state == CKPT_STATE_NONE) {
 		if (rec && rec->rc < 0) /* skipped: superseded before it was drained */
 			rc = rec->rc, ckpt_err__copy(&ctx->err, &rec->err);
 		else
@@ -352,7 +354,7 @@ int ckpt_poll(ckpt_ctx *ctx, uint64_t step, int *state)
 	if (ctx->mpi)
 		ckpt_mpi__poll(ctx);
 	pthread_mutex_lock(&ctx->mu);
-	rec = ckpt_drain__rec(ctx, step, 0);
+	rec = ckpt_retention__rec(ctx, step, 0);
 	*state = rec ? rec->state : CKPT_STATE_NONE;
 	/* snapshot mode: LOCAL for the drain and retention, but not durable yet */
 	if (*state == CKPT_STATE_LOCAL && ckpt_stage__staged(ctx, step))
@@ -379,7 +381,7 @@ int ckpt_wait_local(ckpt_ctx *ctx, uint64_t step)
 				ckpt_err__copy(&ctx->err, &ctx->recs[i]->err);
 				break;
 			}
-	} else if (!(rec = ckpt_drain__rec(ctx, step, 0)) || rec->state == CKPT_STATE_NONE) {
+	} else if (!(rec = ckpt_retention__rec(ctx, step, 0)) || rec->state == CKPT_STATE_NONE) {
 		rc = ckpt_err__set(&ctx->err, CKPT_ENOENT,
 				   "ckpt_wait_local: step %llu was not saved by this context",
 				   (unsigned long long)step);

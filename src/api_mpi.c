@@ -16,7 +16,9 @@
 #include "ckpt_mpi.h"
 #include "commit_mpi.h"
 #include "context.h"
+#include "drain.h"
 #include "internal.h"
+#include "retention.h"
 #include "step.h"
 
 #define MAX_RECOVER 64 /* newest local steps considered for re-drain at open */
@@ -241,7 +243,7 @@ static int recover_collective(struct ckpt_ctx *ctx, struct ckpt_err *err)
 			everywhere = found;
 		}
 		if (everywhere) {
-			struct ckpt_step_rec *rec = ckpt_drain__rec(ctx, mine[2 * i] - 1, 1);
+			struct ckpt_step_rec *rec = ckpt_retention__rec(ctx, mine[2 * i] - 1, 1);
 
 			if (rec) {
 				rec->save_id = mine[2 * i + 1];
@@ -271,8 +273,7 @@ int ckpt_open_mpi(ckpt_ctx **out, const ckpt_config *cfg, MPI_Comm comm)
 		return ckpt_err__set(err, CKPT_EMPI, "ckpt_open_mpi: MPI is not initialized");
 	if ((rc = ckpt_mpi__new(&mp, comm, &rank, &size, err)) < 0)
 		return rc;
-	rc = ckpt_ctx__open(&ctx, cfg, (uint32_t)rank, (uint32_t)size, ckpt_mpi__commit,
-			    ckpt_mpi__vote_failure, mp, err);
+	rc = ckpt_ctx__open(&ctx, cfg, (uint32_t)rank, (uint32_t)size, mp, err);
 	/* No drain runs yet (no votes can be pending): a blocking collective is safe here. */
 	{
 		struct { int v, r; } in = { rc, rank }, res = { rc, rank };

@@ -14,7 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "commit.h"
+#include "commit_mpi.h"
 #include "internal.h"
+#include "retention.h"
 
 /* ---- The writer lease: <shared_dir>/<name>/.writer (docs/CONCURRENCY.md, FORMAT.md) ---- */
 
@@ -342,7 +345,7 @@ int ckpt_commit__point(struct ckpt_ctx *ctx, const struct ckpt_manifest *m, stru
 	 * may be reading one it found in the MANIFEST this one replaced: they stay readable for
 	 * read_grace seconds, then retention retires them. A kill before they go leaves them
 	 * behind; the next writer's open removes them (rule S of docs/CONCURRENCY.md). */
-	ckpt_drain__defer_superseded(ctx, dir, m->save_id);
+	ckpt_retention__defer_superseded(ctx, dir, m->save_id);
 	return CKPT_OK;
 }
 
@@ -352,4 +355,20 @@ int ckpt_commit__single(struct ckpt_ctx *ctx, const struct ckpt_drained *d, stru
 	struct ckpt_manifest m = { CKPT_FMT_VERSION, 1, d->step, d->save_id, d->created_ns, &r };
 
 	return ckpt_commit__point(ctx, &m, err);
+}
+
+int ckpt_commit__drained(struct ckpt_ctx *ctx, const struct ckpt_drained *d, struct ckpt_err *err)
+{
+	if (ctx->with_mpi)
+		return ckpt_mpi__commit(ctx, d, err);
+	return ckpt_commit__single(ctx, d, err);
+}
+
+int ckpt_commit__vote_failed(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id, int rc,
+			     const char *msg)
+{
+	if (!ctx->with_mpi)
+		return rc;
+	ckpt_mpi__vote_failure(ctx, step, save_id, rc, msg);
+	return CKPT_COMMIT_PENDING;
 }

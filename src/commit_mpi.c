@@ -22,8 +22,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "commit.h"
 #include "commit_mpi.h"
 #include "internal.h"
+#include "retention.h"
 
 #define TAG_VOTE 7401
 #define TAG_OUTCOME 7402
@@ -136,7 +138,7 @@ static void apply_outcome(struct ckpt_ctx *ctx, const struct outcome *o)
 	*pa = a->next;
 	free(a);
 	pthread_mutex_lock(&ctx->mu);
-	rec = ckpt_drain__rec(ctx, o->step, 0);
+	rec = ckpt_retention__rec(ctx, o->step, 0);
 	if (rec && rec->save_id == o->save_id && !rec->queued) {
 		rec->state = o->rc < 0 ? CKPT_STATE_FAILED : CKPT_STATE_COMMITTED;
 		rec->rc = o->rc;
@@ -147,7 +149,7 @@ static void apply_outcome(struct ckpt_ctx *ctx, const struct outcome *o)
 			ckpt_err__clear(&rec->err);
 	}
 	if (o->rc == CKPT_OK)
-		ckpt_drain__retention(ctx);
+		ckpt_retention__apply(ctx);
 	ctx->pending--;
 	pthread_cond_broadcast(&ctx->cv);
 	pthread_mutex_unlock(&ctx->mu);

@@ -19,9 +19,9 @@ int ckpt_mpi__new(struct ckpt_mpi **out, MPI_Comm comm, int *rank, int *size,
 void ckpt_mpi__free(struct ckpt_mpi *mp);
 /* The engine's communicator, for the collectives of api_mpi.c. */
 MPI_Comm ckpt_mpi__comm(const struct ckpt_mpi *mp);
-/* The context's ckpt_commit_fn: the shard is durable on shared, vote (CKPT_COMMIT_PENDING). */
+/* ckpt_commit__drained with MPI: the shard is durable on shared, vote (CKPT_COMMIT_PENDING). */
 int ckpt_mpi__commit(struct ckpt_ctx *ctx, const struct ckpt_drained *d, struct ckpt_err *err);
-/* The context's ckpt_vote_fail_fn: a failed drain votes a failure and awaits the outcome. */
+/* ckpt_commit__vote_failed with MPI: a failed drain votes a failure and awaits the outcome. */
 void ckpt_mpi__vote_failure(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id, int rc,
 			    const char *msg);
 /* A failed local save votes a failure so that rank 0 ends the round at once; ckpt_save reports
@@ -61,6 +61,19 @@ int ckpt_mpi__close(struct ckpt_ctx *ctx);
 #else
 /* Built without MPI there is no ckpt_open_mpi: ctx->mpi is always NULL and the callers (which test
  * it) never reach these. */
+static inline int ckpt_mpi__commit(struct ckpt_ctx *ctx, const struct ckpt_drained *d,
+				   struct ckpt_err *err)
+{
+	(void)ctx, (void)d;
+	return ckpt_err__set(err, CKPT_EINVAL, "built without MPI");
+}
+
+static inline void ckpt_mpi__vote_failure(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
+					  int rc, const char *msg)
+{
+	(void)ctx, (void)step, (void)save_id, (void)rc, (void)msg;
+}
+
 static inline void ckpt_mpi__poll(struct ckpt_ctx *ctx)
 {
 	(void)ctx;

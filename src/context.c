@@ -14,9 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "commit.h"
 #include "commit_mpi.h"
 #include "context.h"
+#include "drain.h"
 #include "internal.h"
+#include "retention.h"
 #include "stage.h"
 #include "step.h"
 #include "storage.h"
@@ -231,31 +234,6 @@ static void unlock_job(struct ckpt_ctx *ctx)
 	ctx->lock_fd = -1;
 }
 
-/* The rest of ckpt_ctx__free, once the drain threads are gone (maybe called by the last of them,
- * long after ckpt_close returned, when they were stuck on the volume). */
-static void ctx_free_rest(struct ckpt_ctx *ctx)
-{
-	if (!ctx)
-		return;
-	ckpt_stage__free(ctx);
-	for (size_t i = 0; i < ctx->nrecs; i++)
-		free(ctx->recs[i]);
-	free(ctx->recs);
-	for (size_t i = 0; i < ctx->ntrash; i++)
-		free(ctx->trash[i]);
-	free(ctx->trash);
-	ckpt_shard__writer_free(ctx->writer);
-	ckpt_codec__free(ctx->codec);
-	ckpt_commit__lease_release(ctx); /* after the drains: it was held through them */
-	ckpt_drain__free_deferred(ctx);
-	unlock_job(ctx); /* releases the job lock */
-	ckpt_config_free(ctx->cfg); /* last: the above may still read the configuration */
-	pthread_mutex_destroy(&ctx->api_mu);
-	pthread_mutex_destroy(&ctx->mu);
-	pthread_cond_destroy(&ctx->cv);
-	free(ctx);
-}
-
 /* ---- the probes of shared_dir at open, in a thread with a deadline (issue 13) ----
  * On a hard NFS mount whose server is away every call on the volume blocks in the kernel, for as
  * long as the outage lasts. ckpt_open waits probe_timeout seconds for the probes, then fails with
@@ -402,25 +380,29 @@ void ckpt_ctx__free(struct ckpt_ctx *ctx)
 {
 	if (!ctx)
 		return;
+	/* The context's own part first; the rest (records, trash, lease, config, locks, ctx) is
+	 * freed by the drain module, at once or by the last drain thread stuck in the kernel: the
+	 * drain never calls back up into the context. */
+	ckpt_stage__free(ctx); /* its threads were stopped by ckpt_ctx__shutdown (if it ran) */
+	ckpt_shard__writer_free(ctx->writer);
+	ctx->writer = NULL;
+	ckpt_codec__free(ctx->codec);
+	ctx->codec = NULL;
 	if (ctx->threads) {
 		/* The job lock goes now, whatever the drain threads do: the next ckpt_open (this
 		 * process or another) takes over the local copies. A stuck thread must not close
 		 * it later: in this process that would drop the next context's lock. */
 		unlock_job(ctx);
-		ckpt_shard__writer_free(ctx->writer);
-		ctx->writer = NULL;
-		ckpt_codec__free(ctx->codec);
-		ctx->codec = NULL;
-		ctx->release = ctx_free_rest;
-		if (ckpt_drain__release(ctx, 1))
-			return; /* a drain thread stuck in the kernel frees ctx when it leaves */
+	} else {
+		ckpt_commit__lease_release(ctx);
+		unlock_job(ctx); /* releases the job lock */
 	}
-	ctx_free_rest(ctx);
+	if (ckpt_drain__release(ctx, 1))
+		return; /* a drain thread stuck in the kernel frees ctx when it leaves */
 }
 
 int ckpt_ctx__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank, uint32_t nranks,
-		   ckpt_commit_fn commit, ckpt_vote_fail_fn vote_fail, void *mpi,
-		   struct ckpt_err *err)
+		   void *mpi, struct ckpt_err *err)
 {
 	char local[PATH_MAX], shared[PATH_MAX], top[PATH_MAX];
 	struct ckpt_ctx *ctx;
@@ -446,9 +428,8 @@ int ckpt_ctx__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank,
 	pthread_cond_init(&ctx->cv, NULL);
 	ctx->rank = rank;
 	ctx->nranks = nranks;
-	ctx->commit = commit;
-	ctx->vote_fail = vote_fail;
 	ctx->mpi = mpi;
+	ctx->with_mpi = mpi != NULL;
 	if ((rc = ckpt_config__dup(&ctx->cfg, cfg)) < 0) {
 		ckpt_err__set(err, rc, "out of memory copying the configuration");
 		goto fail;
@@ -618,7 +599,7 @@ int ckpt_ctx__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 	if (ctx->pending < ctx->cfg->max_pending)
 		ctx->behind = 0;
 	warn_if_stalled(ctx);
-	if (!(rec = ckpt_drain__rec(ctx, step, 1))) {
+	if (!(rec = ckpt_retention__rec(ctx, step, 1))) {
 		pthread_mutex_unlock(&ctx->mu);
 		return ckpt_err__set(&ctx->err, CKPT_ENOMEM, "out of memory for a step record");
 	}

@@ -6,12 +6,11 @@
 #include "internal.h"
 
 /* Check the config and the directories, make the job directories, take the rank's lock, build the
- * context; no drain thread yet. commit is the context's commit hook, vote_fail its failed-drain
- * hook (NULL when single), mpi the MPI engine (NULL when single). On success the context holds
+ * context; no drain thread yet. mpi is the MPI engine (NULL when single): it decides how the
+ * drain commits (commit.c: ckpt_commit__drained). On success the context holds
  * mpi (ckpt_ctx__shutdown ends it); on failure *out is NULL and mpi is still the caller's. */
 int ckpt_ctx__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank, uint32_t nranks,
-		   ckpt_commit_fn commit, ckpt_vote_fail_fn vote_fail, void *mpi,
-		   struct ckpt_err *err);
+		   void *mpi, struct ckpt_err *err);
 /* The writer's open sweep of superseded shards left by a kill after a commit (rule S of
  * docs/CONCURRENCY.md); nothing unless this context holds the writer lease. */
 void ckpt_ctx__sweep(struct ckpt_ctx *ctx);

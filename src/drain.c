@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The drain pipeline: the threads and the queue that take each saved step from the local tier to
- * the shared tier, then hand it to the commit and to retention (drain_retention.c).
+ * the shared tier, then hand it to the commit layer (commit.c) and to retention (retention.c).
+ * Both are below the drain: it calls them, they never call it.
  *
  * One job (a step's local shard) is drained at a time by all drain threads together: each thread
  * claims the next chunk of the plan, reads and encodes it on its own (codec.c: the chunk
@@ -21,7 +22,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "commit.h"
+#include "drain.h"
 #include "internal.h"
+#include "retention.h"
 #include "step.h"
 
 struct drain_job {
@@ -283,7 +287,7 @@ static int job_finish(struct ckpt_ctx *ctx, struct drain_job *j, struct ckpt_err
 	d.created_ns = j->src->hdr.created_ns;
 	/* The shard is durable under its final name (ckpt_shard__zfinish: 1. fsync, 2. rename and
 	 * directory fsync); 3. commit (writes the MANIFEST durably, or the MPI protocol). */
-	return ctx->commit(ctx, &d, err);
+	return ckpt_commit__drained(ctx, &d, err);
 }
 
 /* The job is over (done, failed, or handed to the commit protocol): record the outcome and free
@@ -307,11 +311,12 @@ static void job_end(struct ckpt_ctx *ctx, struct drain_job *j, int rc, const str
 		ctx->pending--;
 	}
 	progress(ctx);
+	rec->draining = 0;
 	ctx->job = NULL;
 	/* Retention reads the shared tier with ctx->mu dropped; ckpt_wait waits for it
 	 * (ctx->retaining). The job is off the context first, so that a new one can start. */
 	if (rc == CKPT_OK)
-		ckpt_drain__retention(ctx);
+		ckpt_retention__apply(ctx);
 	pthread_cond_broadcast(&ctx->cv);
 	pthread_mutex_unlock(&ctx->mu);
 	job_free(j);
@@ -325,15 +330,14 @@ static int vote_if_failed(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 {
 	int gone;
 
-	if (rc >= 0 || !ctx->vote_fail)
+	if (rc >= 0 || !ctx->with_mpi)
 		return rc;
 	pthread_mutex_lock(&ctx->mu);
 	gone = ctx->abort; /* after ckpt_close gave up: the MPI engine may be gone */
 	pthread_mutex_unlock(&ctx->mu);
 	if (gone)
 		return rc;
-	ctx->vote_fail(ctx, step, save_id, rc, e->msg);
-	return CKPT_COMMIT_PENDING;
+	return ckpt_commit__vote_failed(ctx, step, save_id, rc, e->msg);
 }
 
 /* Called with ctx->mu held after a worker leaves a job: finish it when nothing is left. */
@@ -406,7 +410,7 @@ static void *worker_main(void *arg)
 		 * retired, which the crash points of retention rely on) */
 		if (ctx->ntrash && !ctx->emptying && !ctx->retaining) {
 			progress(ctx); /* busy from now */
-			ckpt_drain__empty_trash(ctx);
+			ckpt_retention__empty_trash(ctx);
 			progress(ctx);
 			continue;
 		}
@@ -455,6 +459,7 @@ static void *worker_main(void *arg)
 				continue;
 			}
 			ctx->job = j;
+			j->rec->draining = 1; /* what retention leaves alone (retention.c) */
 			pthread_cond_broadcast(&ctx->cv);
 			maybe_finish(w, j); /* a step without data finishes at once */
 			continue;
@@ -568,12 +573,13 @@ static void drain_free(struct ckpt_ctx *ctx)
 
 	/* An aborted job was left by its workers: free it here. And what they left in the trash. */
 	if (ctx->job) {
+		ctx->job->rec->draining = 0;
 		job_free(ctx->job);
 		ctx->job = NULL;
 	}
 	pthread_mutex_lock(&ctx->mu);
 	if (ctx->ntrash)
-		ckpt_drain__empty_trash(ctx);
+		ckpt_retention__empty_trash(ctx);
 	free(ctx->trash);
 	ctx->trash = NULL;
 	ctx->captrash = 0;
@@ -590,11 +596,33 @@ static void drain_free(struct ckpt_ctx *ctx)
 	ctx->nthreads = 0;
 }
 
+/* The rest of ckpt_ctx__free once every drain thread has returned: what the context left to the
+ * layers below it (it freed its own part before ckpt_drain__release). Called by ckpt_close, or
+ * by the last detached thread long after ckpt_close returned, when they were stuck on the
+ * volume; nobody else holds ctx then. */
+static void free_rest(struct ckpt_ctx *ctx)
+{
+	if (ctx->threads)
+		drain_free(ctx);
+	ckpt_commit__lease_release(ctx); /* after the drains: it was held through them */
+	ckpt_retention__free_deferred(ctx);
+	for (size_t i = 0; i < ctx->nrecs; i++)
+		free(ctx->recs[i]);
+	free(ctx->recs);
+	for (size_t i = 0; i < ctx->ntrash; i++) /* a context whose drain never started */
+		free(ctx->trash[i]);
+	free(ctx->trash);
+	ckpt_config_free(ctx->cfg); /* last: the above may still read the configuration */
+	pthread_mutex_destroy(&ctx->api_mu);
+	pthread_mutex_destroy(&ctx->mu);
+	pthread_cond_destroy(&ctx->cv);
+	free(ctx);
+}
+
 /* What the last detached thread calls: ckpt_close has returned long ago. */
 static void drain_release_late(struct ckpt_ctx *ctx)
 {
-	drain_free(ctx);
-	ctx->release(ctx);
+	free_rest(ctx);
 }
 
 int ckpt_drain__release(struct ckpt_ctx *ctx, int may_detach)
@@ -614,7 +642,7 @@ int ckpt_drain__release(struct ckpt_ctx *ctx, int may_detach)
 	pthread_mutex_unlock(&ctx->mu);
 	for (unsigned i = 0; i < ctx->nthreads; i++)
 		pthread_join(ctx->threads[i], NULL);
-	drain_free(ctx);
+	free_rest(ctx);
 	return 0;
 }
 
@@ -676,31 +704,6 @@ double ckpt_drain__stalled(const struct ckpt_ctx *ctx)
 		return 0;
 	stuck = (double)(mono_ns() - ctx->progress_ns) / 1e9;
 	return stuck >= ctx->cfg->stall_after ? stuck : 0;
-}
-
-struct ckpt_step_rec *ckpt_drain__rec(struct ckpt_ctx *ctx, uint64_t step, int create)
-{
-	struct ckpt_step_rec *r;
-
-	for (size_t i = 0; i < ctx->nrecs; i++)
-		if (ctx->recs[i]->step == step)
-			return ctx->recs[i];
-	if (!create)
-		return NULL;
-	if (ctx->nrecs == ctx->caprecs) {
-		size_t cap = ctx->caprecs ? 2 * ctx->caprecs : 16;
-		struct ckpt_step_rec **nr = realloc(ctx->recs, cap * sizeof(*nr));
-
-		if (!nr)
-			return NULL;
-		ctx->recs = nr;
-		ctx->caprecs = cap;
-	}
-	if (!(r = calloc(1, sizeof(*r))))
-		return NULL;
-	r->step = step;
-	ctx->recs[ctx->nrecs++] = r;
-	return r;
 }
 
 int ckpt_drain__running(const struct ckpt_ctx *ctx, const struct ckpt_step_rec *rec)

@@ -35,6 +35,8 @@
 
 #include "commit_mpi.h"
 #include "context.h"
+#include "drain.h"
+#include "retention.h"
 #include "stage.h"
 #include "step.h"
 
@@ -382,7 +384,7 @@ static void *writer_main(void *arg)
 		pthread_mutex_lock(&ctx->mu);
 		/* durable locally (or lost): the staging memory is free for the next saves */
 		job_release(st, j);
-		rec = ckpt_drain__rec(ctx, j->step, 0);
+		rec = ckpt_retention__rec(ctx, j->step, 0);
 		if (rc == CKPT_OK || published) {
 			/* durable locally: drain it (a later save of the step, still staged, is
 			 * drained after it lands; the drain reads the newest local copy) */
@@ -633,7 +635,7 @@ int ckpt_stage__save(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 					     (unsigned long long)step);
 		}
 	}
-	if (!(rec = ckpt_drain__rec(ctx, step, 1))) {
+	if (!(rec = ckpt_retention__rec(ctx, step, 1))) {
 		job_release(st, j);
 		pthread_mutex_unlock(&ctx->mu);
 		job_free(j);

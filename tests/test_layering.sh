@@ -9,10 +9,12 @@ srcdir=${srcdir:-.}
 # The module of a file of src/ and its height (higher calls lower), from its name.
 layer() {
 	case $1 in
-	api.* | api_*) echo "12 api" ;;
-	context.* | stage.*) echo "11 context" ;; # stage.c: snapshot saves, the local save's other half
-	commit.* | commit_*) echo "10 commit" ;;
-	drain.* | drain_* | internal.h) echo "9 drain" ;;
+	api.* | api_*) echo "14 api" ;;
+	context.* | stage.*) echo "13 context" ;; # stage.c: snapshot saves, the local save's other half
+	drain.* | drain_*) echo "12 drain" ;;
+	commit.* | commit_*) echo "11 commit" ;;
+	retention.*) echo "10 retention" ;;
+	internal.h) echo "9 ctx" ;; # the context struct that every module from retention up shares
 	step.*) echo "8 step" ;;
 	shard.* | shard_*) echo "7 shard" ;;
 	storage.* | storage_*) echo "6 storage" ;;

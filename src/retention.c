@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Retention and the trash: after a commit, which local copies and which committed shared steps
- * go (keep_local, keep_shared), moved out of sight at once and removed later by a drain thread. */
+/* The step records of a context (what it knows of each step it saved), retention and the trash:
+ * after a commit, which local copies and which committed shared steps go (keep_local,
+ * keep_shared), moved out of sight at once and removed later by a drain thread. Below the commit
+ * layer and the drain, which both call it; it calls neither (whether the drain is working on a
+ * step is the record's `draining`, that drain.c keeps under ctx->mu). */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -10,7 +13,33 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "retention.h"
 #include "step.h"
+
+struct ckpt_step_rec *ckpt_retention__rec(struct ckpt_ctx *ctx, uint64_t step, int create)
+{
+	struct ckpt_step_rec *r;
+
+	for (size_t i = 0; i < ctx->nrecs; i++)
+		if (ctx->recs[i]->step == step)
+			return ctx->recs[i];
+	if (!create)
+		return NULL;
+	if (ctx->nrecs == ctx->caprecs) {
+		size_t cap = ctx->caprecs ? 2 * ctx->caprecs : 16;
+		struct ckpt_step_rec **nr = realloc(ctx->recs, cap * sizeof(*nr));
+
+		if (!nr)
+			return NULL;
+		ctx->recs = nr;
+		ctx->caprecs = cap;
+	}
+	if (!(r = calloc(1, sizeof(*r))))
+		return NULL;
+	r->step = step;
+	ctx->recs[ctx->nrecs++] = r;
+	return r;
+}
 
 /* Is the local copy of `step` (this rank's) committed on shared with the same save id? */
 static int local_is_committed(struct ckpt_ctx *ctx, uint64_t step, uint64_t local_save)
@@ -135,7 +164,7 @@ static void drop_deferred(struct ckpt_ctx *ctx, size_t i)
 	ctx->deferred[i] = ctx->deferred[--ctx->ndeferred];
 }
 
-void ckpt_drain__free_deferred(struct ckpt_ctx *ctx)
+void ckpt_retention__free_deferred(struct ckpt_ctx *ctx)
 {
 	for (size_t i = 0; i < ctx->ndeferred; i++)
 		free(ctx->deferred[i].path);
@@ -146,7 +175,7 @@ void ckpt_drain__free_deferred(struct ckpt_ctx *ctx)
 
 static void retire(struct ckpt_ctx *ctx, const char *path, const char *jobdir, int is_step);
 
-void ckpt_drain__defer_superseded(struct ckpt_ctx *ctx, const char *stepdir, uint64_t keep_id)
+void ckpt_retention__defer_superseded(struct ckpt_ctx *ctx, const char *stepdir, uint64_t keep_id)
 {
 	char **paths;
 	size_t n, i;
@@ -188,7 +217,7 @@ static void retire_due_shards(struct ckpt_ctx *ctx)
 }
 
 /* Retire path (a local shard, or a shared step directory) into jobdir's trash: a rename under
- * ctx->mu, the removal later by a drain thread without it (ckpt_drain__empty_trash). Where the
+ * ctx->mu, the removal later by a drain thread without it (ckpt_retention__empty_trash). Where the
  * rename fails, or the trash cannot grow, the removal happens here. On the shared tier
  * (is_step), the rename runs with ctx->mu dropped: the volume may not answer, and a save must
  * never wait for it (issue 13). */
@@ -228,7 +257,7 @@ static void retire(struct ckpt_ctx *ctx, const char *path, const char *jobdir, i
 		unlink(path);
 }
 
-void ckpt_drain__empty_trash(struct ckpt_ctx *ctx)
+void ckpt_retention__empty_trash(struct ckpt_ctx *ctx)
 {
 	char **t = ctx->trash;
 	size_t n = ctx->ntrash;
@@ -248,7 +277,7 @@ void ckpt_drain__empty_trash(struct ckpt_ctx *ctx)
 	pthread_cond_broadcast(&ctx->cv);
 }
 
-void ckpt_drain__wait_trash(struct ckpt_ctx *ctx)
+void ckpt_retention__wait_trash(struct ckpt_ctx *ctx)
 {
 	while ((ctx->ntrash || ctx->emptying || ctx->retaining) && ctx->nthreads)
 		pthread_cond_wait(&ctx->cv, &ctx->mu);
@@ -257,14 +286,14 @@ void ckpt_drain__wait_trash(struct ckpt_ctx *ctx)
 /* Is the local copy of this step kept whatever the shared tier says? (ctx->mu held) */
 static int local_pinned(struct ckpt_ctx *ctx, const struct kept *k)
 {
-	struct ckpt_step_rec *rec = ckpt_drain__rec(ctx, k->step, 0);
+	struct ckpt_step_rec *rec = ckpt_retention__rec(ctx, k->step, 0);
 
 	/* a step whose last drain failed keeps its local copy even when a MANIFEST exists:
 	 * the commit may have been reported failed after its rename (directory fsync) */
 	return k->keep ||
 	       (rec && (rec->state == CKPT_STATE_LOCAL || rec->state == CKPT_STATE_FAILED ||
 			rec->queued)) ||
-	       (rec && ckpt_drain__running(ctx, rec));
+	       (rec && rec->draining); /* the drain's job in progress */
 }
 
 static void retention_once(struct ckpt_ctx *ctx)
@@ -349,7 +378,7 @@ static void retention_once(struct ckpt_ctx *ctx)
 	free(v);
 }
 
-void ckpt_drain__retention(struct ckpt_ctx *ctx)
+void ckpt_retention__apply(struct ckpt_ctx *ctx)
 {
 	/* One pass at a time (ctx->mu is dropped inside); a commit meanwhile asks for another. */
 	if (ctx->retaining) {

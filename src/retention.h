@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/* The retention module (retention.c), private: the step records of a context, retention
+ * (keep_local, keep_shared, read_grace) and the trash. Used by the commit layer, the drain and the
+ * layers above; it uses only the context struct (internal.h) and the modules below. */
+#ifndef CKPT_RETENTION_H
+#define CKPT_RETENTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+/* retention.c: step records, retention and the trash */
+/* Find or create the record of `step` (ctx->mu held). NULL when out of memory. */
+struct ckpt_step_rec *ckpt_retention__rec(struct ckpt_ctx *ctx, uint64_t step, int create);
+/* Apply keep_local / keep_shared (ctx->mu held: a save cannot rename into a step meanwhile).
+ * All of it runs under the lock: the listing of both job directories, the header, trailer and
+ * index of each local copy, the MANIFEST of each step (small reads, mostly cached) and the
+ * renames into the trash. What takes long, removing the retired files (tens of ms for a large
+ * one, that a save must not wait for), happens later without the lock: the drain threads empty
+ * the trash (retention.c). */
+void ckpt_retention__apply(struct ckpt_ctx *ctx);
+/* Wait until the trash is empty (ctx->mu held): what retention removed is then gone. */
+void ckpt_retention__wait_trash(struct ckpt_ctx *ctx);
+/* Remove what retention retired (ctx->mu held; dropped while removing). One thread at a time, so
+ * that ckpt_retention__wait_trash knows when all is gone. For drain threads and ckpt_drain__stop. */
+void ckpt_retention__empty_trash(struct ckpt_ctx *ctx);
+
+/* Superseded shards of stepdir (other saves than keep_id), just made unreachable by a commit:
+ * retired once read_grace seconds have passed (at once when read_grace is 0). Takes ctx->mu. */
+void ckpt_retention__defer_superseded(struct ckpt_ctx *ctx, const char *stepdir, uint64_t keep_id);
+/* Free what is still deferred (ctx->mu not needed: no thread runs). Left on disk: the next
+ * writer's open (rule S) or retention removes it once its grace is over. */
+void ckpt_retention__free_deferred(struct ckpt_ctx *ctx);
+
+#endif
