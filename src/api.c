@@ -170,24 +170,33 @@ static void retry_failed(struct ckpt_ctx *ctx)
 	pthread_mutex_unlock(&ctx->mu);
 }
 
-int ckpt_save(ckpt_ctx *ctx, uint64_t step, const ckpt_region *regions, size_t nregions)
+/* ckpt_save and ckpt_save_staged: one path. `staged`: the regions' buffers are the library's
+ * staging memory, owned by the library from the call on, whatever it returns. */
+static int save_step(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *regions,
+		     size_t nregions, int staged)
 {
 	int rc;
 
-	if (!ctx)
-		return CKPT_EINVAL;
 	pthread_mutex_lock(&ctx->api_mu);
 	if (step == CKPT_STEP_ALL)
 		rc = ckpt_err__set(&ctx->err, CKPT_EINVAL,
-				   "ckpt_save: step %llu is reserved (CKPT_STEP_ALL)",
-				   (unsigned long long)step);
+				   "%s: step %llu is reserved (CKPT_STEP_ALL)",
+				   staged ? "ckpt_save_staged" : "ckpt_save", (unsigned long long)step);
 	else
 		rc = check_regions(regions, nregions, &ctx->err);
+	if (staged && regions) {
+		int crc = ckpt_stage__claim(ctx, regions, nregions);
+
+		if (rc == CKPT_OK)
+			rc = crc;
+	}
 	/* With MPI even bad arguments go through the collective, so that every rank returns. */
 	if (ctx->mpi)
 		rc = ckpt_api_mpi__save(ctx, step, regions, nregions, rc);
 	else if (rc == CKPT_OK)
 		rc = ckpt_ctx__save_local(ctx, step, ckpt_store__random64(), regions, nregions);
+	if (staged)
+		ckpt_stage__unclaim(ctx); /* frees what a failed save did not take */
 	/* With MPI a retry must be collective: failed steps are drained again by the next
 	 * ckpt_open_mpi, which agrees on them across ranks. */
 	if (rc == CKPT_OK && !ctx->mpi)
@@ -197,6 +206,11 @@ int ckpt_save(ckpt_ctx *ctx, uint64_t step, const ckpt_region *regions, size_t n
 		ckpt_ctx__unpin(ctx, step);
 	pthread_mutex_unlock(&ctx->api_mu);
 	return rc;
+}
+
+int ckpt_save(ckpt_ctx *ctx, uint64_t step, const ckpt_region *regions, size_t nregions)
+{
+	return ctx ? save_step(ctx, step, regions, nregions, 0) : CKPT_EINVAL;
 }
 
 /* Monotonic seconds, for the deadline of ckpt_wait_timeout. */
@@ -426,33 +440,7 @@ int ckpt_stage_free(ckpt_ctx *ctx, void *buf)
 
 int ckpt_save_staged(ckpt_ctx *ctx, uint64_t step, const ckpt_region *regions, size_t nregions)
 {
-	int rc;
-
-	if (!ctx)
-		return CKPT_EINVAL;
-	pthread_mutex_lock(&ctx->api_mu);
-	if (step == CKPT_STEP_ALL)
-		rc = ckpt_err__set(&ctx->err, CKPT_EINVAL,
-				   "ckpt_save_staged: step %llu is reserved (CKPT_STEP_ALL)",
-				   (unsigned long long)step);
-	else
-		rc = check_regions(regions, nregions, &ctx->err);
-	/* the buffers are the library's from here, whatever happens */
-	if (regions) {
-		int crc = ckpt_stage__claim(ctx, regions, nregions);
-
-		if (rc == CKPT_OK)
-			rc = crc;
-	}
-	if (ctx->mpi)
-		rc = ckpt_api_mpi__save(ctx, step, regions, nregions, rc);
-	else if (rc == CKPT_OK)
-		rc = ckpt_ctx__save_local(ctx, step, ckpt_store__random64(), regions, nregions);
-	ckpt_stage__unclaim(ctx); /* frees what a failed save did not take */
-	if (rc == CKPT_OK && !ctx->mpi)
-		retry_failed(ctx);
-	pthread_mutex_unlock(&ctx->api_mu);
-	return rc;
+	return ctx ? save_step(ctx, step, regions, nregions, 1) : CKPT_EINVAL;
 }
 
 /* A step that ckpt_latest passes over because a copy of it is damaged (not merely absent, in
