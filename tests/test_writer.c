@@ -70,21 +70,30 @@ static void test_fork_child_drops_lock(void)
 {
 	struct th_env e;
 	ckpt_ctx *a, *b;
-	int p[2];
+	int p[2], q[2];
 	pid_t pid;
 	char c;
 
 	CU_ASSERT_FATAL(th_env_new(&e, "writer-fork") == 0);
-	CU_ASSERT_FATAL(pipe(p) == 0);
+	CU_ASSERT_FATAL(pipe(p) == 0 && pipe(q) == 0);
 	a = th_open(&e, (const char *const[]){ "log_level", "0", NULL });
 	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
 	pid = fork();
 	CU_ASSERT_FATAL(pid >= 0);
 	if (pid == 0) {
+		/* fork() has returned here, so the atfork child handler has run: say so */
 		close(p[1]);
+		close(q[0]);
+		if (write(q[1], "r", 1) != 1)
+			_exit(2);
 		_exit(read(p[0], &c, 1) < 0); /* alive until the parent closes the pipe */
 	}
 	close(p[0]);
+	close(q[1]);
+	/* Until the child has run its atfork handler it still shares the lock's open file
+	 * description (a reopen in that instant would be refused): wait for it, not a sleep. */
+	CU_ASSERT(read(q[0], &c, 1) == 1);
+	close(q[0]);
 	CU_ASSERT(ckpt_close(a) == CKPT_OK);
 	b = th_open(&e, (const char *const[]){ "log_level", "0", NULL });
 	CU_ASSERT_PTR_NOT_NULL(b); /* without the atfork handler: CKPT_EBUSY (the child's OFD) */
