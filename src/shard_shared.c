@@ -4,6 +4,7 @@
  * it goes (the next free offset), checks the raw bytes against each region's checksum (in plan
  * order, off the write path), encodes the header, the index and the trailer (through fmt) and
  * makes the file durable under its final name. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -82,6 +83,43 @@ nomem:
 			     (unsigned long long)z->src->hdr.step);
 }
 
+/* Remove what an earlier failed drain of this shard's rank, in this process, left in the step
+ * directory because it could not (the volume had turned read-only, so the unlink of
+ * ckpt_shard__zabort failed too). Only names of this host and this pid that end in this rank's
+ * compressed shard name: one context per job rank per process (the rank lock), and this drain is
+ * the rank's only one, so none of them is in use. Never another process's file. */
+static void remove_own_leftovers(int dir_fd, const char *final_base)
+{
+	char prefix[128], rank_part[32];
+	struct dirent *e;
+	DIR *d;
+	int fd;
+
+	snprintf(prefix, sizeof(prefix), ".tmp.%s.%ld.", ckpt_store__hostname(), (long)getpid());
+	/* final_base is "rank-RRRRRR-<save id>.ckz": keep "rank-RRRRRR-" */
+	snprintf(rank_part, sizeof(rank_part), "%.12s", final_base);
+	if (strncmp(rank_part, "rank-", 5) || strlen(rank_part) != 12 ||
+	    (fd = dup(dir_fd)) < 0)
+		return;
+	if (!(d = fdopendir(fd))) {
+		close(fd);
+		return;
+	}
+	while ((e = readdir(d))) {
+		const char *tail;
+		size_t n = strlen(e->d_name);
+
+		if (strncmp(e->d_name, prefix, strlen(prefix)) || n < 4 ||
+		    strcmp(e->d_name + n - 4, ".ckz"))
+			continue;
+		/* .tmp.<host>.<pid>.<8 hex>.<final name>: the final name follows the random part */
+		tail = e->d_name + strlen(prefix);
+		if (strlen(tail) > 9 && tail[8] == '.' && !strncmp(tail + 9, rank_part, 12))
+			unlinkat(dir_fd, e->d_name, 0);
+	}
+	closedir(d);
+}
+
 int ckpt_shard__zopen(struct ckpt_zwriter **out, const struct ckpt_shard *src, uint64_t chunk_size,
 		      int transform, const char *stepdir, const char *final_base,
 		      struct ckpt_err *err)
@@ -114,6 +152,7 @@ int ckpt_shard__zopen(struct ckpt_zwriter **out, const struct ckpt_shard *src, u
 		rc = ckpt_err__errno(err, errno, "open %s", stepdir);
 		goto fail;
 	}
+	remove_own_leftovers(z->dir_fd, final_base);
 	/* Written under a temporary name: readers and the commit never look at .tmp.* files. */
 	z->fd = openat(z->dir_fd, base, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
 	if (z->fd < 0) {

@@ -531,6 +531,33 @@ static void test_backpressure(void)
 	CU_ASSERT(close_ctx() == CKPT_OK);
 }
 
+/* A drain that failed and could not remove its temporary file (the volume had turned read-only:
+ * the unlink failed too) leaves it behind; the next drain of the same rank in this process
+ * removes it. Another process's temporary file is never touched. */
+static void test_own_leftover_removed(void)
+{
+	char dir[4200], mine[4400], other[4400], keep[4400];
+
+	CU_ASSERT_FATAL(env_new("drain-leftover") == 0);
+	snprintf(dir, sizeof(dir), "%s/job/step-%020d", E.shared, 1);
+	CU_ASSERT_FATAL(th_sh("mkdir -p '%s'", dir) == 0);
+	snprintf(mine, sizeof(mine), "%s/.tmp.%s.%ld.0badf00d.rank-000000-00000000000000aa.ckz", dir,
+		 ckpt_store__hostname(), (long)getpid());
+	snprintf(other, sizeof(other), "%s/.tmp.%s.%ld.0badf00d.rank-000000-00000000000000bb.ckz",
+		 dir, ckpt_store__hostname(), (long)getppid()); /* alive: the open's sweep keeps it */
+	snprintf(keep, sizeof(keep), "%s/.tmp.%s.%ld.0badf00d.rank-000001-00000000000000cc.ckz", dir,
+		 ckpt_store__hostname(), (long)getpid());
+	CU_ASSERT_FATAL(th_sh("touch '%s' '%s' '%s'", mine, other, keep) == 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv(NULL));
+	CU_ASSERT(save(1, 1 * MIB, 1) == CKPT_OK);
+	CU_ASSERT(ckpt_wait(CTX, 1) == CKPT_OK);
+	CU_ASSERT(committed(1));
+	CU_ASSERT(access(mine, F_OK) != 0);  /* this process's, this rank's: removed */
+	CU_ASSERT(access(other, F_OK) == 0); /* another live process's: kept */
+	CU_ASSERT(access(keep, F_OK) == 0);  /* another rank's: kept */
+	CU_ASSERT(close_ctx() == CKPT_OK);
+}
+
 /* close_timeout 0 abandons a running drain; the next ckpt_open drains the local copy again. */
 static void test_close_timeout(void)
 {
@@ -799,6 +826,7 @@ int main(void)
 	    !CU_add_test(s, "backpressure", test_backpressure) ||
 	    !CU_add_test(s, "skip superseded steps when behind", test_skip_superseded) ||
 	    !CU_add_test(s, "drain threads: names and relative nice", test_thread_names_nice) ||
+	    !CU_add_test(s, "a failed drain's leftover is removed by the next", test_own_leftover_removed) ||
 	    !CU_add_test(s, "close_timeout 0", test_close_timeout) ||
 	    !CU_add_test(s, "chunk transforms round trip", test_transform_roundtrip)) {
 		CU_cleanup_registry();
