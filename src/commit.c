@@ -274,6 +274,15 @@ static int lease_check(struct ckpt_ctx *ctx, uint64_t step, struct ckpt_err *err
 			     "another writer");
 }
 
+void ckpt_commit__lease_abandon(struct ckpt_ctx *ctx)
+{
+	/* Off the list of this process's live leases: a lease naming this host, this pid and an id
+	 * no live context holds is provably gone (holder_gone), so the next open takes it over by
+	 * rename; this context's own commit check then sees another id and commits nothing. */
+	if (ctx->lease)
+		live_remove(ctx->lease->id);
+}
+
 void ckpt_commit__lease_release(struct ckpt_ctx *ctx)
 {
 	struct ckpt_lease *l = ctx->lease;

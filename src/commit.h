@@ -18,6 +18,10 @@ int ckpt_commit__lease_take(struct ckpt_ctx *ctx, struct ckpt_err *err);
 int ckpt_commit__lease_held(const struct ckpt_ctx *ctx);
 /* Stop the heartbeat and remove the lease file if it is still this context's; free it. */
 void ckpt_commit__lease_release(struct ckpt_ctx *ctx);
+/* ckpt_close gave up on drain threads stuck on the volume (they commit nothing more): let the
+ * next context of this process take the lease at once, without waiting for them. No I/O, no
+ * lock but the process's lease list; ckpt_commit__lease_release still runs when they leave. */
+void ckpt_commit__lease_abandon(struct ckpt_ctx *ctx);
 
 /* commit.c */
 /* The commit point, the one place a MANIFEST is written: encode m, check that shared_dir is still

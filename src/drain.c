@@ -635,6 +635,8 @@ int ckpt_drain__release(struct ckpt_ctx *ctx, int may_detach)
 			pthread_detach(ctx->threads[i]);
 		ctx->abort = 1;
 		ctx->detached = 1;
+		/* a reopen in this process must not find the job written by this dead context */
+		ckpt_commit__lease_abandon(ctx);
 		pthread_cond_broadcast(&ctx->cv);
 		pthread_mutex_unlock(&ctx->mu);
 		return 1;
