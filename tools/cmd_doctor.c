@@ -327,6 +327,7 @@ struct tier_job {
 	const char *stage;
 	struct tool_tier t;
 	char *mountinfo;
+	char *dir;              /* t.dir's own copy: the thread may outlive the caller's config */
 	uint64_t bytes;
 };
 
@@ -339,6 +340,7 @@ static void tier_unref(struct tier_job *j)
 	pthread_mutex_unlock(&j->mu);
 	if (last) {
 		free(j->mountinfo);
+		free(j->dir);
 		free(j);
 	}
 }
@@ -401,6 +403,16 @@ static int probe_bounded(struct tool_tier *tt, const char *mi, uint64_t bytes, d
 	pthread_cond_init(&j->cv, NULL);
 	j->refs = 2;
 	j->t = *tt;
+	/* The probe thread, abandoned at the deadline, may run on after the caller has freed its
+	 * configuration (where tt->dir points): it reads only memory the job owns. */
+	if (tt->dir && !(j->dir = strdup(tt->dir))) {
+		pthread_mutex_destroy(&j->mu);
+		pthread_cond_destroy(&j->cv);
+		free(j);
+		probe_tier(tt, mi);
+		return 0;
+	}
+	j->t.dir = j->dir;
 	j->bytes = bytes;
 	j->mountinfo = mi ? strdup(mi) : NULL;
 	if (pthread_create(&th, NULL, tier_main, j) != 0) {
@@ -422,7 +434,10 @@ static int probe_bounded(struct tool_tier *tt, const char *mi, uint64_t bytes, d
 	while (!j->done && pthread_cond_timedwait(&j->cv, &j->mu, &dl) != ETIMEDOUT)
 		;
 	if (j->done) {
+		const char *dir = tt->dir; /* the caller's, not the job's copy (freed below) */
+
 		*tt = j->t;
+		tt->dir = dir;
 	} else {
 		tt->usable = 0;
 		snprintf(tt->error, sizeof(tt->error), "%s %s is not responding: no answer within "
