@@ -2,13 +2,17 @@
 /* The collective public API: ckpt_open_mpi (with the collective recovery of uncommitted steps)
  * and the MPI variants of ckpt_save and ckpt_latest that api.c calls for an MPI context.
  *
- * Every collective here is nonblocking and waited for through ckpt_mpi__wait, which drives the
- * vote engine (commit_mpi.c) meanwhile: a rank blocked in a collective must still forward its
- * drains' votes, or rank 0 (waiting for them, e.g. in backpressure) and this rank would wait for
- * each other forever when no progress thread runs.
+ * ckpt_save and ckpt_latest agree through bounded rounds (ckpt_mpi__agree): point-to-point
+ * messages through rank 0 with a deadline of mpi_timeout, which drive the vote engine
+ * (commit_mpi.c) while they wait (a rank waiting for the others must still forward its drains'
+ * votes when no progress thread runs). A silent rank fails the call on every rank within
+ * mpi_timeout, with a message that names it; no MPI request is left pending. Only
+ * ckpt_open_mpi uses MPI collectives (MPI_Comm_dup, the open and recovery exchanges): it
+ * returns when every rank has called it.
  *
  * Layering: api.c -> api_mpi.c -> context.c -> commit_mpi.c (engine) -> commit.c -> drain.c.
  * Nothing here calls api.c; the engine never calls this file. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,70 +27,134 @@
 
 #define MAX_RECOVER 64 /* newest local steps considered for re-drain at open */
 
-static int allreduce(struct ckpt_ctx *ctx, const void *in, void *out, int n, MPI_Datatype t,
-		     MPI_Op op, const char *what, struct ckpt_err *err)
-{
-	MPI_Request req;
 
-	return ckpt_mpi__wait(ctx, &req,
-			      MPI_Iallreduce(in, out, n, t, op, ckpt_mpi__comm(ctx->mpi), &req), what, 0,
-			      err);
+/* Backpressure with MPI, before the ranks agree (ctx->mu not held): give a busy drain
+ * stall_wait seconds to make room, driving the engine; 1 when max_pending drains are still
+ * behind. Once a save found them behind (ctx->behind), the next ones do not wait. */
+static int wait_room(struct ckpt_ctx *ctx)
+{
+	double end = MPI_Wtime() + ctx->cfg->stall_wait;
+	int behind;
+
+	pthread_mutex_lock(&ctx->mu);
+	while (!ctx->behind && ctx->pending >= ctx->cfg->max_pending && MPI_Wtime() < end)
+		ckpt_ctx__wait_progress(ctx);
+	behind = ctx->pending >= ctx->cfg->max_pending;
+	pthread_mutex_unlock(&ctx->mu);
+	return behind;
 }
 
-/* Every rank learns the lowest rc and the rank that had it. */
-static int agree_rc(struct ckpt_ctx *ctx, int rc, int *who, struct ckpt_err *err)
+/* The ranks agreed that the drain is behind and every rank's `step` is durable locally: skip
+ * this rank's queued saves of older steps (superseded, not drained: drain.c takes them out of
+ * its queue, as in a single process), remove their local copies, and vote each one skipped so
+ * that rank 0 ends its round at once: a rank that drained it already reports it skipped too,
+ * and no step is committed with some ranks' shards only. */
+static void skip_agreed(struct ckpt_ctx *ctx, uint64_t step)
 {
-	struct { int v, r; } in = { rc, (int)ctx->rank }, res;
-	int mrc = allreduce(ctx, &in, &res, 1, MPI_2INT, MPI_MINLOC, "MPI_Iallreduce (result)", err);
+	uint64_t skip[64], *ids = NULL, *steps = NULL;
+	size_t n, k, total = 0;
 
-	if (mrc < 0)
-		return mrc;
-	*who = res.r;
-	return res.v;
+	do {
+		pthread_mutex_lock(&ctx->mu);
+		/* their save ids, which the skip forgets: drain.c's criterion (queued, no failed
+		 * drain to retry, older) */
+		ids = calloc(ctx->nrecs + 1, sizeof(*ids));
+		steps = calloc(ctx->nrecs + 1, sizeof(*steps));
+		k = 0;
+		for (size_t i = 0; ids && steps && i < ctx->nrecs; i++) {
+			struct ckpt_step_rec *r = ctx->recs[i];
+
+			if (r->queued && r->step < step && r->rc == CKPT_OK) {
+				steps[k] = r->step;
+				ids[k++] = r->save_id;
+			}
+		}
+		n = ids && steps ? ckpt_drain__skip_superseded(ctx, step, skip, 64) : 0;
+		pthread_mutex_unlock(&ctx->mu);
+		for (size_t i = 0; i < n; i++) {
+			char m[256];
+
+			snprintf(m, sizeof(m), "step %llu was skipped: superseded by step %llu "
+				 "before every rank could drain it (the shared volume fell behind)",
+				 (unsigned long long)skip[i], (unsigned long long)step);
+			for (size_t j = 0; j < k; j++)
+				if (steps[j] == skip[i])
+					ckpt_mpi__vote_skipped(ctx, skip[i], ids[j], m);
+		}
+		ckpt_ctx__remove_skipped(ctx, skip, n);
+		if (n)
+			ckpt_config__log(ctx->cfg, 2, "rank %u: step %llu saved while the drain is "
+					 "behind on some rank: %zu older undrained step(s) skipped, as "
+					 "on every rank (newest: %llu)", ctx->rank,
+					 (unsigned long long)step, n, (unsigned long long)skip[n - 1]);
+		total += n;
+		free(ids);
+		free(steps);
+	} while (n == 64 && total < 65536);
+	ckpt_mpi__poll(ctx); /* the votes go out now, not at the next call */
 }
 
 int ckpt_api_mpi__save(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *regs, size_t n,
 			int args_rc)
 {
-	uint64_t in[2] = { step, ~step }, mx[2], save_id = 0;
-	int rc, who = -1, mrc;
-
-	MPI_Request req;
+	static const uint8_t ops_a[4] = { CKPT_MPI_MAX, CKPT_MPI_MAX, CKPT_MPI_ROOT, CKPT_MPI_MAX };
+	uint64_t in[4], out[4], save_id;
+	struct ckpt_err e;
+	int rc, arc, minrc, who, skip;
 
 	ckpt_mpi__progress(ctx);
-	/* 0. arguments: a rank that rejected its own must not leave the others in a collective */
-	mrc = agree_rc(ctx, args_rc, &who, &ctx->err);
+	/* 1. one round: the arguments (a rank that rejected its own must not leave the others
+	 * waiting), the step (min and max over ranks: the max of ~step is ~min), the save id
+	 * (rank 0's), and whether some rank's drain is behind */
+	in[0] = step;
+	in[1] = ~step;
+	in[2] = ctx->rank == 0 ? ckpt_store__random64() : 0;
+	in[3] = args_rc == CKPT_OK ? (uint64_t)wait_room(ctx) : 0;
+	if ((arc = ckpt_mpi__agree(ctx, "ckpt_save", args_rc, in, ops_a, 4, out, &minrc, &who,
+				   &e)) < 0) {
+		if (args_rc < 0)
+			return args_rc; /* its own message stays */
+		return ckpt_err__set(&ctx->err, arc, "%s; nothing saved on any rank (step %llu)",
+				     e.msg, (unsigned long long)step);
+	}
 	if (args_rc < 0)
 		return args_rc; /* its own message stays */
-	if (mrc < 0)
-		return ckpt_err__set(&ctx->err, mrc == CKPT_EMPI ? CKPT_EMPI : CKPT_EINVAL,
+	if (minrc < 0)
+		return ckpt_err__set(&ctx->err, CKPT_EINVAL,
 				     "ckpt_save: rank %d rejected its arguments for step %llu: nothing "
 				     "written", who, (unsigned long long)step);
-	/* 1. the step: min and max over ranks (max of ~step is ~min) */
-	if ((rc = allreduce(ctx, in, mx, 2, MPI_UINT64_T, MPI_MAX, "MPI_Iallreduce (step)",
-			    &ctx->err)) < 0)
-		return rc;
-	if (mx[0] != step || ~mx[1] != step)
+	if (out[0] != step || ~out[1] != step)
 		return ckpt_err__set(&ctx->err, CKPT_EINVAL,
 				     "ckpt_save: ranks disagree on the step (%llu to %llu; this rank "
-				     "%llu): nothing written", (unsigned long long)~mx[1],
-				     (unsigned long long)mx[0], (unsigned long long)step);
-	/* 2. the save id, from rank 0 */
-	if (ctx->rank == 0)
-		save_id = ckpt_store__random64();
-	if ((rc = ckpt_mpi__wait(ctx, &req,
-				 MPI_Ibcast(&save_id, 1, MPI_UINT64_T, 0, ckpt_mpi__comm(ctx->mpi), &req),
-				 "MPI_Ibcast (save id)", 0, &ctx->err)) < 0)
-		return rc;
-	/* 3. the local write, 4. did every rank's succeed? */
+				     "%llu): nothing written", (unsigned long long)~out[1],
+				     (unsigned long long)out[0], (unsigned long long)step);
+	save_id = out[2];
+	skip = out[3] != 0;
+	pthread_mutex_lock(&ctx->mu);
+	ctx->behind = skip; /* every rank alike: the next save does not wait stall_wait */
+	pthread_mutex_unlock(&ctx->mu);
+	/* 2. the local write, 3. did every rank's succeed? */
 	rc = ckpt_ctx__save_local(ctx, step, save_id, regs, n);
 	if (rc < 0)
 		ckpt_mpi__vote_save_failure(ctx, step, save_id, rc, ctx->err.msg);
-	mrc = agree_rc(ctx, rc, &who, &ctx->err);
-	if (mrc < 0 && rc == CKPT_OK)
-		rc = ckpt_err__set(&ctx->err, mrc == CKPT_EMPI ? CKPT_EMPI : mrc,
-				   "ckpt_save: step %llu failed on rank %d; it will not be committed",
-				   (unsigned long long)step, who);
+	if ((arc = ckpt_mpi__agree(ctx, "ckpt_save", rc, NULL, NULL, 0, NULL, &minrc, &who,
+				   &e)) < 0) {
+		/* a rank silent between the rounds: the step must not commit anywhere */
+		ckpt_mpi__abandon(ctx, step, save_id, arc, e.msg);
+		if (rc < 0)
+			return rc; /* its own message stays */
+		return ckpt_err__set(&ctx->err, arc, "%s; step %llu will not be committed",
+				     e.msg, (unsigned long long)step);
+	}
+	if (minrc < 0) {
+		ckpt_mpi__abandon(ctx, step, save_id, minrc, "ckpt_save failed on a rank");
+		if (rc == CKPT_OK)
+			rc = ckpt_err__set(&ctx->err, minrc,
+					   "ckpt_save: step %llu failed on rank %d; it will not be "
+					   "committed", (unsigned long long)step, who);
+	} else if (skip) {
+		skip_agreed(ctx, step);
+	}
 	ckpt_mpi__progress(ctx);
 	return rc;
 }
@@ -125,20 +193,22 @@ static uint64_t readable_save(struct ckpt_ctx *ctx, uint64_t step, uint64_t *com
 
 int ckpt_api_mpi__latest(struct ckpt_ctx *ctx, uint64_t *step)
 {
+	static const uint8_t ops_min[1] = { CKPT_MPI_MIN };
+	static const uint8_t ops_ids[4] = { CKPT_MPI_MAX, CKPT_MPI_MAX, CKPT_MPI_MAX, CKPT_MPI_MIN };
 	uint64_t *v = NULL, bound = UINT64_MAX, mine, c;
 	size_t n = 0;
-	int rc, mrc;
+	int rc, mrc, minrc, who;
 
 	ckpt_mpi__progress(ctx);
 	rc = ckpt_ctx__candidates(ctx, &v, &n);
 	/* Every rank goes through the same rounds, also one whose listing failed (it offers none). */
 	for (;;) {
-		uint64_t ids[3], r[3], committed;
-		int ok, all;
+		uint64_t ids[4], r[4], committed;
+		int all;
 
 		mine = rc < 0 ? 0 : newest_usable(ctx, v, n, bound);
-		if ((mrc = allreduce(ctx, &mine, &c, 1, MPI_UINT64_T, MPI_MIN,
-				     "MPI_Iallreduce (latest)", &ctx->err)) < 0) {
+		if ((mrc = ckpt_mpi__agree(ctx, "ckpt_latest", CKPT_OK, &mine, ops_min, 1, &c, &minrc,
+					   &who, &ctx->err)) < 0) {
 			rc = mrc;
 			break;
 		}
@@ -155,14 +225,13 @@ int ckpt_api_mpi__latest(struct ckpt_ctx *ctx, uint64_t *step)
 		ids[0] = readable_save(ctx, c, &committed);
 		ids[1] = ~ids[0];
 		ids[2] = committed;
-		ok = ids[0] != 0;
-		if ((mrc = allreduce(ctx, ids, r, 3, MPI_UINT64_T, MPI_MAX, "MPI_Iallreduce (latest)",
-				     &ctx->err)) < 0 ||
-		    (mrc = allreduce(ctx, &ok, &all, 1, MPI_INT, MPI_LAND, "MPI_Iallreduce (latest)",
-				     &ctx->err)) < 0) {
+		ids[3] = ids[0] != 0; /* readable here: the MIN over ranks is "everywhere" */
+		if ((mrc = ckpt_mpi__agree(ctx, "ckpt_latest", CKPT_OK, ids, ops_ids, 4, r, &minrc,
+					   &who, &ctx->err)) < 0) {
 			rc = mrc;
 			break;
 		}
+		all = r[3] != 0;
 		/* the same save everywhere, or mixed saves but a committed one exists for all */
 		if (all && (r[0] == ~r[1] || r[2])) {
 			ctx->resolved_step = c;

@@ -16,6 +16,7 @@
  * Below: commit.c (the commit point) and the drain's step records. Above: api_mpi.c (open,
  * collectives) and context.c (waiting, closing); this file calls neither.
  */
+#include <assert.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +30,14 @@
 
 #define TAG_VOTE 7401
 #define TAG_OUTCOME 7402
+#define TAG_COLL 7403     /* a rank's part of a collective round, to rank 0 */
+#define TAG_COLL_RES 7404 /* rank 0's result of a round, to each rank */
 #define MSG_LEN 256
+#define CALL_LEN 24
+#define NDEAD 64          /* (step, save id) pairs rank 0 remembers as not to be committed */
+/* How long a rank that gave up on a round (withdrew) still waits for rank 0's verdict: rank 0
+ * may have decided just as the deadline passed. Bounds the wait past mpi_timeout. */
+#define GRACE 1.0
 
 struct vote {
 	uint64_t step, save_id, created_ns;
@@ -37,6 +45,7 @@ struct vote {
 	int32_t rc;
 	uint32_t rank, nregions;
 	uint32_t awaits; /* the voting rank waits for the outcome (its step is pending) */
+	uint32_t skipped; /* the rank skipped the step (superseded, not drained): end the round */
 	char msg[MSG_LEN];
 };
 
@@ -44,6 +53,65 @@ struct outcome {
 	uint64_t step, save_id;
 	int32_t rc;
 	uint32_t failed_rank;
+	uint32_t skipped; /* the ranks skipped the step: not a failure */
+	char msg[MSG_LEN];
+};
+
+/* Bounded collective rounds (ckpt_mpi__agree): point-to-point messages through rank 0 rather
+ * than MPI collectives, which can be neither cancelled nor left pending safely (a late rank's
+ * next collective would match the abandoned one). Rounds are numbered per context; every rank
+ * makes the same collective calls in the same order, so round n is the same call everywhere. */
+struct coll {
+	uint64_t seq;
+	uint64_t v[CKPT_MPI_NV];
+	int32_t rc;
+	uint32_t rank;
+	uint32_t withdraw; /* the rank gave up waiting (its deadline passed): fail the round */
+	char call[CALL_LEN];
+};
+
+struct coll_res {
+	uint64_t seq;
+	uint64_t v[CKPT_MPI_NV];
+	int32_t rc;     /* CKPT_OK: every rank took part; else why the round failed */
+	int32_t minrc;  /* the lowest rc contributed, and the first rank that gave it */
+	uint32_t who;
+	uint32_t missed; /* the recipient took no part (late, or in another call): resynchronizes */
+	char call[CALL_LEN];
+	char msg[MSG_LEN];
+};
+
+struct sendbuf {
+	MPI_Request req;
+	union {
+		struct vote v;
+		struct outcome o;
+		struct coll c;
+		struct coll_res r;
+	} u;
+	struct sendbuf *next;
+};
+
+/* Rank 0: the parts received for one round. */
+struct cround {
+	uint64_t seq;
+	struct coll *part; /* [size] */
+	uint8_t *have;     /* [size] parts received, then [size] those received at the first
+			    * withdrawal: who the withdrawing rank waited for */
+	uint32_t n, withdrawn;
+	struct cround *next;
+};
+
+/* Every rank but 0: results received from rank 0. */
+struct cres {
+	struct coll_res r;
+	struct cres *next;
+};
+
+struct dead {
+	uint64_t step, save_id;
+	int32_t rc;
+	uint32_t skipped;
 	char msg[MSG_LEN];
 };
 
@@ -54,20 +122,12 @@ struct round {
 	uint8_t *voted;
 	struct ckpt_manifest_rank *ranks;
 	int32_t rc;
-	uint32_t failed_rank;
+	uint32_t failed_rank, skipped;
 	char msg[MSG_LEN];
 	double first;
 	struct round *next;
 };
 
-struct sendbuf {
-	MPI_Request req;
-	union {
-		struct vote v;
-		struct outcome o;
-	} u;
-	struct sendbuf *next;
-};
 
 /* Awaited outcome on every rank: a record whose shard is durable and voted. */
 struct await {
@@ -88,6 +148,12 @@ struct ckpt_mpi {
 	pthread_t thread;
 	int thread_on, thread_stop;
 	int broken;
+	uint64_t seq;            /* the next collective round of this rank */
+	uint64_t decided;        /* rank 0: rounds below it are decided (late parts are dropped) */
+	struct cround *crounds;  /* rank 0 */
+	struct cres *cresults;   /* other ranks */
+	struct dead dead[NDEAD]; /* rank 0: saves that must not commit (skipped, failed ckpt_save) */
+	unsigned ndead;
 };
 
 void (*ckpt_mpi__test_hook)(const char *point);
@@ -112,6 +178,7 @@ static void send_to(struct ckpt_mpi *mp, int dest, int tag, const void *msg, siz
 {
 	struct sendbuf *b = calloc(1, sizeof(*b));
 
+	assert(len <= sizeof(b->u));
 	if (!b)
 		return; /* the receiver times out and reports the failure */
 	memcpy(&b->u, msg, len);
@@ -139,7 +206,15 @@ static void apply_outcome(struct ckpt_ctx *ctx, const struct outcome *o)
 	free(a);
 	pthread_mutex_lock(&ctx->mu);
 	rec = ckpt_retention__rec(ctx, o->step, 0);
-	if (rec && rec->save_id == o->save_id && !rec->queued) {
+	if (rec && rec->save_id == o->save_id && !rec->queued && o->skipped) {
+		/* Drained here, skipped by another rank: as if skipped here (drain.c does the same
+		 * to the steps it takes out of its queue), so that every rank reports it alike. */
+		rec->state = CKPT_STATE_NONE;
+		rec->rc = CKPT_ENOENT;
+		rec->save_id = 0;
+		ckpt_err__set(&rec->err, CKPT_ENOENT, "%s", o->msg);
+		ctx->skipped++;
+	} else if (rec && rec->save_id == o->save_id && !rec->queued) {
 		rec->state = o->rc < 0 ? CKPT_STATE_FAILED : CKPT_STATE_COMMITTED;
 		rec->rc = o->rc;
 		if (o->rc < 0)
@@ -167,6 +242,7 @@ static void finish_round(struct ckpt_ctx *ctx, struct round *r)
 	o.save_id = r->save_id;
 	o.rc = r->rc;
 	o.failed_rank = r->failed_rank;
+	o.skipped = r->skipped;
 	snprintf(o.msg, sizeof(o.msg), "%s", r->msg);
 	if (o.rc == CKPT_OK) {
 		struct ckpt_manifest m = { CKPT_FMT_VERSION, (uint32_t)mp->size, r->step, r->save_id,
@@ -190,14 +266,67 @@ static void round_free(struct round *r)
 	}
 }
 
+static const struct dead *find_dead(const struct ckpt_mpi *mp, uint64_t step, uint64_t save_id)
+{
+	for (unsigned i = 0; i < mp->ndead && i < NDEAD; i++)
+		if (mp->dead[i].step == step && mp->dead[i].save_id == save_id)
+			return &mp->dead[i];
+	return NULL;
+}
+
+/* Rank 0: the save (step, save_id) must not be committed (a rank skipped it, or ckpt_save failed
+ * on some rank): end its round now with that outcome, and answer its later votes at once. */
+static void abandon(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id, int rc, int skipped,
+		    uint32_t rank, const char *msg)
+{
+	struct ckpt_mpi *mp = M(ctx);
+	struct round **pr, *r;
+	struct dead *d;
+
+	if (find_dead(mp, step, save_id))
+		return;
+	d = &mp->dead[mp->ndead++ % NDEAD];
+	*d = (struct dead){ step, save_id, rc, (uint32_t)skipped, "" };
+	snprintf(d->msg, sizeof(d->msg), "%s", msg);
+	for (pr = &mp->rounds; (r = *pr); pr = &r->next)
+		if (r->step == step && r->save_id == save_id) {
+			*pr = r->next;
+			r->rc = rc;
+			r->failed_rank = rank;
+			r->skipped = (uint32_t)skipped;
+			snprintf(r->msg, sizeof(r->msg), "%s", msg);
+			finish_round(ctx, r);
+			round_free(r);
+			break;
+		}
+}
+
 /* Rank 0: count a vote. */
 static void take_vote(struct ckpt_ctx *ctx, const struct vote *v)
 {
 	struct ckpt_mpi *mp = M(ctx);
 	struct round *r, **pr;
+	const struct dead *d;
 
 	if (v->rank >= (uint32_t)mp->size)
 		return;
+	if (v->skipped) {
+		abandon(ctx, v->step, v->save_id, CKPT_ENOENT, 1, v->rank, v->msg);
+		return;
+	}
+	if ((d = find_dead(mp, v->step, v->save_id))) {
+		/* its round is over: the voter alone still waits for the outcome */
+		struct outcome o = { v->step, v->save_id, d->rc, v->rank, d->skipped, "" };
+
+		snprintf(o.msg, sizeof(o.msg), "%s", d->msg);
+		if (!v->awaits)
+			return;
+		if (v->rank == 0)
+			apply_outcome(ctx, &o);
+		else
+			send_to(mp, (int)v->rank, TAG_OUTCOME, &o, sizeof(o));
+		return;
+	}
 	for (r = mp->rounds; r; r = r->next)
 		if (r->step == v->step && r->save_id == v->save_id)
 			break;
@@ -236,6 +365,324 @@ static void take_vote(struct ckpt_ctx *ctx, const struct vote *v)
 	}
 }
 
+/* ---- bounded collective rounds (ckpt_mpi__agree) ---- */
+
+static struct cround *cround_get(struct ckpt_mpi *mp, uint64_t seq)
+{
+	struct cround *r;
+
+	for (r = mp->crounds; r; r = r->next)
+		if (r->seq == seq)
+			return r;
+	if (!(r = calloc(1, sizeof(*r))) ||
+	    !(r->part = calloc((size_t)mp->size, sizeof(*r->part))) ||
+	    !(r->have = calloc(2 * (size_t)mp->size, 1))) {
+		if (r)
+			free(r->part);
+		free(r);
+		return NULL;
+	}
+	r->seq = seq;
+	r->next = mp->crounds;
+	mp->crounds = r;
+	return r;
+}
+
+static void cround_drop(struct ckpt_mpi *mp, struct cround *r)
+{
+	for (struct cround **pr = &mp->crounds; *pr; pr = &(*pr)->next)
+		if (*pr == r) {
+			*pr = r->next;
+			break;
+		}
+	free(r->part);
+	free(r->have);
+	free(r);
+}
+
+/* Rank 0 (mp->mu held): a rank's part of a round, or its withdrawal. */
+static void take_part(struct ckpt_mpi *mp, const struct coll *c)
+{
+	struct cround *r;
+
+	if (c->seq < mp->decided || c->rank >= (uint32_t)mp->size || !(r = cround_get(mp, c->seq)))
+		return; /* decided: the late rank finds the result already sent to it */
+	if (c->withdraw) {
+		if (!r->withdrawn++)
+			memcpy(r->have + mp->size, r->have, (size_t)mp->size);
+	} else if (!r->have[c->rank]) {
+		r->have[c->rank] = 1;
+		r->part[c->rank] = *c;
+		r->n++;
+	}
+}
+
+/* "ranks 2, 3" from the ranks whose have[] is 0 (rank 0 included). */
+static void list_missing(char *buf, size_t len, const uint8_t *have, int size)
+{
+	int k = 0, shown = 0;
+	size_t o;
+
+	for (int i = 0; i < size; i++)
+		k += !have[i];
+	o = (size_t)snprintf(buf, len, "rank%s ", k > 1 ? "s" : "");
+	for (int i = 0; i < size && o < len; i++) {
+		if (have[i])
+			continue;
+		if (shown == 8) {
+			snprintf(buf + o, len - o, " and %d more", k - shown);
+			return;
+		}
+		o += (size_t)snprintf(buf + o, len - o, "%s%d", shown ? ", " : "", i);
+		shown++;
+	}
+}
+
+/* Rank 0 (mp->mu held): decide round r for `call` and send the result to every other rank. */
+static void decide(struct ckpt_ctx *ctx, struct cround *r, const char *call, const uint8_t *ops,
+		   size_t n, struct coll_res *res)
+{
+	struct ckpt_mpi *mp = M(ctx);
+	char who[160];
+	int odd = -1;
+
+	memset(res, 0, sizeof(*res));
+	res->seq = r->seq;
+	snprintf(res->call, sizeof(res->call), "%s", call);
+	res->minrc = 0;
+	for (int i = 0; i < mp->size; i++)
+		if (r->have[i] && strcmp(r->part[i].call, call)) {
+			odd = i;
+			break;
+		}
+	if (r->n < (uint32_t)mp->size || r->withdrawn) {
+		/* A withdrawal fails the round even when every part is in by now: the rank that
+		 * withdrew has returned, or returns within GRACE, with a failure. */
+		list_missing(who, sizeof(who), r->withdrawn ? r->have + mp->size : r->have, mp->size);
+		res->rc = CKPT_ETIMEDOUT;
+		snprintf(res->msg, sizeof(res->msg), "%s did not answer within mpi_timeout=%g s", who,
+			 ctx->cfg->mpi_timeout);
+	} else if (odd >= 0) {
+		res->rc = CKPT_EMPI;
+		snprintf(res->msg, sizeof(res->msg), "rank %d called %s while rank 0 called %s: the "
+			 "ranks are out of step (every collective call must be made by every rank)",
+			 odd, r->part[odd].call, call);
+	} else {
+		for (size_t j = 0; j < n; j++) {
+			res->v[j] = r->part[0].v[j];
+			for (int i = 1; i < mp->size; i++) {
+				uint64_t x = r->part[i].v[j];
+
+				if (ops[j] == CKPT_MPI_MIN && x < res->v[j])
+					res->v[j] = x;
+				else if (ops[j] == CKPT_MPI_MAX && x > res->v[j])
+					res->v[j] = x;
+			}
+		}
+		res->minrc = r->part[0].rc;
+		for (int i = 1; i < mp->size; i++)
+			if (r->part[i].rc < res->minrc) {
+				res->minrc = r->part[i].rc;
+				res->who = (uint32_t)i;
+			}
+	}
+	for (int i = 1; i < mp->size; i++) {
+		/* a rank that took no part, or took part in another call, learns it: it catches up */
+		res->missed = !r->have[i] || strcmp(r->part[i].call, call) != 0;
+		send_to(mp, i, TAG_COLL_RES, res, sizeof(*res));
+	}
+	res->missed = 0;
+	mp->decided = r->seq + 1;
+	cround_drop(mp, r);
+}
+
+/* The call that most parts of round r name (ties: rank 0's, `mine`): the others are out of step.
+ * The string lives in r. */
+static const char *majority_call(const struct ckpt_mpi *mp, const struct cround *r,
+				 const char *mine)
+{
+	const char *best = mine;
+	int nbest = 0;
+
+	for (int i = 0; i < mp->size; i++) {
+		int k = 0;
+
+		if (!r->have[i])
+			continue;
+		for (int j = 0; j < mp->size; j++)
+			k += r->have[j] && !strcmp(r->part[j].call, r->part[i].call);
+		if (k > nbest || (k == nbest && !strcmp(r->part[i].call, mine))) {
+			best = r->part[i].call;
+			nbest = k;
+		}
+	}
+	return best;
+}
+
+static int agree_root(struct ckpt_ctx *ctx, const struct coll *mine, const uint8_t *ops, size_t n,
+		      double deadline, struct coll_res *res)
+{
+	struct ckpt_mpi *mp = M(ctx);
+	struct timespec ts = { 0, 100000 };
+	struct cround *r;
+	int other;
+
+	for (;;) {
+		pthread_mutex_lock(&mp->mu);
+		if (!(r = cround_get(mp, mp->seq))) {
+			pthread_mutex_unlock(&mp->mu);
+			return CKPT_ENOMEM;
+		}
+		if (!r->have[0]) {
+			r->have[0] = 1;
+			r->part[0] = *mine;
+			r->part[0].seq = r->seq;
+			r->n++;
+		}
+		/* The others gave up on this round, and none of them made this call: it was an
+		 * earlier call that this rank never made (or made too late). Fail it for them, and
+		 * take part in the next round. */
+		other = 0;
+		for (int i = 1; i < mp->size; i++)
+			other |= r->have[i] && !strcmp(r->part[i].call, mine->call);
+		if (r->withdrawn && !other && r->n > 1) {
+			r->have[0] = 0;
+			r->n--;
+			for (int i = 1; i < mp->size; i++)
+				if (r->have[i]) {
+					decide(ctx, r, r->part[i].call, ops, 0, res);
+					break;
+				}
+			mp->seq++;
+			pthread_mutex_unlock(&mp->mu);
+			continue;
+		}
+		if (r->n == (uint32_t)mp->size || r->withdrawn || MPI_Wtime() >= deadline) {
+			char call[CALL_LEN];
+
+			snprintf(call, sizeof(call), "%s", majority_call(mp, r, mine->call));
+			decide(ctx, r, call, ops, n, res);
+			mp->seq++;
+			if (strcmp(call, mine->call)) {
+				/* rank 0 alone made another call: it is the one out of step */
+				pthread_mutex_unlock(&mp->mu);
+				continue;
+			}
+			pthread_mutex_unlock(&mp->mu);
+			return CKPT_OK;
+		}
+		pthread_mutex_unlock(&mp->mu);
+		if (!mp->thread_on)
+			ckpt_mpi__progress(ctx);
+		nanosleep(&ts, NULL);
+	}
+}
+
+static int agree_other(struct ckpt_ctx *ctx, struct coll *mine, double deadline,
+		       struct coll_res *res)
+{
+	struct ckpt_mpi *mp = M(ctx);
+	struct timespec ts = { 0, 100000 };
+	int sent = 0, withdrawn = 0;
+
+	for (;;) {
+		struct cres **pr, *r, *found = NULL;
+		double now = MPI_Wtime();
+
+		pthread_mutex_lock(&mp->mu);
+		for (pr = &mp->cresults; (r = *pr);) {
+			if (r->r.seq < mp->seq) { /* of a round this rank gave up or skipped */
+				*pr = r->next;
+				free(r);
+				continue;
+			}
+			if (r->r.seq == mp->seq)
+				found = r;
+			pr = &r->next;
+		}
+		if (found) {
+			if (found->r.missed && strcmp(found->r.call, mine->call)) {
+				/* a round of a call that this rank never made: catch up */
+				mp->seq++;
+				sent = withdrawn = 0;
+				pthread_mutex_unlock(&mp->mu);
+				continue;
+			}
+			*res = found->r;
+			mp->seq++;
+			pthread_mutex_unlock(&mp->mu);
+			return CKPT_OK; /* freed with the next round's stale results, or at close */
+		}
+		mine->seq = mp->seq;
+		if (!sent) {
+			send_to(mp, 0, TAG_COLL, mine, sizeof(*mine));
+			sent = 1;
+		} else if (!withdrawn && now >= deadline) {
+			struct coll w = *mine;
+
+			w.withdraw = 1;
+			send_to(mp, 0, TAG_COLL, &w, sizeof(w));
+			withdrawn = 1;
+		} else if (withdrawn && now >= deadline + GRACE) {
+			memset(res, 0, sizeof(*res));
+			res->rc = CKPT_ETIMEDOUT;
+			snprintf(res->msg, sizeof(res->msg), "rank 0 did not answer within "
+				 "mpi_timeout=%g s", ctx->cfg->mpi_timeout);
+			mp->seq++; /* its late verdict on this round is dropped */
+			pthread_mutex_unlock(&mp->mu);
+			return CKPT_OK;
+		}
+		pthread_mutex_unlock(&mp->mu);
+		if (!mp->thread_on)
+			ckpt_mpi__progress(ctx);
+		nanosleep(&ts, NULL);
+	}
+}
+
+int ckpt_mpi__agree(struct ckpt_ctx *ctx, const char *call, int rc, const uint64_t *in,
+		    const uint8_t *ops, size_t n, uint64_t *out, int *minrc, int *who,
+		    struct ckpt_err *err)
+{
+	struct ckpt_mpi *mp = M(ctx);
+	struct coll mine;
+	struct coll_res res;
+	double deadline = MPI_Wtime() + ctx->cfg->mpi_timeout;
+	int xrc;
+
+	assert(n <= CKPT_MPI_NV);
+	memset(&mine, 0, sizeof(mine));
+	if (n)
+		memcpy(mine.v, in, n * sizeof(*in));
+	mine.rc = rc;
+	mine.rank = (uint32_t)mp->rank;
+	snprintf(mine.call, sizeof(mine.call), "%s", call);
+	if (mp->rank == 0)
+		xrc = agree_root(ctx, &mine, ops, n, deadline, &res);
+	else
+		xrc = agree_other(ctx, &mine, deadline, &res);
+	if (xrc < 0)
+		return ckpt_err__set(err, xrc, "%s: out of memory for a collective round", call);
+	if (res.rc < 0)
+		return ckpt_err__set(err, res.rc, "%s: %s", call, res.msg);
+	if (n)
+		memcpy(out, res.v, n * sizeof(*out));
+	*minrc = res.minrc;
+	*who = (int)res.who;
+	return CKPT_OK;
+}
+
+void ckpt_mpi__abandon(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id, int rc,
+		       const char *msg)
+{
+	struct ckpt_mpi *mp = M(ctx);
+
+	if (mp->rank != 0)
+		return;
+	pthread_mutex_lock(&mp->mu);
+	abandon(ctx, step, save_id, rc, 0, 0, msg);
+	pthread_mutex_unlock(&mp->mu);
+}
+
 static void check_timeouts(struct ckpt_ctx *ctx)
 {
 	struct ckpt_mpi *mp = M(ctx);
@@ -265,7 +712,7 @@ static void check_timeouts(struct ckpt_ctx *ctx)
 		/* Rank 0 gets mpi_timeout for the votes; allow it as long again to answer. */
 		for (struct await *a = mp->awaits; a; a = a->next)
 			if (now - a->since > 2 * lim) {
-				struct outcome o = { a->step, a->save_id, CKPT_ETIMEDOUT, 0, "" };
+				struct outcome o = { a->step, a->save_id, CKPT_ETIMEDOUT, 0, 0, "" };
 
 				snprintf(o.msg, sizeof(o.msg), "no commit outcome within %g s (rank 0 lost?)",
 					 2 * lim);
@@ -322,6 +769,26 @@ void ckpt_mpi__progress(struct ckpt_ctx *ctx)
 				 MPI_STATUS_IGNORE);
 			o.msg[MSG_LEN - 1] = '\0';
 			apply_outcome(ctx, &o);
+		} else if (st.MPI_TAG == TAG_COLL) {
+			struct coll c;
+
+			MPI_Recv(&c, sizeof(c), MPI_BYTE, st.MPI_SOURCE, TAG_COLL, mp->comm,
+				 MPI_STATUS_IGNORE);
+			c.call[CALL_LEN - 1] = '\0';
+			c.rank = (uint32_t)st.MPI_SOURCE;
+			if (mp->rank == 0)
+				take_part(mp, &c);
+		} else if (st.MPI_TAG == TAG_COLL_RES) {
+			struct cres *r = calloc(1, sizeof(*r));
+			struct coll_res junk;
+
+			MPI_Recv(r ? &r->r : &junk, sizeof(junk), MPI_BYTE, st.MPI_SOURCE,
+				 TAG_COLL_RES, mp->comm, MPI_STATUS_IGNORE);
+			if (r) { /* else the round times out here: rank 0 did not answer */
+				r->r.call[CALL_LEN - 1] = r->r.msg[MSG_LEN - 1] = '\0';
+				r->next = mp->cresults;
+				mp->cresults = r;
+			}
 		} else {
 			char junk[16];
 
@@ -444,6 +911,24 @@ void ckpt_mpi__vote_save_failure(struct ckpt_ctx *ctx, uint64_t step, uint64_t s
 	vote_failure(ctx, step, save_id, rc, msg, 0);
 }
 
+void ckpt_mpi__vote_skipped(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
+			    const char *msg)
+{
+	struct ckpt_mpi *mp = M(ctx);
+	struct ckpt_err err;
+	struct vote v;
+
+	memset(&v, 0, sizeof(v));
+	v.step = step;
+	v.save_id = save_id;
+	v.rc = CKPT_ENOENT;
+	v.rank = (uint32_t)mp->rank;
+	v.skipped = 1;
+	snprintf(v.msg, sizeof(v.msg), "%s", msg);
+	/* Out of memory: no vote; the round fails when mpi_timeout passes (not committed either). */
+	post_vote(mp, &v, &err);
+}
+
 void ckpt_mpi__poll(struct ckpt_ctx *ctx)
 {
 	if (M(ctx) && !M(ctx)->thread_on)
@@ -519,6 +1004,12 @@ void ckpt_mpi__free(struct ckpt_mpi *mp)
 	if (!mp)
 		return;
 	free(mp->outbox);
+	while (mp->crounds)
+		cround_drop(mp, mp->crounds);
+	for (struct cres *r = mp->cresults, *nr; r; r = nr) {
+		nr = r->next;
+		free(r);
+	}
 	if (mp->comm != MPI_COMM_NULL)
 		MPI_Comm_free(&mp->comm);
 	pthread_mutex_destroy(&mp->mu);
@@ -546,71 +1037,10 @@ void ckpt_mpi__open_failed(struct ckpt_ctx *ctx)
 	M(ctx)->broken = 1;
 }
 
-/* Barriers of ckpt_close that timed out (a rank was silent for mpi_timeout): MPI can neither
- * cancel nor free the request of a collective, and freeing its communicator under it crashed
- * MPI_Finalize (issue 13). They are kept here with their communicator until MPI_Finalize, which
- * first deletes the attributes of MPI_COMM_SELF: our callback then waits for them (they complete
- * once the late rank closes too) and frees the communicators. */
-struct orphan {
-	MPI_Request req;
-	MPI_Comm comm;
-	struct orphan *next;
-};
-static pthread_mutex_t orphans_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct orphan *orphans;
-static int orphans_key = MPI_KEYVAL_INVALID;
-
-static int finish_orphans(MPI_Comm comm, int key, void *val, void *extra)
-{
-	struct orphan *o, *next;
-
-	(void)comm;
-	(void)key;
-	(void)val;
-	(void)extra;
-	pthread_mutex_lock(&orphans_mu);
-	o = orphans;
-	orphans = NULL;
-	pthread_mutex_unlock(&orphans_mu);
-	for (; o; o = next) {
-		next = o->next;
-		MPI_Wait(&o->req, MPI_STATUS_IGNORE);
-		MPI_Comm_free(&o->comm);
-		free(o);
-	}
-	return MPI_SUCCESS;
-}
-
-/* Keep req (pending on comm) for MPI_Finalize. 0, or -1 when that cannot be arranged. */
-static int keep_orphan(MPI_Request req, MPI_Comm comm)
-{
-	struct orphan *o = malloc(sizeof(*o));
-	int rc = 0;
-
-	if (!o)
-		return -1;
-	o->req = req;
-	o->comm = comm;
-	pthread_mutex_lock(&orphans_mu);
-	if (orphans_key == MPI_KEYVAL_INVALID &&
-	    (MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, finish_orphans, &orphans_key, NULL) !=
-		     MPI_SUCCESS ||
-	     MPI_Comm_set_attr(MPI_COMM_SELF, orphans_key, NULL) != MPI_SUCCESS)) {
-		orphans_key = MPI_KEYVAL_INVALID;
-		rc = -1;
-		free(o);
-	} else {
-		o->next = orphans;
-		orphans = o;
-	}
-	pthread_mutex_unlock(&orphans_mu);
-	return rc;
-}
-
 int ckpt_mpi__close(struct ckpt_ctx *ctx)
 {
 	struct ckpt_mpi *mp = M(ctx);
-	int rc = CKPT_OK, orphaned = 0;
+	int rc = CKPT_OK;
 
 	if (!mp)
 		return CKPT_OK;
@@ -624,30 +1054,33 @@ int ckpt_mpi__close(struct ckpt_ctx *ctx)
 	/* Let every rank finish its exchanges before the communicator goes away. */
 	ckpt_mpi__progress(ctx);
 	if (!mp->broken) {
-		MPI_Request req = MPI_REQUEST_NULL;
-		struct ckpt_err err;
-		int mrc = MPI_Ibarrier(mp->comm, &req);
+		struct ckpt_err err = { "" };
+		int minrc, who;
 
-		/* Bounded: a silent or dead rank must not hang the others in ckpt_close. The barrier
-		 * is then handed to MPI_Finalize with its communicator (keep_orphan), and ckpt_close
-		 * says that the ranks did not meet. */
-		rc = ckpt_mpi__wait(ctx, &req, mrc, "MPI_Ibarrier", MPI_Wtime() + ctx->cfg->mpi_timeout,
-				    &err);
-		if (rc == CKPT_ETIMEDOUT) {
-			ckpt_config__log(ctx->cfg, 1, "ckpt_close: rank %d: the other ranks did not all "
-					 "reach ckpt_close within mpi_timeout (%g s): closed without them; "
-					 "MPI_Finalize waits for them", mp->rank,
-					 ctx->cfg->mpi_timeout);
-			orphaned = keep_orphan(req, mp->comm) == 0; /* MPI_Finalize frees comm */
-		}
+		/* Bounded: a silent or dead rank must not hang the others in ckpt_close. A round
+		 * of point-to-point messages, not a barrier: nothing stays pending for MPI_Finalize
+		 * when a rank does not come (an abandoned MPI_Ibarrier can be neither cancelled
+		 * nor freed, and freeing its communicator crashed MPI_Finalize: issue 13). */
+		rc = ckpt_mpi__agree(ctx, "ckpt_close", CKPT_OK, NULL, NULL, 0, NULL, &minrc, &who,
+				     &err);
+		if (rc < 0)
+			ckpt_config__log(ctx->cfg, 1, "rank %d: %s: closed without them", mp->rank,
+					 err.msg);
 	}
 	ckpt_mpi__progress(ctx);
 	for (struct sendbuf *b = mp->sends, *nb; b; b = nb) {
+		int done = 0;
+
 		nb = b->next;
-		MPI_Cancel(&b->req);
-		MPI_Request_free(&b->req);
+		/* Small messages complete at once (eager); one to a rank that is gone may not. */
+		MPI_Test(&b->req, &done, MPI_STATUS_IGNORE);
+		if (!done) {
+			MPI_Cancel(&b->req);
+			MPI_Request_free(&b->req);
+		}
 		free(b);
 	}
+	mp->sends = NULL;
 	for (struct round *r = mp->rounds, *nr; r; r = nr) {
 		nr = r->next;
 		round_free(r);
@@ -656,9 +1089,7 @@ int ckpt_mpi__close(struct ckpt_ctx *ctx)
 		na = a->next;
 		free(a);
 	}
-	if (orphaned)
-		mp->comm = MPI_COMM_NULL;
-	ckpt_mpi__free(mp); /* the outbox, the communicator */
+	ckpt_mpi__free(mp); /* the outbox, the rounds of agree, the communicator */
 	ctx->mpi = NULL;
 	return rc;
 }

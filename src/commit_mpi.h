@@ -38,6 +38,29 @@ void ckpt_mpi__start_thread(struct ckpt_ctx *ctx);
  * MPI_Wtime() or 0 for none (CKPT_ETIMEDOUT past it). */
 int ckpt_mpi__wait(struct ckpt_ctx *ctx, MPI_Request *req, int mrc, const char *what,
 		   double deadline, struct ckpt_err *err);
+/* Bounded collective rounds, for the collective API (api_mpi.c): every rank calls
+ * ckpt_mpi__agree with the same `call` ("ckpt_save", ...) in the same order. Each gives its rc
+ * and n (<= CKPT_MPI_NV) values; when every rank has, each gets out[j] = the reduction ops[j] of
+ * the values in[j], *minrc = the lowest rc and *who = the first rank that gave it, and CKPT_OK.
+ * The round ends within mpi_timeout (plus 1 s when rank 0 is the one silent) on every rank:
+ * CKPT_ETIMEDOUT with "call: rank 3 did not answer within mpi_timeout=3 s" in err when a rank
+ * took no part in time, CKPT_EMPI when ranks made different calls. A rank that comes late to a
+ * round that failed gets the same failure at once, so that every rank's next round is the same
+ * again: a context stays usable after a timeout. No MPI request is left pending (the rounds are
+ * point-to-point messages through rank 0, which MPI_Finalize needs no help with). */
+#define CKPT_MPI_NV 6
+enum { CKPT_MPI_MIN, CKPT_MPI_MAX, CKPT_MPI_ROOT };
+int ckpt_mpi__agree(struct ckpt_ctx *ctx, const char *call, int rc, const uint64_t *in,
+		    const uint8_t *ops, size_t n, uint64_t *out, int *minrc, int *who,
+		    struct ckpt_err *err);
+/* Rank 0 (a no-op elsewhere): the save (step, save_id) must not be committed (ckpt_save failed on
+ * some rank): its round ends now with rc and msg, and its later votes are answered so at once. */
+void ckpt_mpi__abandon(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id, int rc,
+		       const char *msg);
+/* This rank skipped the queued save (step, save_id) (superseded, not drained): rank 0 ends its
+ * round as skipped, and every rank that drained it reports it skipped too. */
+void ckpt_mpi__vote_skipped(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
+			    const char *msg);
 /* CKPT_EMPI with "what: MPI's words" in err. */
 int ckpt_mpi__error(struct ckpt_err *err, int mrc, const char *what);
 /* ckpt_open_mpi failed on this rank: not every rank has a context, so ckpt_mpi__close must not
@@ -54,9 +77,10 @@ void ckpt_mpi__poll(struct ckpt_ctx *ctx);
 void ckpt_mpi__wait_progress(struct ckpt_ctx *ctx);
 /* Wait up to timeout seconds for this rank's pending commits, driving the engine. */
 void ckpt_mpi__drain_before_close(struct ckpt_ctx *ctx, double timeout);
-/* Stop the engine's thread, let every rank finish its exchanges (a barrier bounded by
- * mpi_timeout), free the engine and the communicator; ctx->mpi becomes NULL. CKPT_ETIMEDOUT
- * when the ranks did not all meet: the barrier is then left to MPI_Finalize. */
+/* Stop the engine's thread, let every rank finish its exchanges (a round of ckpt_mpi__agree,
+ * bounded by mpi_timeout), free the engine and the communicator; ctx->mpi becomes NULL.
+ * CKPT_ETIMEDOUT when the ranks did not all meet, with a warning (log_level 1) that names the
+ * silent ranks; nothing is left pending for MPI_Finalize. */
 int ckpt_mpi__close(struct ckpt_ctx *ctx);
 #else
 /* Built without MPI there is no ckpt_open_mpi: ctx->mpi is always NULL and the callers (which test

@@ -540,7 +540,7 @@ static void warn_if_stalled(struct ckpt_ctx *ctx)
 
 /* Remove the local copies of steps that the drain skipped (superseded before it reached them).
  * Without ctx->mu: an unlink of a large file takes a while. The newer step is durable locally. */
-static void remove_skipped(struct ckpt_ctx *ctx, const uint64_t *skip, size_t n)
+void ckpt_ctx__remove_skipped(struct ckpt_ctx *ctx, const uint64_t *skip, size_t n)
 {
 	char dir[CKPT_PATH_MAX], path[CKPT_PATH_MAX + 64], base[64];
 
@@ -571,14 +571,12 @@ int ckpt_ctx__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 		return rc;
 	if ((rc = ckpt_store__step_dir(dir, sizeof(dir), ctx->local_job, step)) < 0)
 		return ckpt_err__set(&ctx->err, rc, "path too long: %s", ctx->local_job);
-	/* Backpressure. Single process: training never waits for the shared volume (issue 13);
-	 * when max_pending drains are behind, the queued older steps are skipped below, once this
-	 * one is durable locally. With MPI every rank would have to skip the same steps, which the
-	 * commit protocol does not agree on yet: wait for the oldest drain, as before. */
+	/* Backpressure. Training never waits for the shared volume (issue 13); when max_pending
+	 * drains are behind, the queued older steps are skipped below, once this one is durable
+	 * locally. With MPI every rank must skip the same steps: api_mpi.c waits stall_wait before
+	 * the ranks agree, and skips once every rank's step is durable locally. */
 	pthread_mutex_lock(&ctx->mu);
-	while (ctx->mpi && ctx->pending >= ctx->cfg->max_pending)
-		ckpt_ctx__wait_progress(ctx); /* with MPI, commits settle only through progress */
-	if (ctx->pending >= ctx->cfg->max_pending && !ctx->behind) {
+	if (!ctx->mpi && ctx->pending >= ctx->cfg->max_pending && !ctx->behind) {
 		/* A healthy drain that is merely busy gets stall_wait seconds to make room, so
 		 * that every step is drained; once that failed, the next saves skip at once. */
 		struct timespec dl;
@@ -658,7 +656,7 @@ int ckpt_ctx__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 	}
 	pthread_mutex_unlock(&ctx->mu);
 	if (nskip) {
-		remove_skipped(ctx, skip, nskip);
+		ckpt_ctx__remove_skipped(ctx, skip, nskip);
 		ckpt_config__log(ctx->cfg, 2, "step %llu saved while the drain is behind: %zu older "
 				 "undrained step(s) skipped (newest first: %llu)",
 				 (unsigned long long)step, nskip, (unsigned long long)skip[nskip - 1]);

@@ -32,6 +32,8 @@ int ckpt_ctx__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 			 const ckpt_region *regs, size_t n);
 /* Wait for a change of drain state (ctx->mu held); with MPI, also drive the commit protocol. */
 void ckpt_ctx__wait_progress(struct ckpt_ctx *ctx);
+/* Remove this rank's local copies of the skipped steps skip[n] (ctx->mu not held). */
+void ckpt_ctx__remove_skipped(struct ckpt_ctx *ctx, const uint64_t *skip, size_t n);
 
 /* Which save of a step this context reads. */
 struct ckpt_pin {
