@@ -110,7 +110,7 @@ int ckpt_api_mpi__save(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *r
 	in[1] = ~step;
 	in[2] = ctx->rank == 0 ? ckpt_store__random64() : 0;
 	in[3] = args_rc == CKPT_OK ? (uint64_t)wait_room(ctx) : 0;
-	if ((arc = ckpt_mpi__agree(ctx, "ckpt_save", args_rc, in, ops_a, 4, out, &minrc, &who,
+	if ((arc = ckpt_mpi__agree(ctx, "ckpt_save", step, args_rc, in, ops_a, 4, out, &minrc, &who,
 				   &e)) < 0) {
 		if (args_rc < 0)
 			return args_rc; /* its own message stays */
@@ -137,7 +137,7 @@ int ckpt_api_mpi__save(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *r
 	rc = ckpt_ctx__save_local(ctx, step, save_id, regs, n);
 	if (rc < 0)
 		ckpt_mpi__vote_save_failure(ctx, step, save_id, rc, ctx->err.msg);
-	if ((arc = ckpt_mpi__agree(ctx, "ckpt_save", rc, NULL, NULL, 0, NULL, &minrc, &who,
+	if ((arc = ckpt_mpi__agree(ctx, "ckpt_save", step, rc, NULL, NULL, 0, NULL, &minrc, &who,
 				   &e)) < 0) {
 		/* a rank silent between the rounds: the step must not commit anywhere */
 		ckpt_mpi__abandon(ctx, step, save_id, arc, e.msg);
@@ -207,7 +207,7 @@ int ckpt_api_mpi__latest(struct ckpt_ctx *ctx, uint64_t *step)
 		int all;
 
 		mine = rc < 0 ? 0 : newest_usable(ctx, v, n, bound);
-		if ((mrc = ckpt_mpi__agree(ctx, "ckpt_latest", CKPT_OK, &mine, ops_min, 1, &c, &minrc,
+		if ((mrc = ckpt_mpi__agree(ctx, "ckpt_latest", 0, CKPT_OK, &mine, ops_min, 1, &c, &minrc,
 					   &who, &ctx->err)) < 0) {
 			rc = mrc;
 			break;
@@ -226,7 +226,7 @@ int ckpt_api_mpi__latest(struct ckpt_ctx *ctx, uint64_t *step)
 		ids[1] = ~ids[0];
 		ids[2] = committed;
 		ids[3] = ids[0] != 0; /* readable here: the MIN over ranks is "everywhere" */
-		if ((mrc = ckpt_mpi__agree(ctx, "ckpt_latest", CKPT_OK, ids, ops_ids, 4, r, &minrc,
+		if ((mrc = ckpt_mpi__agree(ctx, "ckpt_latest", 0, CKPT_OK, ids, ops_ids, 4, r, &minrc,
 					   &who, &ctx->err)) < 0) {
 			rc = mrc;
 			break;

@@ -63,6 +63,7 @@ struct outcome {
  * makes the same collective calls in the same order, so round n is the same call everywhere. */
 struct coll {
 	uint64_t seq;
+	uint64_t key; /* with call, names the call (ckpt_save: its step) */
 	uint64_t v[CKPT_MPI_NV];
 	int32_t rc;
 	uint32_t rank;
@@ -72,6 +73,7 @@ struct coll {
 
 struct coll_res {
 	uint64_t seq;
+	uint64_t key;
 	uint64_t v[CKPT_MPI_NV];
 	int32_t rc;     /* CKPT_OK: every rank took part; else why the round failed */
 	int32_t minrc;  /* the lowest rc contributed, and the first rank that gave it */
@@ -425,6 +427,10 @@ static void list_missing(char *buf, size_t len, const uint8_t *have, int size)
 
 	for (int i = 0; i < size; i++)
 		k += !have[i];
+	if (!k) { /* every part came just as the deadline passed */
+		snprintf(buf, len, "a rank");
+		return;
+	}
 	o = (size_t)snprintf(buf, len, "rank%s ", k > 1 ? "s" : "");
 	for (int i = 0; i < size && o < len; i++) {
 		if (have[i])
@@ -439,8 +445,8 @@ static void list_missing(char *buf, size_t len, const uint8_t *have, int size)
 }
 
 /* Rank 0 (mp->mu held): decide round r for `call` and send the result to every other rank. */
-static void decide(struct ckpt_ctx *ctx, struct cround *r, const char *call, const uint8_t *ops,
-		   size_t n, struct coll_res *res)
+static void decide(struct ckpt_ctx *ctx, struct cround *r, const char *call, uint64_t key,
+		   const uint8_t *ops, size_t n, struct coll_res *res)
 {
 	struct ckpt_mpi *mp = M(ctx);
 	char who[160];
@@ -448,6 +454,7 @@ static void decide(struct ckpt_ctx *ctx, struct cround *r, const char *call, con
 
 	memset(res, 0, sizeof(*res));
 	res->seq = r->seq;
+	res->key = key;
 	snprintf(res->call, sizeof(res->call), "%s", call);
 	res->minrc = 0;
 	for (int i = 0; i < mp->size; i++)
@@ -527,6 +534,10 @@ static int agree_root(struct ckpt_ctx *ctx, const struct coll *mine, const uint8
 	struct cround *r;
 	int other;
 
+	/* what the others sent while this rank was away comes first: a withdrawal names who was
+	 * missing when it was made, this rank included */
+	if (!mp->thread_on)
+		ckpt_mpi__progress(ctx);
 	for (;;) {
 		pthread_mutex_lock(&mp->mu);
 		if (!(r = cround_get(mp, mp->seq))) {
@@ -544,13 +555,15 @@ static int agree_root(struct ckpt_ctx *ctx, const struct coll *mine, const uint8
 		 * take part in the next round. */
 		other = 0;
 		for (int i = 1; i < mp->size; i++)
-			other |= r->have[i] && !strcmp(r->part[i].call, mine->call);
+			other |= r->have[i] && !strcmp(r->part[i].call, mine->call) &&
+				 r->part[i].key == mine->key;
 		if (r->withdrawn && !other && r->n > 1) {
 			r->have[0] = 0;
 			r->n--;
 			for (int i = 1; i < mp->size; i++)
 				if (r->have[i]) {
-					decide(ctx, r, r->part[i].call, ops, 0, res);
+					decide(ctx, r, r->part[i].call, r->part[i].key, ops,
+					       0, res);
 					break;
 				}
 			mp->seq++;
@@ -559,9 +572,15 @@ static int agree_root(struct ckpt_ctx *ctx, const struct coll *mine, const uint8
 		}
 		if (r->n == (uint32_t)mp->size || r->withdrawn || MPI_Wtime() >= deadline) {
 			char call[CALL_LEN];
+			uint64_t key = mine->key;
 
 			snprintf(call, sizeof(call), "%s", majority_call(mp, r, mine->call));
-			decide(ctx, r, call, ops, n, res);
+			for (int i = 1; strcmp(call, mine->call) && i < mp->size; i++)
+				if (r->have[i] && !strcmp(r->part[i].call, call)) {
+					key = r->part[i].key;
+					break;
+				}
+			decide(ctx, r, call, key, ops, n, res);
 			mp->seq++;
 			if (strcmp(call, mine->call)) {
 				/* rank 0 alone made another call: it is the one out of step */
@@ -601,7 +620,8 @@ static int agree_other(struct ckpt_ctx *ctx, struct coll *mine, double deadline,
 			pr = &r->next;
 		}
 		if (found) {
-			if (found->r.missed && strcmp(found->r.call, mine->call)) {
+			if (found->r.missed && (strcmp(found->r.call, mine->call) ||
+						found->r.key != mine->key)) {
 				/* a round of a call that this rank never made: catch up */
 				mp->seq++;
 				sent = withdrawn = 0;
@@ -639,9 +659,9 @@ static int agree_other(struct ckpt_ctx *ctx, struct coll *mine, double deadline,
 	}
 }
 
-int ckpt_mpi__agree(struct ckpt_ctx *ctx, const char *call, int rc, const uint64_t *in,
-		    const uint8_t *ops, size_t n, uint64_t *out, int *minrc, int *who,
-		    struct ckpt_err *err)
+int ckpt_mpi__agree(struct ckpt_ctx *ctx, const char *call, uint64_t key, int rc,
+		    const uint64_t *in, const uint8_t *ops, size_t n, uint64_t *out, int *minrc,
+		    int *who, struct ckpt_err *err)
 {
 	struct ckpt_mpi *mp = M(ctx);
 	struct coll mine;
@@ -654,6 +674,7 @@ int ckpt_mpi__agree(struct ckpt_ctx *ctx, const char *call, int rc, const uint64
 	if (n)
 		memcpy(mine.v, in, n * sizeof(*in));
 	mine.rc = rc;
+	mine.key = key;
 	mine.rank = (uint32_t)mp->rank;
 	snprintf(mine.call, sizeof(mine.call), "%s", call);
 	if (mp->rank == 0)
@@ -1061,7 +1082,7 @@ int ckpt_mpi__close(struct ckpt_ctx *ctx)
 		 * of point-to-point messages, not a barrier: nothing stays pending for MPI_Finalize
 		 * when a rank does not come (an abandoned MPI_Ibarrier can be neither cancelled
 		 * nor freed, and freeing its communicator crashed MPI_Finalize: issue 13). */
-		rc = ckpt_mpi__agree(ctx, "ckpt_close", CKPT_OK, NULL, NULL, 0, NULL, &minrc, &who,
+		rc = ckpt_mpi__agree(ctx, "ckpt_close", 0, CKPT_OK, NULL, NULL, 0, NULL, &minrc, &who,
 				     &err);
 		if (rc < 0)
 			ckpt_config__log(ctx->cfg, 1, "rank %d: %s: closed without them", mp->rank,

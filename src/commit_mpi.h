@@ -45,14 +45,15 @@ int ckpt_mpi__wait(struct ckpt_ctx *ctx, MPI_Request *req, int mrc, const char *
  * The round ends within mpi_timeout (plus 1 s when rank 0 is the one silent) on every rank:
  * CKPT_ETIMEDOUT with "call: rank 3 did not answer within mpi_timeout=3 s" in err when a rank
  * took no part in time, CKPT_EMPI when ranks made different calls. A rank that comes late to a
- * round that failed gets the same failure at once, so that every rank's next round is the same
- * again: a context stays usable after a timeout. No MPI request is left pending (the rounds are
+ * round that failed gets the same failure at once, and one that never made a call (another
+ * call, or another key: ckpt_save's step) skips that call's round; so every rank's next round
+ * is the same again: a context stays usable after a timeout. No MPI request is left pending (the rounds are
  * point-to-point messages through rank 0, which MPI_Finalize needs no help with). */
 #define CKPT_MPI_NV 6
 enum { CKPT_MPI_MIN, CKPT_MPI_MAX, CKPT_MPI_ROOT };
-int ckpt_mpi__agree(struct ckpt_ctx *ctx, const char *call, int rc, const uint64_t *in,
-		    const uint8_t *ops, size_t n, uint64_t *out, int *minrc, int *who,
-		    struct ckpt_err *err);
+int ckpt_mpi__agree(struct ckpt_ctx *ctx, const char *call, uint64_t key, int rc,
+		    const uint64_t *in, const uint8_t *ops, size_t n, uint64_t *out, int *minrc,
+		    int *who, struct ckpt_err *err);
 /* Rank 0 (a no-op elsewhere): the save (step, save_id) must not be committed (ckpt_save failed on
  * some rank): its round ends now with rc and msg, and its later votes are answered so at once. */
 void ckpt_mpi__abandon(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id, int rc,

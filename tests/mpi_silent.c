@@ -4,12 +4,14 @@
  *   mpi_silent BASE save|latest|close|never
  *
  * Every rank opens the job (mpi_timeout = SILENT_TIMEOUT, default 3 s) and commits step 1. Then
- * the last rank goes silent for SILENT_SECONDS (default 12) before it calls ckpt_save (mode save),
+ * the last rank (or SILENT_RANK) goes silent for SILENT_SECONDS (default 12) before it calls ckpt_save (mode save),
  * ckpt_latest (latest) or ckpt_close (close), or never calls ckpt_save at all and closes after
  * its silence (never); the other ranks make that call at once. Each rank prints what its calls
  * returned and how long they took ("figure:" lines) and checks the targets of the issue: every
  * rank returns within mpi_timeout + SILENT_MARGIN (default 2 s), the others with an error that
- * names the silent rank; then MPI_Finalize, which must be clean (the driver checks the exit).
+ * names the silent rank (ckpt_close: in its warning, which the driver checks). Then, but for
+ * mode close, the context must still work: every rank saves step 3, which must commit, and
+ * closes (CKPT_OK). Then MPI_Finalize, which must be clean (the driver checks the exit).
  * A missed target is a "target: ... FAIL" line, not the exit status: a rank that exits non-zero
  * makes mpirun kill the others, which would hide whether their MPI_Finalize was clean. */
 #include <mpi.h>
@@ -85,7 +87,8 @@ static void judge(const char *op, int rc, double t, const char *msg)
 	named = !msg || strstr(msg, who) != NULL; /* NULL: no message to read (ckpt_close) */
 	msg = msg ? msg : "";
 	errs = rc != CKPT_OK;
-	printf("figure: silent_%s_np%d_%s rank %d%s: %s %s in %.2f s%s%s\n", mode, size, thr, rank,
+	printf("figure: silent_%s%s_np%d_%s rank %d%s: %s %s in %.2f s%s%s\n", mode,
+	       victim ? "" : "_rank0", size, thr, rank,
 	       rank == victim ? " (silent)" : "", op, ckpt_strerror(rc), t, *msg ? ": " : "", msg);
 	if (!bounded) {
 		printf("target: rank %d %s bounded FAIL (%.2f s > mpi_timeout %g + %g)\n", rank, op, t,
@@ -115,7 +118,9 @@ int main(int argc, char **argv)
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 	MPI_Comm_size(MPI_COMM_WORLD, &size);
 	th_clean_environment();
-	victim = size - 1;
+	victim = getenv("SILENT_RANK") ? atoi(getenv("SILENT_RANK")) : size - 1;
+	if (victim < 0 || victim >= size)
+		victim = size - 1;
 	mpi_timeout = env_d("SILENT_TIMEOUT", 3);
 	margin = env_d("SILENT_MARGIN", 2);
 	silence = env_d("SILENT_SECONDS", 12);
@@ -153,12 +158,27 @@ int main(int argc, char **argv)
 		judge("ckpt_close", rc, MPI_Wtime() - t, NULL);
 	}
 	if (!closed) {
+		/* The context stays usable: once every rank is back (the test's own barrier), the
+		 * next collective save commits on every rank, also on a rank that skipped a call
+		 * (never) or came late to one that failed (save, latest). */
+		MPI_Barrier(MPI_COMM_WORLD);
+		t = MPI_Wtime();
+		if ((rc = save_step(ctx, 3)) == CKPT_OK)
+			rc = ckpt_wait(ctx, 3);
+		printf("figure: silent_%s_np%d_%s rank %d%s: then ckpt_save+ckpt_wait step 3 %s in "
+		       "%.2f s%s%s\n", mode, size, thr, rank, rank == victim ? " (silent)" : "",
+		       ckpt_strerror(rc), MPI_Wtime() - t, rc ? ": " : "", rc ? ckpt_errmsg(ctx) : "");
+		if (rc != CKPT_OK) {
+			printf("target: rank %d the context stays usable (step 3 commits) FAIL\n", rank);
+			failures++;
+		}
 		t = MPI_Wtime();
 		rc = ckpt_close(ctx);
 		printf("figure: silent_%s_np%d_%s rank %d%s: then ckpt_close %s in %.2f s\n", mode, size,
 		       thr, rank, rank == victim ? " (silent)" : "", ckpt_strerror(rc), MPI_Wtime() - t);
-		if (MPI_Wtime() - t > mpi_timeout + margin) {
-			printf("target: rank %d ckpt_close bounded FAIL\n", rank);
+		if (MPI_Wtime() - t > mpi_timeout + margin || rc != CKPT_OK) {
+			printf("target: rank %d ckpt_close (every rank there) returns CKPT_OK FAIL\n",
+			       rank);
 			failures++;
 		}
 	}
