@@ -126,14 +126,16 @@ int ckpt_open_mpi_f(ckpt_ctx **out, const ckpt_config *cfg, int fortran_comm);
  * ckpt_wait on them returns CKPT_ENOENT. After a node loss the newest complete step is what
  * counts; the step being drained and the newest one always stay. Local disk stays within
  * keep_local + max_pending steps (max_pending counted as at least 2). One warning per outage
- * names a shared_dir whose drain made no progress for `stall_after` seconds. With MPI, ckpt_save
- * still waits for the oldest drain instead (the ranks do not yet agree on skipped steps).
+ * names a shared_dir whose drain made no progress for `stall_after` seconds. With MPI the ranks
+ * agree to skip: when any rank's drain is behind, every rank skips its queued older steps.
  * Saving a step number again replaces that step: the local copy is replaced at once (atomically);
  * on the shared volume the old save stays until the new one is committed, which replaces it
  * atomically. A failed ckpt_save leaves the step as it was, except when only the last directory
  * fsync failed: the new save is then in place (the error is still returned) and is drained.
- * With MPI the call is collective: every rank passes the same step.
- * Errors: CKPT_EINVAL (bad step, regions, names, duplicates), CKPT_ENOSPC, CKPT_EIO, CKPT_EMPI.
+ * With MPI the call is collective: every rank passes the same step; a rank that does not call it
+ * within mpi_timeout seconds of the others makes them return CKPT_ETIMEDOUT, naming it.
+ * Errors: CKPT_EINVAL (bad step, regions, names, duplicates), CKPT_ENOSPC, CKPT_EIO, CKPT_EMPI,
+ * CKPT_ETIMEDOUT (MPI).
  * Snapshot mode (stage_bytes > 0): returns once the regions are copied into the library's staging
  * memory; see "Snapshot saves" below.
  */
