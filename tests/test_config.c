@@ -168,6 +168,11 @@ static const struct set_case set_cases[] = {
 	{ "max_pending", "1025", NULL },
 	{ "close_timeout", "0", "0" },
 	{ "close_timeout", "0.5", "0.5" },
+	/* get prints plain decimals that set takes back ("%g" printed 6.04799e+05 and 3e-22) */
+	{ "close_timeout", "604799.125", "604799.125" },
+	{ "close_timeout", "00000.0000000000000000003", "0" },
+	{ "close_timeout", "0.000000001", "0.000000001" },
+	{ "close_timeout", "600.000", "600" },
 	{ "close_timeout", "1e3", NULL },     /* decimal only, as documented */
 	{ "close_timeout", "0x10", NULL },
 	{ "close_timeout", "0x1p4", NULL },
