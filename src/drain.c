@@ -388,6 +388,8 @@ static void lower_priority(int drain_nice)
 
 static void drain_release_late(struct ckpt_ctx *ctx);
 
+void (*ckpt_drain__test_hook)(const char *point);
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -438,6 +440,8 @@ static void *worker_main(void *arg)
 			ctx->setting_up = 1;
 			progress(ctx); /* busy from now: the stall clock starts */
 			pthread_mutex_unlock(&ctx->mu);
+			if (ckpt_drain__test_hook)
+				ckpt_drain__test_hook("job.setup");
 			rc = job_setup(ctx, rec, &j, &err);
 			if (rc < 0)
 				rc = vote_if_failed(ctx, rec->step, rec->save_id, rc, &err);
