@@ -371,7 +371,7 @@ static void maybe_finish(struct worker *w, struct drain_job *j)
  * threads, whose speed is what users pay for. drain_nice is relative to the nice value of the
  * thread that opened the context (inherited by this one): in a job started with `nice -n 15` the
  * drain runs at 19, never ahead of training. */
-static void lower_priority(int drain_nice)
+void ckpt_drain__lower_priority(int drain_nice)
 {
 	int base, prio;
 
@@ -397,7 +397,7 @@ static void *worker_main(void *arg)
 	int last;
 
 	pthread_setname_np(pthread_self(), "ckpt-drain"); /* for top -H, ps -L, gdb */
-	lower_priority(ctx->cfg->drain_nice);
+	ckpt_drain__lower_priority(ctx->cfg->drain_nice);
 	pthread_mutex_lock(&ctx->mu);
 	w->ready = 1;
 	pthread_cond_broadcast(&ctx->cv);

@@ -416,11 +416,7 @@ static void test_local_full(void)
  * opened the context (here: this thread at nice 5, drain_nice 3: the drains at 8). */
 static void test_thread_names_nice(void)
 {
-	char path[512], comm[64], stat[1024];
-	int named = 0, nice_ok = 0, base;
-	struct dirent *e;
-	DIR *d;
-	FILE *f;
+	int named, nice_ok = 0, base;
 
 	CU_ASSERT_FATAL(env_new("drain-names") == 0);
 	base = getpriority(PRIO_PROCESS, 0);
@@ -429,33 +425,7 @@ static void test_thread_names_nice(void)
 	base = getpriority(PRIO_PROCESS, 0);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
 		"drain_threads", "2", "drain_nice", "3", NULL }));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(d = opendir("/proc/self/task"));
-	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		if (!(f = fopen(path, "r")))
-			continue;
-		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, "ckpt-drain", 10)) {
-			long nice = 0;
-			char *p;
-
-			named++;
-			snprintf(path, sizeof(path), "/proc/self/task/%s/stat", e->d_name);
-			fclose(f);
-			/* field 19 of stat is the nice value; the name (field 2) ends at the last ')' */
-			if ((f = fopen(path, "r")) && fgets(stat, sizeof(stat), f) &&
-			    (p = strrchr(stat, ')'))) {
-				for (int i = 0; i < 17 && p; i++)
-					p = strchr(p + 1, ' ');
-				nice = p ? strtol(p + 1, NULL, 10) : -100;
-				nice_ok += nice == (base + 3 > 19 ? 19 : base + 3);
-			}
-		}
-		if (f)
-			fclose(f);
-	}
-	closedir(d);
+	named = th_threads_named("ckpt-drain", base + 3 > 19 ? 19 : base + 3, &nice_ok);
 	if (named != 2 || nice_ok != 2)
 		fprintf(stderr, "(%d ckpt-drain threads, %d at nice %d + 3) ", named, nice_ok, base);
 	CU_ASSERT(named == 2);
@@ -463,8 +433,6 @@ static void test_thread_names_nice(void)
 	CU_ASSERT(close_ctx() == CKPT_OK);
 }
 
-/* Issue 13: once the drain is behind by max_pending steps and stall_wait passed, ckpt_save does
- * not wait: the queued older steps are skipped (their local copies go), the newest is drained. */
 /* The drain held at the set-up of its first step (ckpt_drain__test_hook): the test says when
  * it may go on, and knows when the drain got there. */
 static pthread_mutex_t hold_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -483,6 +451,8 @@ static void hold_drain(const char *point)
 	pthread_mutex_unlock(&hold_mu);
 }
 
+/* Issue 13: once the drain is behind by max_pending steps and stall_wait passed, ckpt_save does
+ * not wait: the queued older steps are skipped (their local copies go), the newest is drained. */
 static void test_skip_superseded(void)
 {
 	const size_t n = 4 * MIB;
