@@ -151,7 +151,8 @@ int ckpt_save(ckpt_ctx *ctx, uint64_t step, const ckpt_region *regions, size_t n
  * uses the same one. The name need not have been saved yet; hints last until ckpt_close and are
  * not saved anywhere. A hint is a performance hint only: a wrong one costs compression ratio and
  * speed, never data (every chunk records its transform and width, and reads back bit-exact).
- * Does not block on the drain. Not collective with MPI: each rank hints its own regions.
+ * Does no I/O and never waits for the drain (only, as every call, for another call on ctx to
+ * return). Not collective with MPI: each rank hints its own regions.
  * Errors: CKPT_EINVAL (NULL ctx or name, a name of 0 or more than CKPT_NAME_MAX bytes, another
  * width), CKPT_ENOMEM.
  */
