@@ -311,6 +311,31 @@ int ckpt_wait_timeout(ckpt_ctx *ctx, uint64_t step, double seconds)
 	return wait_step(ctx, step, seconds);
 }
 
+int ckpt_region_hint(ckpt_ctx *ctx, const char *name, unsigned elem_width)
+{
+	size_t len;
+	int rc;
+
+	if (!ctx || !name)
+		return CKPT_EINVAL;
+	len = strnlen(name, CKPT_NAME_MAX + 1);
+	pthread_mutex_lock(&ctx->api_mu);
+	if (len == 0 || len > CKPT_NAME_MAX) {
+		rc = ckpt_err__set(&ctx->err, CKPT_EINVAL, "ckpt_region_hint: a region name has "
+				   "1..%d bytes", CKPT_NAME_MAX);
+	} else if (elem_width > 8 || (elem_width & (elem_width - 1))) {
+		rc = ckpt_err__set(&ctx->err, CKPT_EINVAL, "ckpt_region_hint: element width %u for "
+				   "region '%s' (0, 1, 2, 4 or 8)", elem_width, name);
+	} else {
+		/* ctx->mu: the drain threads read the table when a job starts */
+		pthread_mutex_lock(&ctx->mu);
+		rc = ckpt_config__hint_set(&ctx->hints, name, len, elem_width, &ctx->err);
+		pthread_mutex_unlock(&ctx->mu);
+	}
+	pthread_mutex_unlock(&ctx->api_mu);
+	return rc;
+}
+
 int ckpt_drain_lag(ckpt_ctx *ctx, ckpt_lag_info *out)
 {
 	uint64_t oldest_ns = 0;

@@ -44,6 +44,7 @@ struct drain_job {
 	uint8_t **spare;
 	unsigned nparked, nspare, nalloc, window;
 	unsigned refs;
+	uint8_t *width;                /* per region: the element width hint of its chunks */
 	int failed;
 	int finishing;
 	struct ckpt_err err;
@@ -93,6 +94,7 @@ static void job_free(struct drain_job *j)
 		free(j->spare[i]);
 	free(j->parked);
 	free(j->spare);
+	free(j->width);
 	free(j);
 }
 
@@ -132,6 +134,21 @@ static int job_setup(struct ckpt_ctx *ctx, struct ckpt_step_rec *rec, struct dra
 				    ctx->cfg->chunk_transform ? CKPT_TRANSFORM_CHUNKS :
 				    CKPT_TRANSFORM_NONE, stepdir, final, err)) < 0)
 		goto fail;
+	/* Each region's width hint, read once for the whole job (so that a ckpt_region_hint call
+	 * meanwhile cannot change a region's width between its chunks): ckpt_region_hint's, else
+	 * the elem_width key (0: detected per chunk). */
+	if (!(j->width = calloc(j->src->idx.nregions + 1, 1))) {
+		rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory for a drain job");
+		goto fail;
+	}
+	pthread_mutex_lock(&ctx->mu);
+	for (uint32_t r = 0; r < j->src->idx.nregions; r++) {
+		const struct ckpt_region_meta *m = &j->src->idx.regions[r];
+		unsigned w = ckpt_config__hint_get(ctx->hints, m->name, m->name_len);
+
+		j->width[r] = (uint8_t)(w ? w : ctx->cfg->elem_width);
+	}
+	pthread_mutex_unlock(&ctx->mu);
 	/* As many spare raw buffers as threads, within 64 MiB (at least one). */
 	j->window = ctx->cfg->drain_threads;
 	if ((uint64_t)j->window * ctx->cfg->chunk_size > (64u << 20))
@@ -219,6 +236,7 @@ static void process_chunk(struct worker *w, struct drain_job *j, uint32_t i)
 		rc = ckpt_err__set(&err, CKPT_ENOMEM, "out of memory for a drain buffer");
 		goto fail;
 	}
+	ckpt_codec__set_transform(w->codec, ctx->cfg->chunk_transform, j->width[p->region]);
 	if ((rc = ckpt_io__pread_full(j->src->fd, w->raw, p->raw, p->src_off, &err,
 				      j->src->path)) < 0 ||
 	    (rc = ckpt_codec__encode_chunk(w->codec, w->out, w->out_cap, w->raw, p->raw, &ch,
@@ -616,6 +634,7 @@ static void free_rest(struct ckpt_ctx *ctx)
 	for (size_t i = 0; i < ctx->ntrash; i++) /* a context whose drain never started */
 		free(ctx->trash[i]);
 	free(ctx->trash);
+	ckpt_config__hints_free(ctx->hints);
 	ckpt_config_free(ctx->cfg); /* last: the above may still read the configuration */
 	pthread_mutex_destroy(&ctx->api_mu);
 	pthread_mutex_destroy(&ctx->mu);

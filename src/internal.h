@@ -30,7 +30,8 @@
  *   io        io.c: backend choice, full pread/pwrite; io_uring.c, io_posix.c: the backends
  *   fmt       fmt.c: encode/decode of header, index, trailer, MANIFEST; pure buffers. Below codec,
  *             so it seals its own structures with one private XXH3 call (fmt.c: checksum)
- *   config    config.c: keys, defaults, the only getenv(); config_log.c; config_fault.c
+ *   config    config.c: keys, defaults, the only getenv(); config_log.c; config_fault.c;
+ *             config_hint.c: the per-region width hints of ckpt_region_hint
  *   error     error.c
  * Direct uses below the drain (each also uses error): config, fmt: none; io: config; codec: fmt;
  * store: io; storage: config; shard: codec, fmt, io, store, config; step: shard, store, fmt.
@@ -48,6 +49,7 @@
 #include "ckpt.h"
 #include "codec.h"
 #include "config.h"
+#include "config_hint.h"
 #include "error.h"
 #include "shard.h"
 #include "store.h"
@@ -122,6 +124,8 @@ struct ckpt_ctx {
 	size_t ntrash, captrash;
 	int emptying;                   /* a drain thread is removing a batch taken from trash */
 	struct ckpt_stage *stage;       /* snapshot mode (stage.c); NULL until its first use */
+	struct ckpt_hints *hints;       /* ckpt_region_hint's widths (config_hint.c); the drain
+					 * reads them when a job starts (drain.c: job_setup) */
 	int retaining;                  /* retention is reading the shared tier (ctx->mu dropped) */
 	int retain_again;               /* ... and another commit asked for it meanwhile */
 	/* Stalls (issue 13): the drain's last progress on the shared tier, and whether the save path

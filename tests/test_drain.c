@@ -807,6 +807,99 @@ static void test_transform_roundtrip(void)
 	}
 }
 
+/* ckpt_region_hint: a region's hint decides the width of its chunks (over detection and over the
+ * elem_width key), a wrong one still reads back bit-exact, 0 removes it, bad calls are refused. */
+static void test_region_hint(void)
+{
+	ckpt_region r[NX];
+	struct ckpt_shard *sh;
+	char longname[CKPT_NAME_MAX + 2];
+	char many[32];
+
+	CU_ASSERT_FATAL(env_new("drain-hint") == 0);
+	make_xregions(r);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
+		"chunk_size", "64K", "drain_threads", "2", NULL }));
+	/* wrong widths on purpose (the data is fp32, bf16, fp32 + random + ...) */
+	CU_ASSERT(ckpt_region_hint(CTX, "fp32", 2) == CKPT_OK);
+	CU_ASSERT(ckpt_region_hint(CTX, "bf16", 4) == CKPT_OK);
+	CU_ASSERT(ckpt_region_hint(CTX, "mixed", 8) == CKPT_OK);
+	CU_ASSERT(ckpt_region_hint(CTX, "fp32-whole", 1) == CKPT_OK);
+	CU_ASSERT(ckpt_region_hint(CTX, "never-saved", 4) == CKPT_OK);
+	/* many more names than the table's first size: it grows, the hints above stay */
+	for (int i = 0; i < 3000; i++) {
+		snprintf(many, sizeof(many), "layer.%d.weight", i);
+		CU_ASSERT(ckpt_region_hint(CTX, many, 1u << (i % 4)) == CKPT_OK);
+	}
+	CU_ASSERT_FATAL(ckpt_save(CTX, 1, r, NX) == CKPT_OK);
+	CU_ASSERT_FATAL(ckpt_wait(CTX, 1) == CKPT_OK);
+	CU_ASSERT(xload_shared(1));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sh = open_ckz(1));
+	CU_ASSERT_EQUAL(chunk_code(sh, "fp32", 0), 2 * 16 + 2);
+	CU_ASSERT_EQUAL(chunk_code(sh, "fp32", 2), 2 * 16 + 2);
+	CU_ASSERT_EQUAL(chunk_code(sh, "bf16", 0), 2 * 16 + 4);
+	CU_ASSERT_EQUAL(chunk_code(sh, "mixed", 0), 2 * 16 + 8);
+	CU_ASSERT_EQUAL(chunk_code(sh, "mixed", 3), 2 * 16 + 8); /* bf16 data, width 8 imposed */
+	CU_ASSERT_EQUAL(chunk_code(sh, "fp32-whole", 0), 1 * 16 + 1);
+	CU_ASSERT_EQUAL(chunk_code(sh, "fp64", 0), 2 * 16 + 8); /* no hint: detected */
+	ckpt_shard__close(sh);
+
+	/* 0 removes a hint: detection again */
+	CU_ASSERT(ckpt_region_hint(CTX, "fp32", 0) == CKPT_OK);
+	CU_ASSERT(ckpt_region_hint(CTX, "not-hinted", 0) == CKPT_OK);
+	CU_ASSERT_FATAL(ckpt_save(CTX, 2, r, NX) == CKPT_OK);
+	CU_ASSERT_FATAL(ckpt_wait(CTX, 2) == CKPT_OK);
+	CU_ASSERT(xload_shared(2));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sh = open_ckz(2));
+	CU_ASSERT_EQUAL(chunk_code(sh, "fp32", 0), 2 * 16 + 4);
+	CU_ASSERT_EQUAL(chunk_code(sh, "bf16", 0), 2 * 16 + 4);
+	ckpt_shard__close(sh);
+
+	/* refused: the context's message says why, the table is unchanged */
+	CU_ASSERT(ckpt_region_hint(NULL, "fp32", 4) == CKPT_EINVAL);
+	CU_ASSERT(ckpt_region_hint(CTX, NULL, 4) == CKPT_EINVAL);
+	CU_ASSERT(ckpt_region_hint(CTX, "", 4) == CKPT_EINVAL);
+	memset(longname, 'n', CKPT_NAME_MAX + 1);
+	longname[CKPT_NAME_MAX + 1] = 0;
+	CU_ASSERT(ckpt_region_hint(CTX, longname, 4) == CKPT_EINVAL);
+	longname[CKPT_NAME_MAX] = 0; /* 255 bytes: accepted */
+	CU_ASSERT(ckpt_region_hint(CTX, longname, 4) == CKPT_OK);
+	CU_ASSERT(ckpt_region_hint(CTX, "bf16", 3) == CKPT_EINVAL);
+	CU_ASSERT(strstr(ckpt_errmsg(CTX), "element width 3") != NULL);
+	CU_ASSERT(ckpt_region_hint(CTX, "bf16", 16) == CKPT_EINVAL);
+	CU_ASSERT(close_ctx() == CKPT_OK);
+
+	/* a hint outranks the elem_width key; regions without one follow the key */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
+		"chunk_size", "64K", "elem_width", "2", NULL }));
+	CU_ASSERT(ckpt_region_hint(CTX, "fp32", 4) == CKPT_OK);
+	CU_ASSERT_FATAL(ckpt_save(CTX, 3, r, NX) == CKPT_OK);
+	CU_ASSERT_FATAL(ckpt_wait(CTX, 3) == CKPT_OK);
+	CU_ASSERT(xload_shared(3));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sh = open_ckz(3));
+	CU_ASSERT_EQUAL(chunk_code(sh, "fp32", 0), 2 * 16 + 4);
+	CU_ASSERT_EQUAL(chunk_code(sh, "fp64", 0), 2 * 16 + 2);
+	ckpt_shard__close(sh);
+	CU_ASSERT(close_ctx() == CKPT_OK);
+
+	/* without chunk transforms a hint changes nothing: version 1 regions */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
+		"chunk_size", "64K", "chunk_transform", "none", NULL }));
+	CU_ASSERT(ckpt_region_hint(CTX, "fp32", 4) == CKPT_OK);
+	CU_ASSERT_FATAL(ckpt_save(CTX, 4, r, NX) == CKPT_OK);
+	CU_ASSERT_FATAL(ckpt_wait(CTX, 4) == CKPT_OK);
+	CU_ASSERT(xload_shared(4));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sh = open_ckz(4));
+	for (uint32_t i = 0; i < sh->idx.nregions; i++)
+		CU_ASSERT_EQUAL(sh->idx.regions[i].transform, 0);
+	ckpt_shard__close(sh);
+	CU_ASSERT(close_ctx() == CKPT_OK);
+	for (size_t i = 0; i < NX; i++) {
+		free(xregions[i].data);
+		xregions[i].data = NULL;
+	}
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -835,7 +928,8 @@ int main(void)
 	    !CU_add_test(s, "drain threads: names and relative nice", test_thread_names_nice) ||
 	    !CU_add_test(s, "a failed drain's leftover is removed by the next", test_own_leftover_removed) ||
 	    !CU_add_test(s, "close_timeout 0", test_close_timeout) ||
-	    !CU_add_test(s, "chunk transforms round trip", test_transform_roundtrip)) {
+	    !CU_add_test(s, "chunk transforms round trip", test_transform_roundtrip) ||
+	    !CU_add_test(s, "per-region width hints", test_region_hint)) {
 		CU_cleanup_registry();
 		return 1;
 	}
