@@ -655,6 +655,9 @@ int ckpt_ctx__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 		if (!ctx->mpi && ctx->pending >= ctx->cfg->max_pending)
 			nskip = ckpt_drain__skip_superseded(ctx, step, skip, 64);
 		ckpt_drain__enqueue(ctx, rec);
+		/* and the older steps whose drains failed (a soft mount's EIO, a full volume): not
+		 * retried, their local copies go (issue 13: local disk stays bounded) */
+		ckpt_retention__release_failed(ctx);
 	}
 	pthread_mutex_unlock(&ctx->mu);
 	if (nskip) {

@@ -335,6 +335,8 @@ static void job_end(struct ckpt_ctx *ctx, struct drain_job *j, int rc, const str
 	 * (ctx->retaining). The job is off the context first, so that a new one can start. */
 	if (rc == CKPT_OK)
 		ckpt_retention__apply(ctx);
+	else if (rc < 0)
+		ckpt_retention__release_failed(ctx); /* a newer step may supersede this one */
 	pthread_cond_broadcast(&ctx->cv);
 	pthread_mutex_unlock(&ctx->mu);
 	job_free(j);
@@ -475,6 +477,7 @@ static void *worker_main(void *arg)
 					rec->state = CKPT_STATE_FAILED;
 					rec->rc = rc;
 					ckpt_err__copy(&rec->err, &err);
+					ckpt_retention__release_failed(ctx);
 				}
 				ctx->pending--;
 				pthread_cond_broadcast(&ctx->cv);

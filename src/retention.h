@@ -26,6 +26,17 @@ void ckpt_retention__wait_trash(struct ckpt_ctx *ctx);
  * that ckpt_retention__wait_trash knows when all is gone. For drain threads and ckpt_drain__stop. */
 void ckpt_retention__empty_trash(struct ckpt_ctx *ctx);
 
+/* Keep this rank's local copies within keep_local + max_pending steps when drains fail (a soft
+ * mount's EIO, a full volume) (ctx->mu held): while there are more, the oldest failed drain that a
+ * newer step supersedes (durable locally, or committed) gives up its local copy: the step becomes
+ * CKPT_STATE_NONE with CKPT_ENOENT ("skipped"), like a queued step that skip_superseded dropped,
+ * and its copy goes into the trash. Within the bound every failed drain keeps its copy and is
+ * retried. Never the newest local step (nothing supersedes it: it is kept and retried), never a
+ * queued or running drain, never a committed step, nothing on the shared tier. Single process
+ * only (with MPI the ranks would have to agree). Local I/O only (a readdir and a stat per step).
+ * Returns how many were released. For the save path and the drain, after a failure. */
+size_t ckpt_retention__release_failed(struct ckpt_ctx *ctx);
+
 /* Superseded shards of stepdir (other saves than keep_id), just made unreachable by a commit:
  * retired once read_grace seconds have passed (at once when read_grace is 0). Takes ctx->mu. */
 void ckpt_retention__defer_superseded(struct ckpt_ctx *ctx, const char *stepdir, uint64_t keep_id);

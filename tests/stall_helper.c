@@ -366,7 +366,7 @@ static int scenario_outage(void)
 	ckpt_ctx *ctx = open_at(local_dir, NULL, NULL, NULL);
 	double took, max_save = 0, max_save_at = 0, next, t_end, t0;
 	uint64_t step = 0, newest = 0, latest;
-	int rc, max_local = 0, n_out = 0, n_slow = 0, warned, ok;
+	int rc, max_local = 0, n_out = 0, n_slow = 0, warned, ok, newest_gone = 0;
 	char said[512];
 
 	/* warm-up with the volume answering: three steps committed */
@@ -404,6 +404,9 @@ static int scenario_outage(void)
 			n_out++;
 			if (k > max_local)
 				max_local = k;
+			/* the newest step is never the one that goes: its local copy is kept */
+			if (rc == CKPT_OK && !has_local(step))
+				newest_gone++;
 		}
 	}
 	outage_end(&o);
@@ -431,6 +434,8 @@ static int scenario_outage(void)
 	target("local_disk_bounded", max_local <= (int)(keep_local + max_pending),
 	       "at most %d local steps during the outage, bound %u", max_local,
 	       keep_local + max_pending);
+	target("newest_local_kept", newest_gone == 0, "%d saves during the outage whose local "
+	       "copy was gone right after ckpt_save returned", newest_gone);
 	target("newest_committed_bit_exact", latest == newest && ok,
 	       "shared tier alone: latest %llu, newest saved %llu, %s", (unsigned long long)latest,
 	       (unsigned long long)newest, ok ? "bit-exact" : "NOT bit-exact or unreadable");

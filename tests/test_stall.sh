@@ -5,16 +5,16 @@
 # "figure:" and "target:" lines. Starts and stops its own FUSE server in its own mktemp -d
 # directory; skips (77) only where /dev/fuse is missing.
 #   STALL_SCENARIOS="kernel outage outage_eio close open kill retention doctor" (the default:
-#   all but outage_eio, the outage with every call failing with EIO, as on a soft mount, whose
-#   local disk is not bounded yet; `make check-stall` runs all; retention stalls the volume
-#   exactly where the drain's retention reads a MANIFEST). Outages: 8 s (make check), 15 s
-#   (make check-stall), 30 s (make torture).
+#   all; outage_eio is the outage with every call failing with EIO, as on a soft mount: failed
+#   drains of superseded steps give up their local copies, so local disk stays bounded there
+#   too; retention stalls the volume exactly where the drain's retention reads a MANIFEST).
+#   Outages: 8 s (make check), 15 s (make check-stall), 30 s (make torture).
 #   tunables of the scenarios: see tests/stall_helper.c (STALL_OUTAGE, STALL_CLOSE_TIMEOUT, ...)
 set -u
 srcdir=${srcdir:-.}
 HELPER=${STALL_HELPER:-./tests/stall_helper}
 CKPT=${CKPT_TOOL:-./tools/ckpt}
-SCENARIOS=${STALL_SCENARIOS:-kernel outage close open kill retention doctor}
+SCENARIOS=${STALL_SCENARIOS:-kernel outage outage_eio close open kill retention doctor}
 OUTAGE=${STALL_OUTAGE:-8}
 # The outage of close, open, kill, retention and doctor: longer than the bounds they measure
 # (close_timeout 3 s; probe_timeout 5 s).
