@@ -406,6 +406,56 @@ void ckpt_drain__lower_priority(int drain_nice)
 		setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), prio);
 }
 
+/* ckpt_open's work on the shared tier (issue 13): the writer lease, the removal of temporary and
+ * superseded files, the scan for local steps to drain again. A drain thread does it, without
+ * ctx->mu, while ckpt_open waits for it until probe_timeout: a volume that stops answering right
+ * after the probes then delays nothing but the drain, which waits for it anyway. */
+static void open_work(struct ckpt_ctx *ctx)
+{
+	struct ckpt_err why = { "" };
+	struct ckpt_redrain *v = NULL;
+	size_t n = 0;
+	int rc, gone;
+
+	/* One writer per job (docs/CONCURRENCY.md): rank 0 takes the writer lease. While another
+	 * live writer holds it this context runs as a non-writer: it reads, deletes nothing on
+	 * the shared tier, and its commits are refused until the lease is free. */
+	rc = ctx->rank == 0 ? ckpt_commit__lease_take(ctx, &why) : 0;
+	pthread_mutex_lock(&ctx->mu);
+	gone = ctx->abort;
+	pthread_mutex_unlock(&ctx->mu);
+	if (gone) {
+		/* ckpt_close gave up on this context meanwhile: a lease taken now is no live one */
+		ckpt_commit__lease_abandon(ctx);
+		return;
+	}
+	if (rc < 0)
+		ckpt_config__log(ctx->cfg, 1, "%s; the commits take the writer lease later", why.msg);
+	else if (rc == 0 && ctx->rank == 0)
+		ckpt_config__log(ctx->cfg, 1, "%s; it opens as a reader: its saves stay local, their "
+				 "drains fail with CKPT_EBUSY until that writer is gone", why.msg);
+	if (ckpt_commit__lease_held(ctx)) {
+		ckpt_store__cleanup_tmp(ctx->shared_job);
+		ckpt_retention__sweep(ctx);
+	}
+	if ((rc = ckpt_retention__recover_scan(ctx, &v, &n, &why)) < 0)
+		ckpt_config__log(ctx->cfg, 1, "the local steps left to drain could not be listed: %s",
+				 why.msg);
+	pthread_mutex_lock(&ctx->mu);
+	for (size_t i = 0; i < n && !ctx->abort; i++) {
+		struct ckpt_step_rec *rec = ckpt_retention__rec(ctx, v[i].step, 1);
+
+		/* a step the caller saved since ckpt_open returned is its own, newer save */
+		if (!rec || rec->state != CKPT_STATE_NONE || rec->save_id)
+			continue;
+		rec->save_id = v[i].save_id;
+		rec->saved_ns = v[i].created_ns;
+		ckpt_drain__enqueue(ctx, rec);
+	}
+	pthread_mutex_unlock(&ctx->mu);
+	free(v);
+}
+
 static void drain_release_late(struct ckpt_ctx *ctx);
 
 void (*ckpt_drain__test_hook)(const char *point);
@@ -434,6 +484,21 @@ static void *worker_main(void *arg)
 			progress(ctx); /* busy from now */
 			ckpt_retention__empty_trash(ctx);
 			progress(ctx);
+			continue;
+		}
+		if (ctx->open_work == 1 && !ctx->setting_up) {
+			/* first: no job starts before the open's sweep (it removes temporary files) */
+			ctx->open_work = 2;
+			ctx->setting_up = 1;
+			progress(ctx); /* busy from now: the stall clock starts */
+			pthread_mutex_unlock(&ctx->mu);
+			open_work(ctx);
+			pthread_mutex_lock(&ctx->mu);
+			ctx->setting_up = 0;
+			ctx->open_work = 0;
+			ctx->pending--;
+			progress(ctx);
+			pthread_cond_broadcast(&ctx->cv);
 			continue;
 		}
 		if (j && !j->failed && j->next_claim < j->out->nplan) {

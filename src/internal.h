@@ -115,6 +115,11 @@ struct ckpt_ctx {
 	unsigned pending;               /* queued + running drains */
 	struct drain_job *job;          /* the drain in progress */
 	int setting_up;                 /* a worker is opening the next job */
+	/* ckpt_open's work on the shared tier (issue 13), done by a drain thread while ckpt_open
+	 * waits for it until open_deadline_ns (monotonic): 1 to do, 2 in progress, 0 done. It
+	 * counts as one in `pending` until done. */
+	int open_work;
+	uint64_t open_deadline_ns;
 	int stopping;                   /* finish the queue, then exit */
 	int abort;                      /* exit now: abandon the job in progress */
 	pthread_t *threads;

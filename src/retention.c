@@ -480,6 +480,81 @@ static void retention_once(struct ckpt_ctx *ctx)
 	free(v);
 }
 
+/* ---- ckpt_open's work on the shared tier, run by a drain thread (issue 13) ---- */
+
+void ckpt_retention__sweep(struct ckpt_ctx *ctx)
+{
+	char dir[CKPT_PATH_MAX], mpath[CKPT_PATH_MAX + 16];
+	struct ckpt_manifest m;
+	struct stat st;
+	uint64_t *steps, now;
+	size_t n;
+
+	/* Only the writer deletes on the shared tier (the caller holds the lease), and only by
+	 * rule S (store.h): never a live writer's in-flight shard, never a save readers may still
+	 * read. */
+	if (ckpt_store__fs_now(ctx->shared_job, &now, NULL) < 0 ||
+	    ckpt_store__list_steps(ctx->shared_job, &steps, &n, NULL) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (ckpt_store__step_dir(dir, sizeof(dir), ctx->shared_job, steps[i]) < 0)
+			continue;
+		snprintf(mpath, sizeof(mpath), "%s/%s", dir, CKPT_MANIFEST_NAME);
+		/* the MANIFEST's identity before it is read: rule S (1) compares it afterwards */
+		if (lstat(mpath, &st) < 0 ||
+		    ckpt_step__manifest(ctx->shared_job, steps[i], &m, 0, NULL) < 0)
+			continue;
+		ckpt_store__sweep_superseded(dir, m.save_id, &st, now, ctx->cfg->read_grace);
+		ckpt_fmt__manifest_free(&m);
+	}
+	free(steps);
+}
+
+int ckpt_retention__recover_scan(struct ckpt_ctx *ctx, struct ckpt_redrain **out, size_t *nout,
+				 struct ckpt_err *err)
+{
+	struct ckpt_redrain *v = NULL;
+	uint64_t *steps;
+	size_t n, k = 0;
+	int rc;
+
+	*out = NULL;
+	*nout = 0;
+	if ((rc = ckpt_store__list_steps(ctx->local_job, &steps, &n, err)) < 0)
+		return rc;
+	if (n && !(v = calloc(n, sizeof(*v)))) {
+		free(steps);
+		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory for recovery");
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct ckpt_shard *s;
+		struct ckpt_manifest m;
+		int redrain;
+
+		if (ckpt_step__open_local(&s, ctx->local_job, steps[i], ctx->rank, NULL) < 0)
+			continue;
+		if (s->hdr.nranks != ctx->nranks) {
+			ckpt_shard__close(s);
+			continue;
+		}
+		if (ckpt_step__manifest(ctx->shared_job, steps[i], &m, 0, NULL) < 0) {
+			redrain = 1;
+		} else {
+			/* A newer local save of a committed step still needs its drain; an older
+			 * one (the step was saved again elsewhere) does not. */
+			redrain = m.save_id != s->hdr.save_id && s->hdr.created_ns > m.created_ns;
+			ckpt_fmt__manifest_free(&m);
+		}
+		if (redrain)
+			v[k++] = (struct ckpt_redrain){ steps[i], s->hdr.save_id, s->hdr.created_ns };
+		ckpt_shard__close(s);
+	}
+	free(steps);
+	*out = v;
+	*nout = k;
+	return CKPT_OK;
+}
+
 void ckpt_retention__apply(struct ckpt_ctx *ctx)
 {
 	/* One pass at a time (ctx->mu is dropped inside); a commit meanwhile asks for another. */

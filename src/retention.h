@@ -44,4 +44,20 @@ void ckpt_retention__defer_superseded(struct ckpt_ctx *ctx, const char *stepdir,
  * writer's open (rule S) or retention removes it once its grace is over. */
 void ckpt_retention__free_deferred(struct ckpt_ctx *ctx);
 
+/* ckpt_open's work on the shared tier, which a drain thread runs (drain.c) so that ckpt_open
+ * never waits for a volume that stops answering right after its probes (issue 13). Both run
+ * without ctx->mu and read ctx's fixed fields only. */
+/* The writer's open sweep of superseded shards left by a kill after a commit (rule S of
+ * docs/CONCURRENCY.md). Only for the holder of the writer lease. */
+void ckpt_retention__sweep(struct ckpt_ctx *ctx);
+/* A local step to drain again: complete locally, not committed on shared (the process died
+ * mid-drain, or the shared tier failed), or committed by an older save. */
+struct ckpt_redrain {
+	uint64_t step, save_id, created_ns;
+};
+/* The local steps of this rank to drain again (*out: malloc'd, the caller frees it). CKPT_OK, or
+ * the failure to list the local job directory or CKPT_ENOMEM. */
+int ckpt_retention__recover_scan(struct ckpt_ctx *ctx, struct ckpt_redrain **out, size_t *n,
+				 struct ckpt_err *err);
+
 #endif
