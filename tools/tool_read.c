@@ -329,3 +329,64 @@ out:
 		tool_shard_data_free(out);
 	return rc;
 }
+
+/* ---- chunk transforms, from the index ---- */
+
+static void xstats_add(struct tool_xstats *x, const struct ckpt_region_meta *r)
+{
+	for (uint32_t i = 0; i < r->nchunks; i++) {
+		const struct ckpt_chunk *c = &r->chunks[i];
+		uint64_t raw = ckpt_fmt__chunk_raw(r, i);
+
+		x->chunks++;
+		x->raw_bytes += raw;
+		x->stored_bytes += c->stored_size;
+		if (r->transform == CKPT_TRANSFORM_NONE)
+			x->zstd++;
+		else if (c->xform == CKPT_CHUNK_XFORM_BYTEGROUP)
+			*(c->width == 2 ? &x->w2 : c->width == 4 ? &x->w4 : &x->w8) += 1;
+		/* a raw plain payload: head (8) and one plane entry (8), then the raw bytes
+		 * (docs/FORMAT.md 3.8.2); a compressed one is smaller */
+		else if (c->stored_size == raw + 16)
+			x->raw++;
+		else
+			x->plain++;
+	}
+}
+
+int tool_xform_add(struct tool_xform *x, const struct ckpt_shard *s)
+{
+	for (uint32_t k = 0; k < s->idx.nregions; k++) {
+		const struct ckpt_region_meta *r = &s->idx.regions[k];
+		struct tool_xregion *g = NULL;
+
+		for (size_t i = 0; i < x->nregs && !g; i++)
+			if (!strcmp(x->regs[i].name, r->name))
+				g = &x->regs[i];
+		if (!g) {
+			struct tool_xregion *n = realloc(x->regs, (x->nregs + 1) * sizeof(*n));
+
+			if (!n)
+				return -1;
+			x->regs = n;
+			g = &x->regs[x->nregs];
+			memset(g, 0, sizeof(*g));
+			if (!(g->name = strdup(r->name)))
+				return -1;
+			x->nregs++;
+		}
+		xstats_add(&g->x, r);
+		xstats_add(&x->all, r);
+	}
+	return 0;
+}
+
+void tool_xform_free(struct tool_xform *x)
+{
+	if (!x)
+		return;
+	for (size_t i = 0; i < x->nregs; i++)
+		free(x->regs[i].name);
+	free(x->regs);
+	memset(x, 0, sizeof(*x));
+}
