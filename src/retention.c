@@ -299,8 +299,8 @@ static int local_pinned(struct ckpt_ctx *ctx, const struct kept *k)
 
 /* Is a newer step than `x` durable locally (or committed), so that x's local copy is no longer
  * the newest checkpoint of this rank? (ctx->mu held) A queued or draining save was enqueued only
- * once durable (ckpt_ctx__save_local, the staging writer, recover_local); a failed one keeps its
- * copy; a committed one is on the shared tier. A step saved later under a lower number (a job
+ * once durable (ckpt_ctx__save_local, the staging writer, the open's re-drain scan); a failed
+ * one keeps its copy; a committed one is on the shared tier. A step saved later under a lower number (a job
  * that rolled back) supersedes nothing: the higher one stays and is retried. */
 static const struct ckpt_step_rec *superseded_by(struct ckpt_ctx *ctx,
 						 const struct ckpt_step_rec *x)
