@@ -68,6 +68,8 @@ struct opts {
 	unsigned reps, threads, regions, ranks;
 	int level, json, aligned_only, no_sets;
 	uint64_t set_size;         /* part c: bytes per data set (each tiled to this size) */
+	unsigned set_reps;         /* part c: repetitions (medians) */
+	const char *tool;          /* part c: the `ckpt` tool, for `ckpt restore`; NULL: not run */
 	const char *sets[MAXSETS]; /* extra KEY=VALUE for ckpt_config_set */
 	unsigned nsets;
 };
@@ -608,6 +610,7 @@ static void zstd_round(struct rank *rk, unsigned rep)
 
 static const char *verdict(int ok);
 static ckpt_config *configure(const struct opts *o, const char *name);
+static void cfg_copy(const ckpt_config *cfg, const char *key, char *buf, size_t len);
 
 /* sync, then drop the page cache (root only): 1 when dropped. */
 static int drop_caches(void)
@@ -657,17 +660,95 @@ static uint8_t *read_data(const char *dir, int i, uint64_t *len)
 	return b;
 }
 
-/* One data set through the library (chunk_transform = mode) and the zstd CLI, same bytes. */
+/* Drop the page cache (when we may) and run `sh -c cmd`, timed; -1 when it fails. */
+static double cold_shell(const char *cmd, double *cpu, int *cold)
+{
+	*cold &= drop_caches();
+	return shell_timed(cmd, cpu);
+}
+
+/* Per mode (0 none, 1 auto) and repetition: what part c measures of the library. */
+enum { X_RATIO, X_DRAIN, X_DRAIN_CPU, X_LOAD, X_LOAD_CPU, X_TOOL, X_TOOL_CPU, NX };
+/* ... and of the zstd CLI. */
+enum { Z_C, Z_C_CPU, Z_D, Z_D_CPU, Z_DW, Z_DW_CPU, NZ };
+
+/* One drain, one restore by ckpt_load and one by the restore tool of the set's regions with
+ * chunk_transform = mode (1 auto, 0 none), into res[0..NX). */
+static void xset_lib(const struct opts *o, const struct xset *x, const ckpt_region *regs, int nreg,
+		     uint64_t total, int mode, unsigned rep, double *res, int *cold)
+{
+	char name[64], sj[PATH_MAX], cmd[4 * PATH_MAX];
+	ckpt_config *cfg;
+	ckpt_ctx *ctx;
+	struct rusage r1, r2;
+	double t1, t2;
+	uint8_t *back;
+
+	snprintf(name, sizeof(name), "ckpt-bench-%ld-x%s%d-%u", made.pid0, x->name, mode, rep);
+	pathf(sj, sizeof(sj), "%s/%s", made.shared, name);
+	cfg = configure(o, name);
+	if (ckpt_config_set(cfg, "chunk_transform", mode ? "auto" : "none"))
+		die("chunk_transform: %s", ckpt_config_errmsg(cfg));
+	check(NULL, ckpt_open(&ctx, cfg), "ckpt_open");
+	*cold &= drop_caches();
+	check(ctx, ckpt_save(ctx, 1, regs, (size_t)nreg), "ckpt_save");
+	t1 = now();
+	getrusage(RUSAGE_SELF, &r1);
+	check(ctx, ckpt_wait(ctx, 1), "ckpt_wait");
+	t2 = now();
+	getrusage(RUSAGE_SELF, &r2);
+	res[X_DRAIN] = t2 - t1;
+	res[X_DRAIN_CPU] = tv(r2.ru_utime) - tv(r1.ru_utime) + tv(r2.ru_stime) - tv(r1.ru_stime);
+	res[X_RATIO] = (double)total / (double)stored_bytes(sj, 1);
+	check(ctx, ckpt_close(ctx), "ckpt_close");
+	/* restore from the shared tier only: the local copy is gone, the cache cold */
+	pathf(cmd, sizeof(cmd), "rm -rf '%s/%s'", made.local, name);
+	if (system(cmd) != 0)
+		die("%s failed", cmd);
+	check(NULL, ckpt_open(&ctx, cfg), "ckpt_open");
+	ckpt_config_free(cfg);
+	if (!(back = malloc(regs[0].size)))
+		die("out of memory");
+	*cold &= drop_caches();
+	getrusage(RUSAGE_SELF, &r1);
+	t1 = now();
+	for (int f = 0; f < nreg; f++)
+		check(ctx, ckpt_load(ctx, 1, regs[f].name, back, regs[f].size), "ckpt_load");
+	t2 = now();
+	getrusage(RUSAGE_SELF, &r2);
+	if (memcmp(back, regs[nreg - 1].data, regs[nreg - 1].size))
+		die("ckpt_load of %s returned other bytes", x->name);
+	res[X_LOAD] = t2 - t1;
+	res[X_LOAD_CPU] = tv(r2.ru_utime) - tv(r1.ru_utime) + tv(r2.ru_stime) - tv(r1.ru_stime);
+	free(back);
+	check(ctx, ckpt_close(ctx), "ckpt_close");
+	/* the restore tool: the shared copy back to a durable local copy (O_DIRECT, fdatasync) */
+	res[X_TOOL] = res[X_TOOL_CPU] = 0;
+	if (o->tool) {
+		pathf(cmd, sizeof(cmd), "CKPT_LOG_LEVEL=0 '%s' restore --shared-dir '%s' --local-dir "
+		      "'%s' --name '%s' --step 1 --quiet", o->tool, made.shared, made.local, name);
+		res[X_TOOL] = cold_shell(cmd, &res[X_TOOL_CPU], cold);
+		if (res[X_TOOL] < 0)
+			die("%s failed", cmd);
+	}
+	pathf(cmd, sizeof(cmd), "rm -rf '%s/%s' '%s'", made.local, name, sj);
+	if (system(cmd) != 0)
+		die("%s failed", cmd);
+}
+
+/* One data set through the library (chunk_transform auto and none) and the zstd CLI, same bytes,
+ * o->set_reps times, interleaved; medians are printed. */
 static void xset_run(const struct opts *o, const char *data, const struct xset *x, int *cold)
 {
 	uint8_t *parts[3] = { 0 };
 	uint64_t lens[3] = { 0 }, total = 0, per;
 	ckpt_region regs[3];
-	int nreg = 0;
-	char in[PATH_MAX], out[PATH_MAX], cmd[4 * PATH_MAX];
-	double res[2][5]; /* per mode: ratio, drain s, drain cpu, load s, load cpu */
-	double z_s, z_cpu, zd_s, zd_cpu, z_ratio;
+	int nreg = 0, nice_delta;
+	unsigned reps = o->set_reps;
+	char in[PATH_MAX], out[PATH_MAX], dec[PATH_MAX], cmd[4 * PATH_MAX], nice_s[32];
+	double *lib[2][NX], *z[NZ], m[2][NX], mz[NZ], z_ratio = 0;
 	struct stat st;
+	ckpt_config *cfg;
 	int fd;
 
 	for (int f = 0; f < 3 && x->files[f] >= 0; f++, nreg++) {
@@ -688,64 +769,26 @@ static void xset_run(const struct opts *o, const char *data, const struct xset *
 		total += per;
 		regs[f] = (ckpt_region){ data_files[x->files[f]], parts[f], (size_t)per };
 	}
-	for (int mode = 0; mode < 2; mode++) {
-		char name[64];
-		ckpt_config *cfg;
-		ckpt_ctx *ctx;
-		struct rusage r1, r2;
-		double t1, t2;
-		uint8_t *back;
+	for (int k = 0; k < 2; k++)
+		for (int i = 0; i < NX; i++)
+			lib[k][i] = xcalloc(reps, sizeof(double));
+	for (int i = 0; i < NZ; i++)
+		z[i] = xcalloc(reps, sizeof(double));
+	/* zstd at the drain's priority, as in part b: other load on the machine slows both alike */
+	cfg = configure(o, "ckpt-bench-nice");
+	cfg_copy(cfg, "drain_nice", nice_s, sizeof(nice_s));
+	ckpt_config_free(cfg);
+	nice_delta = atoi(nice_s) - getpriority(PRIO_PROCESS, 0);
+	if (nice_delta < 0)
+		nice_delta = 0;
 
-		snprintf(name, sizeof(name), "ckpt-bench-%ld-x%s%d", made.pid0, x->name, mode);
-		cfg = configure(o, name);
-		if (ckpt_config_set(cfg, "chunk_transform", mode ? "auto" : "none"))
-			die("chunk_transform: %s", ckpt_config_errmsg(cfg));
-		check(NULL, ckpt_open(&ctx, cfg), "ckpt_open");
-		*cold &= drop_caches();
-		check(ctx, ckpt_save(ctx, 1, regs, (size_t)nreg), "ckpt_save");
-		t1 = now();
-		getrusage(RUSAGE_SELF, &r1);
-		check(ctx, ckpt_wait(ctx, 1), "ckpt_wait");
-		t2 = now();
-		getrusage(RUSAGE_SELF, &r2);
-		res[mode][1] = t2 - t1;
-		res[mode][2] = tv(r2.ru_utime) - tv(r1.ru_utime) + tv(r2.ru_stime) - tv(r1.ru_stime);
-		{
-			char sj[PATH_MAX];
-
-			pathf(sj, sizeof(sj), "%s/%s", made.shared, name);
-			res[mode][0] = (double)total / (double)stored_bytes(sj, 1);
-		}
-		check(ctx, ckpt_close(ctx), "ckpt_close");
-		/* restore from the shared tier only: the local copy is gone, the cache cold */
-		pathf(cmd, sizeof(cmd), "rm -rf '%s/%s'", made.local, name);
-		if (system(cmd) != 0)
-			die("%s failed", cmd);
-		check(NULL, ckpt_open(&ctx, cfg), "ckpt_open");
-		ckpt_config_free(cfg);
-		if (!(back = malloc((size_t)lens[0])))
-			die("out of memory");
-		*cold &= drop_caches();
-		getrusage(RUSAGE_SELF, &r1);
-		t1 = now();
-		for (int f = 0; f < nreg; f++)
-			check(ctx, ckpt_load(ctx, 1, regs[f].name, back, (size_t)lens[f]), "ckpt_load");
-		t2 = now();
-		getrusage(RUSAGE_SELF, &r2);
-		if (memcmp(back, parts[nreg - 1], (size_t)lens[nreg - 1]))
-			die("ckpt_load of %s returned other bytes", x->name);
-		res[mode][3] = t2 - t1;
-		res[mode][4] = tv(r2.ru_utime) - tv(r1.ru_utime) + tv(r2.ru_stime) - tv(r1.ru_stime);
-		free(back);
-		check(ctx, ckpt_close(ctx), "ckpt_close");
-	}
-	/* the baseline: the same bytes as one file, `zstd -L -TT IN -o OUT && sync -f OUT` */
+	/* the baseline's input: the same bytes as one file, back to back */
 	pathf(in, sizeof(in), "%s/ckpt-bench-%ld-x%s.in", made.local, made.pid0, x->name);
 	pathf(out, sizeof(out), "%s/ckpt-bench-%ld-x%s.zst", made.shared, made.pid0, x->name);
+	pathf(dec, sizeof(dec), "%s/ckpt-bench-%ld-x%s.out", made.local, made.pid0, x->name);
 	if ((fd = open(in, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
 		die("create %s: %s", in, strerror(errno));
 	{
-		/* one file of the set's bytes, back to back (write_all writes from offset 0) */
 		uint8_t *cat = malloc((size_t)total);
 		uint64_t at = 0;
 
@@ -757,36 +800,71 @@ static void xset_run(const struct opts *o, const char *data, const struct xset *
 		free(cat);
 	}
 	close(fd);
-	*cold &= drop_caches();
-	snprintf(cmd, sizeof(cmd), "zstd -q -f %s%d -T%u '%s' -o '%s' && sync -f '%s'",
-		 o->level < 0 ? "--fast=" : "-", o->level < 0 ? -o->level : o->level, o->threads,
-		 in, out, out);
-	z_s = shell_timed(cmd, &z_cpu);
-	z_ratio = stat(out, &st) == 0 && st.st_size ? (double)total / (double)st.st_size : 0;
-	*cold &= drop_caches();
-	snprintf(cmd, sizeof(cmd), "zstd -q -d -c '%s' >/dev/null", out);
-	zd_s = shell_timed(cmd, &zd_cpu);
+	for (unsigned rep = 0; rep < reps; rep++) {
+		for (int mode = 1; mode >= 0; mode--) {
+			double r[NX];
+
+			xset_lib(o, x, regs, nreg, total, mode, rep, r, cold);
+			for (int i = 0; i < NX; i++)
+				lib[mode][i][rep] = r[i];
+		}
+		/* `zstd -L -TT IN -o OUT && sync -f OUT`; `zstd -d -c OUT >/dev/null` (what ckpt_load
+		 * does: decode to memory); `zstd -d OUT -o DEC && sync -f DEC` (what the restore tool
+		 * does: a durable file) */
+		snprintf(cmd, sizeof(cmd), "nice -n %d zstd -q -f %s%d -T%u '%s' -o '%s' && sync -f "
+			 "'%s'", nice_delta, o->level < 0 ? "--fast=" : "-",
+			 o->level < 0 ? -o->level : o->level, o->threads, in, out, out);
+		z[Z_C][rep] = cold_shell(cmd, &z[Z_C_CPU][rep], cold);
+		if (z[Z_C][rep] < 0)
+			break;
+		z_ratio = stat(out, &st) == 0 && st.st_size ? (double)total / (double)st.st_size : 0;
+		snprintf(cmd, sizeof(cmd), "zstd -q -d -c '%s' >/dev/null", out);
+		z[Z_D][rep] = cold_shell(cmd, &z[Z_D_CPU][rep], cold);
+		snprintf(cmd, sizeof(cmd), "zstd -q -f -d '%s' -o '%s' && sync -f '%s'", out, dec, dec);
+		z[Z_DW][rep] = cold_shell(cmd, &z[Z_DW_CPU][rep], cold);
+		unlink(dec);
+		unlink(out);
+	}
 	unlink(in);
-	unlink(out);
 	for (int f = 0; f < nreg; f++)
 		free(parts[f]);
+	for (int k = 0; k < 2; k++)
+		for (int i = 0; i < NX; i++) {
+			m[k][i] = median(lib[k][i], reps);
+			free(lib[k][i]);
+		}
+	for (int i = 0; i < NZ; i++) {
+		mz[i] = median(z[i], reps);
+		free(z[i]);
+	}
 	{
 		double gb = (double)total / 1e9;
 
 		printf("   %-6s %4.0f MiB  ratio: auto %.3fx, none %.3fx, zstd CLI %.3fx (target >= "
-		       "%.2fx: %s)\n", x->name, (double)total / 1048576, res[1][0], res[0][0],
-		       z_ratio, x->target, verdict(res[1][0] >= x->target));
-		if (z_s > 0)
+		       "%.2fx: %s)\n", x->name, (double)total / 1048576, m[1][X_RATIO],
+		       m[0][X_RATIO], z_ratio, x->target, verdict(m[1][X_RATIO] >= x->target));
+		if (mz[Z_C] > 0)
 			printf("          drain: auto %.3f s (%.1f CPU s/GB), none %.3f s (%.1f), "
 			       "zstd+sync %.3f s (%.1f): CLI/auto %.2fx (target >= 1.80x: %s)\n",
-			       res[1][1], res[1][2] / gb, res[0][1], res[0][2] / gb, z_s, z_cpu / gb,
-			       z_s / res[1][1], verdict(z_s / res[1][1] >= 1.8));
-		if (zd_s > 0)
+			       m[1][X_DRAIN], m[1][X_DRAIN_CPU] / gb, m[0][X_DRAIN],
+			       m[0][X_DRAIN_CPU] / gb, mz[Z_C], mz[Z_C_CPU] / gb,
+			       mz[Z_C] / m[1][X_DRAIN], verdict(mz[Z_C] / m[1][X_DRAIN] >= 1.8));
+		if (mz[Z_D] > 0)
 			printf("          restore (ckpt_load, shared only): auto %.3f s (%.1f CPU s/GB), "
-			       "none %.3f s (%.1f), zstd -d %.3f s (%.1f): zstd/auto %.2fx (target >= "
-			       "1.50x: %s)\n",
-			       res[1][3], res[1][4] / gb, res[0][3], res[0][4] / gb, zd_s, zd_cpu / gb,
-			       zd_s / res[1][3], verdict(zd_s / res[1][3] >= 1.5));
+			       "none %.3f s (%.1f), zstd -d >/dev/null %.3f s (%.1f): zstd/auto %.2fx "
+			       "(target >= 1.50x: %s)\n",
+			       m[1][X_LOAD], m[1][X_LOAD_CPU] / gb, m[0][X_LOAD],
+			       m[0][X_LOAD_CPU] / gb, mz[Z_D], mz[Z_D_CPU] / gb,
+			       mz[Z_D] / m[1][X_LOAD], verdict(mz[Z_D] / m[1][X_LOAD] >= 1.5));
+		if (o->tool && mz[Z_DW] > 0)
+			printf("          restore (ckpt restore, a durable local copy): auto %.3f s (%.1f "
+			       "CPU s/GB), none %.3f s (%.1f), zstd -d -o + sync %.3f s (%.1f): "
+			       "zstd/auto %.2fx (target >= 1.50x: %s); zstd -d >/dev/null/auto "
+			       "%.2fx\n",
+			       m[1][X_TOOL], m[1][X_TOOL_CPU] / gb, m[0][X_TOOL],
+			       m[0][X_TOOL_CPU] / gb, mz[Z_DW], mz[Z_DW_CPU] / gb,
+			       mz[Z_DW] / m[1][X_TOOL], verdict(mz[Z_DW] / m[1][X_TOOL] >= 1.5),
+			       mz[Z_D] / m[1][X_TOOL]);
 	}
 }
 
@@ -801,14 +879,15 @@ static void xsets(const struct opts *o, const char *data)
 	int cold = 1;
 
 	printf("\nc. chunk transforms per data set (compress_level=%d, drain_threads=%u, chunk "
-	       "transform auto vs none vs the zstd CLI, same bytes, same run)\n",
-	       o->level, o->threads);
+	       "transform auto vs none vs the zstd CLI, same bytes, same run; medians of %u "
+	       "repetitions)\n", o->level, o->threads, o->set_reps);
 	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
 		fflush(stdout);
 		xset_run(o, data, &sets[i], &cold);
 	}
-	printf("   page cache %s before each timed drain, restore and zstd run; load average "
-	       "%.2f now\n", cold ? "dropped" : "NOT dropped (needs root)", loadavg());
+	printf("   page cache %s before each timed drain, restore and zstd run; zstd compresses at "
+	       "the drain's nice level; load average %.2f now\n",
+	       cold ? "dropped" : "NOT dropped (needs root)", loadavg());
 }
 
 static void usage(FILE *f)
@@ -833,7 +912,10 @@ static void usage(FILE *f)
 		"  --json            one JSON object on stdout instead of the table\n"
 		"  --no-sets         skip part c (chunk transforms per data set; 1 rank, table only)\n"
 		"  --set-size BYTES  part c: bytes per data set, its files tiled (default: the files\n"
-		"                    as they are, 4 to 20 MiB)\n",
+		"                    as they are, 4 to 20 MiB)\n"
+		"  --set-reps R      part c: repetitions, medians printed (default 3)\n"
+		"  --tool PATH       part c: also time `PATH restore` (the ckpt tool) against\n"
+		"                    `zstd -d -o FILE && sync -f FILE`\n",
 		MAXREGIONS);
 }
 
@@ -860,12 +942,13 @@ static void parse(int argc, char **argv, struct opts *o)
 		{ "set", required_argument, 0, 'S' },     { "aligned-only", no_argument, 0, 'A' },
 		{ "json", no_argument, 0, 'j' },          { "help", no_argument, 0, 'h' },
 		{ "no-sets", no_argument, 0, 'N' },       { "set-size", required_argument, 0, 'Z' },
+		{ "set-reps", required_argument, 0, 'E' }, { "tool", required_argument, 0, 't' },
 		{ 0, 0, 0, 0 }
 	};
 	int c;
 
 	*o = (struct opts){ .backend = "auto", .size = 256ull << 20, .reps = 5, .threads = 2,
-			    .regions = 4, .ranks = 1, .level = 1, .set_size = 0 };
+			    .regions = 4, .ranks = 1, .level = 1, .set_size = 0, .set_reps = 3 };
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'l': o->local = optarg; break;
@@ -875,6 +958,8 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'j': o->json = 1; break;
 		case 'A': o->aligned_only = 1; break;
 		case 'N': o->no_sets = 1; break;
+		case 'E': o->set_reps = parse_uint(optarg, 1, 100, "--set-reps"); break;
+		case 't': o->tool = optarg; break;
 		case 'Z':
 			if (ckpt_config__parse_size(optarg, &o->set_size) || o->set_size < (3u << 20))
 				die("--set-size %s: expected bytes (>= 3M)", optarg);

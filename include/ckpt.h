@@ -79,7 +79,7 @@ enum {
  *   io_backend (auto|uring|posix), chunk_size, max_pending, close_timeout, io_depth, drain_nice,
  *   mpi_timeout, log_level, require_persistent (0|1), cluster (auto|none|slurm|kubernetes),
  *   stage_bytes (snapshot mode, see "Snapshot saves" below), chunk_transform (auto|none),
- *   elem_width (auto|1|2|4|8), fault_kill_at (tests only).
+ *   elem_width (auto|1|2|4|8; per region: ckpt_region_hint), fault_kill_at (tests only).
  * ckpt_config_new fails only for lack of memory. An unknown key or a bad value given to
  * ckpt_config_set is CKPT_EINVAL, described by ckpt_config_errmsg(). A bad CKPT_* variable is
  * kept aside: ckpt_open then fails with CKPT_EINVAL naming it, unless the program set that key.
@@ -140,6 +140,25 @@ int ckpt_open_mpi_f(ckpt_ctx **out, const ckpt_config *cfg, int fortran_comm);
  * memory; see "Snapshot saves" below.
  */
 int ckpt_save(ckpt_ctx *ctx, uint64_t step, const ckpt_region *regions, size_t nregions);
+
+/*
+ * Element width hint for the regions named `name` (1..CKPT_NAME_MAX bytes): the size in bytes of
+ * one element of their data (a dtype's item size: 4 for float32, 2 for bfloat16 and float16, 8
+ * for float64; 1 for bytes), so that the drain's chunk transforms (chunk_transform=auto) group
+ * their bytes with that width instead of detecting it from the data. elem_width is 1, 2, 4 or 8,
+ * or 0 to remove the hint. Precedence, for each region: its hint, else the elem_width
+ * configuration key, else detection per chunk (the default); with chunk_transform=none hints are
+ * ignored. A hint is read when a step's drain starts, so it applies to the drains of later saves
+ * (and of earlier saves whose drain has not started yet); every chunk of a region in one drain
+ * uses the same one. The name need not have been saved yet; hints last until ckpt_close and are
+ * not saved anywhere. A hint is a performance hint only: a wrong one costs compression ratio and
+ * speed, never data (every chunk records its transform and width, and reads back bit-exact).
+ * Does no I/O and never waits for the drain (only, as every call, for another call on ctx to
+ * return). Not collective with MPI: each rank hints its own regions.
+ * Errors: CKPT_EINVAL (NULL ctx or name, a name of 0 or more than CKPT_NAME_MAX bytes, another
+ * width), CKPT_ENOMEM.
+ */
+int ckpt_region_hint(ckpt_ctx *ctx, const char *name, unsigned elem_width);
 
 /*
  * Wait until `step` (or every step saved so far, for CKPT_STEP_ALL) is committed on the shared

@@ -31,49 +31,6 @@ const char *ckpt_errmsg(const ckpt_ctx *ctx)
 	return ctx ? ctx->err.msg : ckpt_ctx__open_err()->msg;
 }
 
-/* Queue every step that is complete locally but not committed on shared (the process died
- * mid-drain, or the shared tier failed): its local copy is the only one. */
-static int recover_local(struct ckpt_ctx *ctx, struct ckpt_err *err)
-{
-	uint64_t *steps;
-	size_t n;
-	int rc;
-
-	if ((rc = ckpt_store__list_steps(ctx->local_job, &steps, &n, err)) < 0)
-		return rc;
-	pthread_mutex_lock(&ctx->mu);
-	for (size_t i = 0; i < n; i++) {
-		struct ckpt_shard *s;
-		struct ckpt_manifest m;
-		struct ckpt_step_rec *rec;
-		int redrain;
-
-		if (ckpt_step__open_local(&s, ctx->local_job, steps[i], ctx->rank, NULL) < 0)
-			continue;
-		if (s->hdr.nranks != ctx->nranks) {
-			ckpt_shard__close(s);
-			continue;
-		}
-		if (ckpt_step__manifest(ctx->shared_job, steps[i], &m, 0, NULL) < 0) {
-			redrain = 1;
-		} else {
-			/* A newer local save of a committed step still needs its drain; an older
-			 * one (the step was saved again elsewhere) does not. */
-			redrain = m.save_id != s->hdr.save_id && s->hdr.created_ns > m.created_ns;
-			ckpt_fmt__manifest_free(&m);
-		}
-		if (redrain && (rec = ckpt_retention__rec(ctx, steps[i], 1))) {
-			rec->save_id = s->hdr.save_id;
-			rec->saved_ns = s->hdr.created_ns;
-			ckpt_drain__enqueue(ctx, rec);
-		}
-		ckpt_shard__close(s);
-	}
-	pthread_mutex_unlock(&ctx->mu);
-	free(steps);
-	return CKPT_OK;
-}
-
 int ckpt_open(ckpt_ctx **out, const ckpt_config *cfg)
 {
 	struct ckpt_err *open_err = ckpt_ctx__open_err();
@@ -88,11 +45,13 @@ int ckpt_open(ckpt_ctx **out, const ckpt_config *cfg)
 				     out ? "config" : "out");
 	if ((rc = ckpt_ctx__open(&ctx, cfg, 0, 1, NULL, open_err)) < 0)
 		return rc;
-	ckpt_ctx__sweep(ctx); /* single process: with MPI another rank may be re-draining */
-	if ((rc = recover_local(ctx, open_err)) < 0 || (rc = ckpt_ctx__start(ctx, open_err)) < 0) {
+	/* the drain threads, the first of which takes the writer lease, sweeps the shared tier and
+	 * queues the local steps left to drain; ckpt_open waits for that until probe_timeout */
+	if ((rc = ckpt_ctx__start(ctx, open_err)) < 0) {
 		ckpt_ctx__free(ctx);
 		return rc;
 	}
+	ckpt_ctx__wait_open(ctx);
 	*out = ctx;
 	return CKPT_OK;
 }
@@ -309,6 +268,31 @@ int ckpt_wait_timeout(ckpt_ctx *ctx, uint64_t step, double seconds)
 		return ckpt_err__set(&ctx->err, CKPT_EINVAL, "ckpt_wait_timeout: seconds must be "
 				     ">= 0 (ckpt_wait waits without a bound)");
 	return wait_step(ctx, step, seconds);
+}
+
+int ckpt_region_hint(ckpt_ctx *ctx, const char *name, unsigned elem_width)
+{
+	size_t len;
+	int rc;
+
+	if (!ctx || !name)
+		return CKPT_EINVAL;
+	len = strnlen(name, CKPT_NAME_MAX + 1);
+	pthread_mutex_lock(&ctx->api_mu);
+	if (len == 0 || len > CKPT_NAME_MAX) {
+		rc = ckpt_err__set(&ctx->err, CKPT_EINVAL, "ckpt_region_hint: a region name has "
+				   "1..%d bytes", CKPT_NAME_MAX);
+	} else if (elem_width > 8 || (elem_width & (elem_width - 1))) {
+		rc = ckpt_err__set(&ctx->err, CKPT_EINVAL, "ckpt_region_hint: element width %u for "
+				   "region '%s' (0, 1, 2, 4 or 8)", elem_width, name);
+	} else {
+		/* ctx->mu: the drain threads read the table when a job starts */
+		pthread_mutex_lock(&ctx->mu);
+		rc = ckpt_config__hint_set(&ctx->hints, name, len, elem_width, &ctx->err);
+		pthread_mutex_unlock(&ctx->mu);
+	}
+	pthread_mutex_unlock(&ctx->api_mu);
+	return rc;
 }
 
 int ckpt_drain_lag(ckpt_ctx *ctx, ckpt_lag_info *out)

@@ -89,6 +89,8 @@ static void *heartbeat(void *arg)
 	struct ckpt_lease *l = arg;
 	struct timespec ts;
 
+	/* its own name: started by whichever thread took the lease (a drain thread, at open) */
+	pthread_setname_np(pthread_self(), "ckpt-lease");
 	pthread_mutex_lock(&l->mu);
 	while (!l->stop) {
 		clock_gettime(CLOCK_MONOTONIC, &ts);

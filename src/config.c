@@ -360,9 +360,20 @@ const char *ckpt_config_get(const ckpt_config *cfg, const char *key)
 		snprintf(buf, sizeof(c->getbuf[0]), "%llu",
 			 (unsigned long long)*(const uint64_t *)field);
 		break;
-	case K_SECONDS:
-		snprintf(buf, sizeof(c->getbuf[0]), "%g", *(const double *)field);
+	case K_SECONDS: {
+		/* Plain decimal, never an exponent: "%g" printed 604799.125 as 604799 and a tiny
+		 * value as 3e-19, which set refuses (fuzz_config). Nanoseconds at most, trailing
+		 * zeros dropped; up to 604800 s that is 15 significant digits, which a double
+		 * carries exactly back through set. */
+		size_t n = (size_t)snprintf(buf, sizeof(c->getbuf[0]), "%.9f",
+					    *(const double *)field);
+
+		while (n > 1 && buf[n - 1] == '0')
+			buf[--n] = '\0';
+		if (n > 1 && buf[n - 1] == '.')
+			buf[--n] = '\0';
 		break;
+	}
 	case K_BACKEND:
 		return cfg->io_backend == CKPT_BACKEND_URING ? "uring" :
 		       cfg->io_backend == CKPT_BACKEND_POSIX ? "posix" : "auto";

@@ -24,6 +24,14 @@
 #include "step.h"
 #include "storage.h"
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* ckpt_open failures have no context to carry their message: ckpt_errmsg(NULL) reads this. */
 static __thread struct ckpt_err open_err;
 
@@ -406,7 +414,7 @@ int ckpt_ctx__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank,
 {
 	char local[PATH_MAX], shared[PATH_MAX], top[PATH_MAX];
 	struct ckpt_ctx *ctx;
-	uint64_t dev = 0, ino = 0;
+	uint64_t dev = 0, ino = 0, t0 = mono_ns();
 	int rc;
 
 	*out = NULL;
@@ -454,9 +462,22 @@ int ckpt_ctx__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank,
 		ckpt_err__set(err, rc, "out of memory for a codec");
 		goto fail;
 	}
-	/* One writer per job (docs/CONCURRENCY.md): rank 0 takes the writer lease. While another
-	 * live writer holds it this context opens as a non-writer: it reads, deletes nothing on the
-	 * shared tier, and its commits are refused until the lease is free. */
+	ckpt_store__cleanup_tmp(ctx->local_job);
+	if (!mpi) {
+		/* Single process: the rest is work on the shared tier (the writer lease, the sweep,
+		 * the scan for steps to drain again), which a drain thread does while ckpt_open
+		 * waits for it, until probe_timeout seconds after the open began
+		 * (ckpt_ctx__wait_open; drain.c: open_work). */
+		ctx->open_work = 1;
+		ctx->pending = 1;
+		ctx->open_deadline_ns = t0 + (uint64_t)(cfg->probe_timeout * 1e9);
+		*out = ctx;
+		return CKPT_OK;
+	}
+	/* With MPI, here (the collective recovery follows; its bound is mpi_timeout's and the
+	 * volume's). One writer per job (docs/CONCURRENCY.md): rank 0 takes the writer lease.
+	 * While another live writer holds it this context opens as a non-writer: it reads, deletes
+	 * nothing on the shared tier, and its commits are refused until the lease is free. */
 	if (rank == 0) {
 		struct ckpt_err why = { "" };
 
@@ -469,7 +490,6 @@ int ckpt_ctx__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank,
 					 "their drains fail with CKPT_EBUSY until that writer is gone",
 					 why.msg);
 	}
-	ckpt_store__cleanup_tmp(ctx->local_job);
 	if (ckpt_commit__lease_held(ctx))
 		ckpt_store__cleanup_tmp(ctx->shared_job);
 	*out = ctx;
@@ -479,34 +499,6 @@ fail:
 	return rc;
 }
 
-void ckpt_ctx__sweep(struct ckpt_ctx *ctx)
-{
-	char dir[CKPT_PATH_MAX], mpath[CKPT_PATH_MAX + 16];
-	struct ckpt_manifest m;
-	struct stat st;
-	uint64_t *steps, now;
-	size_t n;
-
-	/* Only the writer deletes on the shared tier, and only by rule S (store.h): never a live
-	 * writer's in-flight shard, never a save readers may still read. */
-	if (!ckpt_commit__lease_held(ctx) ||
-	    ckpt_store__fs_now(ctx->shared_job, &now, NULL) < 0 ||
-	    ckpt_store__list_steps(ctx->shared_job, &steps, &n, NULL) < 0)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		if (ckpt_store__step_dir(dir, sizeof(dir), ctx->shared_job, steps[i]) < 0)
-			continue;
-		snprintf(mpath, sizeof(mpath), "%s/%s", dir, CKPT_MANIFEST_NAME);
-		/* the MANIFEST's identity before it is read: rule S (1) compares it afterwards */
-		if (lstat(mpath, &st) < 0 ||
-		    ckpt_step__manifest(ctx->shared_job, steps[i], &m, 0, NULL) < 0)
-			continue;
-		ckpt_store__sweep_superseded(dir, m.save_id, &st, now, ctx->cfg->read_grace);
-		ckpt_fmt__manifest_free(&m);
-	}
-	free(steps);
-}
-
 int ckpt_ctx__start(struct ckpt_ctx *ctx, struct ckpt_err *err)
 {
 	int rc = ckpt_drain__start(ctx, err);
@@ -514,6 +506,35 @@ int ckpt_ctx__start(struct ckpt_ctx *ctx, struct ckpt_err *err)
 	if (rc < 0)
 		ckpt_drain__stop(ctx, 0); /* the caller's ckpt_ctx__free joins the threads */
 	return rc;
+}
+
+void ckpt_ctx__wait_open(struct ckpt_ctx *ctx)
+{
+	struct timespec dl;
+	uint64_t now = mono_ns(), left;
+	int late;
+
+	pthread_mutex_lock(&ctx->mu);
+	left = ctx->open_deadline_ns > now ? ctx->open_deadline_ns - now : 0;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += (time_t)(left / 1000000000u);
+	dl.tv_nsec += (long)(left % 1000000000u);
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	while (ctx->open_work && ctx->alive &&
+	       pthread_cond_timedwait(&ctx->cv, &ctx->mu, &dl) != ETIMEDOUT)
+		;
+	late = ctx->open_work != 0;
+	pthread_mutex_unlock(&ctx->mu);
+	if (late)
+		ckpt_config__log(ctx->cfg, 1, "shared_dir %s is not responding: it answered the probes "
+				 "of ckpt_open but not the work after them (the writer lease, the "
+				 "sweep, the scan for steps to drain again) within probe_timeout "
+				 "(%g s); ckpt_open returns and saves go on at local speed, that work "
+				 "and the drains follow when the volume answers", ctx->shared_root,
+				 ctx->cfg->probe_timeout);
 }
 
 void ckpt_ctx__wait_progress(struct ckpt_ctx *ctx)
@@ -653,6 +674,9 @@ int ckpt_ctx__save_local(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id,
 		if (!ctx->mpi && ctx->pending >= ctx->cfg->max_pending)
 			nskip = ckpt_drain__skip_superseded(ctx, step, skip, 64);
 		ckpt_drain__enqueue(ctx, rec);
+		/* and the older steps whose drains failed (a soft mount's EIO, a full volume): not
+		 * retried, their local copies go (issue 13: local disk stays bounded) */
+		ckpt_retention__release_failed(ctx);
 	}
 	pthread_mutex_unlock(&ctx->mu);
 	if (nskip) {

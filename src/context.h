@@ -11,12 +11,14 @@
  * mpi (ckpt_ctx__shutdown ends it); on failure *out is NULL and mpi is still the caller's. */
 int ckpt_ctx__open(struct ckpt_ctx **out, const ckpt_config *cfg, uint32_t rank, uint32_t nranks,
 		   void *mpi, struct ckpt_err *err);
-/* The writer's open sweep of superseded shards left by a kill after a commit (rule S of
- * docs/CONCURRENCY.md); nothing unless this context holds the writer lease. */
-void ckpt_ctx__sweep(struct ckpt_ctx *ctx);
-/* Start the drain threads (after recovery has queued what it found); stops them again when that
- * fails. */
+/* Start the drain threads; stops them again when that fails. Single process, the first of them
+ * then does the open's work on the shared tier (the writer lease, the sweep of temporary and
+ * superseded files, the scan for local steps to drain again: drain.c). */
 int ckpt_ctx__start(struct ckpt_ctx *ctx, struct ckpt_err *err);
+/* Single process, after ckpt_ctx__start: wait for that work until probe_timeout seconds after
+ * ckpt_ctx__open began; past that, warn that shared_dir is not responding and return (the work
+ * goes on in the drain thread; it counts as one pending drain for ckpt_wait and ckpt_close). */
+void ckpt_ctx__wait_open(struct ckpt_ctx *ctx);
 /* Finish a context: wait for its drains (and with MPI its pending commits) up to close_timeout,
  * stop the threads, end the MPI engine. Returns the first failure of a step that never committed,
  * or CKPT_ETIMEDOUT. Call ckpt_ctx__free afterwards (api_mu may be released in between). */

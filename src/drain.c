@@ -44,6 +44,7 @@ struct drain_job {
 	uint8_t **spare;
 	unsigned nparked, nspare, nalloc, window;
 	unsigned refs;
+	uint8_t *width;                /* per region: the element width hint of its chunks */
 	int failed;
 	int finishing;
 	struct ckpt_err err;
@@ -93,6 +94,7 @@ static void job_free(struct drain_job *j)
 		free(j->spare[i]);
 	free(j->parked);
 	free(j->spare);
+	free(j->width);
 	free(j);
 }
 
@@ -132,6 +134,21 @@ static int job_setup(struct ckpt_ctx *ctx, struct ckpt_step_rec *rec, struct dra
 				    ctx->cfg->chunk_transform ? CKPT_TRANSFORM_CHUNKS :
 				    CKPT_TRANSFORM_NONE, stepdir, final, err)) < 0)
 		goto fail;
+	/* Each region's width hint, read once for the whole job (so that a ckpt_region_hint call
+	 * meanwhile cannot change a region's width between its chunks): ckpt_region_hint's, else
+	 * the elem_width key (0: detected per chunk). */
+	if (!(j->width = calloc(j->src->idx.nregions + 1, 1))) {
+		rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory for a drain job");
+		goto fail;
+	}
+	pthread_mutex_lock(&ctx->mu);
+	for (uint32_t r = 0; r < j->src->idx.nregions; r++) {
+		const struct ckpt_region_meta *m = &j->src->idx.regions[r];
+		unsigned w = ckpt_config__hint_get(ctx->hints, m->name, m->name_len);
+
+		j->width[r] = (uint8_t)(w ? w : ctx->cfg->elem_width);
+	}
+	pthread_mutex_unlock(&ctx->mu);
 	/* As many spare raw buffers as threads, within 64 MiB (at least one). */
 	j->window = ctx->cfg->drain_threads;
 	if ((uint64_t)j->window * ctx->cfg->chunk_size > (64u << 20))
@@ -219,6 +236,7 @@ static void process_chunk(struct worker *w, struct drain_job *j, uint32_t i)
 		rc = ckpt_err__set(&err, CKPT_ENOMEM, "out of memory for a drain buffer");
 		goto fail;
 	}
+	ckpt_codec__set_transform(w->codec, ctx->cfg->chunk_transform, j->width[p->region]);
 	if ((rc = ckpt_io__pread_full(j->src->fd, w->raw, p->raw, p->src_off, &err,
 				      j->src->path)) < 0 ||
 	    (rc = ckpt_codec__encode_chunk(w->codec, w->out, w->out_cap, w->raw, p->raw, &ch,
@@ -317,6 +335,8 @@ static void job_end(struct ckpt_ctx *ctx, struct drain_job *j, int rc, const str
 	 * (ctx->retaining). The job is off the context first, so that a new one can start. */
 	if (rc == CKPT_OK)
 		ckpt_retention__apply(ctx);
+	else if (rc < 0)
+		ckpt_retention__release_failed(ctx); /* a newer step may supersede this one */
 	pthread_cond_broadcast(&ctx->cv);
 	pthread_mutex_unlock(&ctx->mu);
 	job_free(j);
@@ -371,7 +391,7 @@ static void maybe_finish(struct worker *w, struct drain_job *j)
  * threads, whose speed is what users pay for. drain_nice is relative to the nice value of the
  * thread that opened the context (inherited by this one): in a job started with `nice -n 15` the
  * drain runs at 19, never ahead of training. */
-static void lower_priority(int drain_nice)
+void ckpt_drain__lower_priority(int drain_nice)
 {
 	int base, prio;
 
@@ -386,7 +406,59 @@ static void lower_priority(int drain_nice)
 		setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), prio);
 }
 
+/* ckpt_open's work on the shared tier (issue 13): the writer lease, the removal of temporary and
+ * superseded files, the scan for local steps to drain again. A drain thread does it, without
+ * ctx->mu, while ckpt_open waits for it until probe_timeout: a volume that stops answering right
+ * after the probes then delays nothing but the drain, which waits for it anyway. */
+static void open_work(struct ckpt_ctx *ctx)
+{
+	struct ckpt_err why = { "" };
+	struct ckpt_redrain *v = NULL;
+	size_t n = 0;
+	int rc, gone;
+
+	/* One writer per job (docs/CONCURRENCY.md): rank 0 takes the writer lease. While another
+	 * live writer holds it this context runs as a non-writer: it reads, deletes nothing on
+	 * the shared tier, and its commits are refused until the lease is free. */
+	rc = ctx->rank == 0 ? ckpt_commit__lease_take(ctx, &why) : 0;
+	pthread_mutex_lock(&ctx->mu);
+	gone = ctx->abort;
+	pthread_mutex_unlock(&ctx->mu);
+	if (gone) {
+		/* ckpt_close gave up on this context meanwhile: a lease taken now is no live one */
+		ckpt_commit__lease_abandon(ctx);
+		return;
+	}
+	if (rc < 0)
+		ckpt_config__log(ctx->cfg, 1, "%s; the commits take the writer lease later", why.msg);
+	else if (rc == 0 && ctx->rank == 0)
+		ckpt_config__log(ctx->cfg, 1, "%s; it opens as a reader: its saves stay local, their "
+				 "drains fail with CKPT_EBUSY until that writer is gone", why.msg);
+	if (ckpt_commit__lease_held(ctx)) {
+		ckpt_store__cleanup_tmp(ctx->shared_job);
+		ckpt_retention__sweep(ctx);
+	}
+	if ((rc = ckpt_retention__recover_scan(ctx, &v, &n, &why)) < 0)
+		ckpt_config__log(ctx->cfg, 1, "the local steps left to drain could not be listed: %s",
+				 why.msg);
+	pthread_mutex_lock(&ctx->mu);
+	for (size_t i = 0; i < n && !ctx->abort; i++) {
+		struct ckpt_step_rec *rec = ckpt_retention__rec(ctx, v[i].step, 1);
+
+		/* a step the caller saved since ckpt_open returned is its own, newer save */
+		if (!rec || rec->state != CKPT_STATE_NONE || rec->save_id)
+			continue;
+		rec->save_id = v[i].save_id;
+		rec->saved_ns = v[i].created_ns;
+		ckpt_drain__enqueue(ctx, rec);
+	}
+	pthread_mutex_unlock(&ctx->mu);
+	free(v);
+}
+
 static void drain_release_late(struct ckpt_ctx *ctx);
+
+void (*ckpt_drain__test_hook)(const char *point);
 
 static void *worker_main(void *arg)
 {
@@ -395,7 +467,7 @@ static void *worker_main(void *arg)
 	int last;
 
 	pthread_setname_np(pthread_self(), "ckpt-drain"); /* for top -H, ps -L, gdb */
-	lower_priority(ctx->cfg->drain_nice);
+	ckpt_drain__lower_priority(ctx->cfg->drain_nice);
 	pthread_mutex_lock(&ctx->mu);
 	w->ready = 1;
 	pthread_cond_broadcast(&ctx->cv);
@@ -412,6 +484,21 @@ static void *worker_main(void *arg)
 			progress(ctx); /* busy from now */
 			ckpt_retention__empty_trash(ctx);
 			progress(ctx);
+			continue;
+		}
+		if (ctx->open_work == 1 && !ctx->setting_up) {
+			/* first: no job starts before the open's sweep (it removes temporary files) */
+			ctx->open_work = 2;
+			ctx->setting_up = 1;
+			progress(ctx); /* busy from now: the stall clock starts */
+			pthread_mutex_unlock(&ctx->mu);
+			open_work(ctx);
+			pthread_mutex_lock(&ctx->mu);
+			ctx->setting_up = 0;
+			ctx->open_work = 0;
+			ctx->pending--;
+			progress(ctx);
+			pthread_cond_broadcast(&ctx->cv);
 			continue;
 		}
 		if (j && !j->failed && j->next_claim < j->out->nplan) {
@@ -438,6 +525,8 @@ static void *worker_main(void *arg)
 			ctx->setting_up = 1;
 			progress(ctx); /* busy from now: the stall clock starts */
 			pthread_mutex_unlock(&ctx->mu);
+			if (ckpt_drain__test_hook)
+				ckpt_drain__test_hook("job.setup");
 			rc = job_setup(ctx, rec, &j, &err);
 			if (rc < 0)
 				rc = vote_if_failed(ctx, rec->step, rec->save_id, rc, &err);
@@ -453,6 +542,7 @@ static void *worker_main(void *arg)
 					rec->state = CKPT_STATE_FAILED;
 					rec->rc = rc;
 					ckpt_err__copy(&rec->err, &err);
+					ckpt_retention__release_failed(ctx);
 				}
 				ctx->pending--;
 				pthread_cond_broadcast(&ctx->cv);
@@ -612,6 +702,7 @@ static void free_rest(struct ckpt_ctx *ctx)
 	for (size_t i = 0; i < ctx->ntrash; i++) /* a context whose drain never started */
 		free(ctx->trash[i]);
 	free(ctx->trash);
+	ckpt_config__hints_free(ctx->hints);
 	ckpt_config_free(ctx->cfg); /* last: the above may still read the configuration */
 	pthread_mutex_destroy(&ctx->api_mu);
 	pthread_mutex_destroy(&ctx->mu);

@@ -36,5 +36,13 @@ double ckpt_drain__stalled(const struct ckpt_ctx *ctx);
 int ckpt_drain__release(struct ckpt_ctx *ctx, int may_detach);
 /* Is a drain of rec in progress? (ctx->mu held) */
 int ckpt_drain__running(const struct ckpt_ctx *ctx, const struct ckpt_step_rec *rec);
+/* Lowers the calling thread's priority by drain_nice below the nice value it inherited (capped
+ * at 19): the background threads (drain, snapshot writer) never outrank training. */
+void ckpt_drain__lower_priority(int drain_nice);
+/* Tests only (white-box suites link the internal library; the shared library does not export
+ * it): when set, a drain thread calls it with "job.setup" just before it sets up the drain of a
+ * step, with ctx->mu not held. A test holds the drain there to make "the drain is behind" exact
+ * instead of a race between compression and local saves. */
+extern void (*ckpt_drain__test_hook)(const char *point);
 
 #endif

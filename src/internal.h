@@ -30,7 +30,8 @@
  *   io        io.c: backend choice, full pread/pwrite; io_uring.c, io_posix.c: the backends
  *   fmt       fmt.c: encode/decode of header, index, trailer, MANIFEST; pure buffers. Below codec,
  *             so it seals its own structures with one private XXH3 call (fmt.c: checksum)
- *   config    config.c: keys, defaults, the only getenv(); config_log.c; config_fault.c
+ *   config    config.c: keys, defaults, the only getenv(); config_log.c; config_fault.c;
+ *             config_hint.c: the per-region width hints of ckpt_region_hint
  *   error     error.c
  * Direct uses below the drain (each also uses error): config, fmt: none; io: config; codec: fmt;
  * store: io; storage: config; shard: codec, fmt, io, store, config; step: shard, store, fmt.
@@ -48,6 +49,7 @@
 #include "ckpt.h"
 #include "codec.h"
 #include "config.h"
+#include "config_hint.h"
 #include "error.h"
 #include "shard.h"
 #include "store.h"
@@ -113,6 +115,11 @@ struct ckpt_ctx {
 	unsigned pending;               /* queued + running drains */
 	struct drain_job *job;          /* the drain in progress */
 	int setting_up;                 /* a worker is opening the next job */
+	/* ckpt_open's work on the shared tier (issue 13), done by a drain thread while ckpt_open
+	 * waits for it until open_deadline_ns (monotonic): 1 to do, 2 in progress, 0 done. It
+	 * counts as one in `pending` until done. */
+	int open_work;
+	uint64_t open_deadline_ns;
 	int stopping;                   /* finish the queue, then exit */
 	int abort;                      /* exit now: abandon the job in progress */
 	pthread_t *threads;
@@ -122,6 +129,8 @@ struct ckpt_ctx {
 	size_t ntrash, captrash;
 	int emptying;                   /* a drain thread is removing a batch taken from trash */
 	struct ckpt_stage *stage;       /* snapshot mode (stage.c); NULL until its first use */
+	struct ckpt_hints *hints;       /* ckpt_region_hint's widths (config_hint.c); the drain
+					 * reads them when a job starts (drain.c: job_setup) */
 	int retaining;                  /* retention is reading the shared tier (ctx->mu dropped) */
 	int retain_again;               /* ... and another commit asked for it meanwhile */
 	/* Stalls (issue 13): the drain's last progress on the shared tier, and whether the save path

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -296,6 +297,107 @@ static int local_pinned(struct ckpt_ctx *ctx, const struct kept *k)
 	       (rec && rec->draining); /* the drain's job in progress */
 }
 
+/* Is a newer step than `x` durable locally (or committed), so that x's local copy is no longer
+ * the newest checkpoint of this rank? (ctx->mu held) A queued or draining save was enqueued only
+ * once durable (ckpt_ctx__save_local, the staging writer, the open's re-drain scan); a failed
+ * one keeps its copy; a committed one is on the shared tier. A step saved later under a lower number (a job
+ * that rolled back) supersedes nothing: the higher one stays and is retried. */
+static const struct ckpt_step_rec *superseded_by(struct ckpt_ctx *ctx,
+						 const struct ckpt_step_rec *x)
+{
+	for (size_t i = 0; i < ctx->nrecs; i++) {
+		const struct ckpt_step_rec *r = ctx->recs[i];
+
+		if (r->step <= x->step || !r->save_id ||
+		    (r->saved_ns && x->saved_ns && r->saved_ns < x->saved_ns))
+			continue;
+		if (r->state == CKPT_STATE_COMMITTED || r->state == CKPT_STATE_FAILED ||
+		    (r->state == CKPT_STATE_LOCAL && (r->queued || r->draining)))
+			return r;
+	}
+	return NULL;
+}
+
+/* This rank's local copies (complete or being replaced: each step directory that holds its
+ * file). One readdir and a stat per step, all on the local tier. */
+static size_t count_local(struct ckpt_ctx *ctx)
+{
+	char dir[CKPT_PATH_MAX], path[CKPT_PATH_MAX + 64], base[64];
+	struct stat st;
+	uint64_t *steps;
+	size_t n, k = 0;
+
+	if (ckpt_store__list_steps(ctx->local_job, &steps, &n, NULL) < 0)
+		return 0;
+	ckpt_store__local_name(base, sizeof(base), ctx->rank);
+	for (size_t i = 0; i < n; i++) {
+		if (ckpt_store__step_dir(dir, sizeof(dir), ctx->local_job, steps[i]) < 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, base);
+		k += stat(path, &st) == 0;
+	}
+	free(steps);
+	return k;
+}
+
+size_t ckpt_retention__release_failed(struct ckpt_ctx *ctx)
+{
+	char dir[CKPT_PATH_MAX], path[CKPT_PATH_MAX + 64], base[64], why[sizeof(ctx->err.msg)];
+	size_t n = 0, have, bound = (size_t)ctx->cfg->keep_local + ctx->cfg->max_pending;
+
+	/* With MPI a step is dropped on every rank or on none: the ranks would have to agree on
+	 * it through the commit protocol, which does not do that yet; the next ckpt_open_mpi
+	 * re-drains what failed (docs/RELIABILITY.md). */
+	if (ctx->with_mpi)
+		return 0;
+	/* Within the bound every failed drain keeps its copy and is retried (a short fault loses
+	 * nothing); beyond it the oldest superseded ones go, one at a time. */
+	if ((have = count_local(ctx)) <= bound)
+		return 0;
+	ckpt_store__local_name(base, sizeof(base), ctx->rank);
+	while (have > bound) {
+		struct ckpt_step_rec *x = NULL;
+		const struct ckpt_step_rec *by = NULL;
+
+		/* the oldest failed drain that nothing is working on (a queued retry or a running
+		 * drain still reads the local copy) and that a newer step supersedes */
+		for (size_t i = 0; i < ctx->nrecs; i++) {
+			struct ckpt_step_rec *r = ctx->recs[i];
+			const struct ckpt_step_rec *b;
+
+			if (r->state != CKPT_STATE_FAILED || r->queued || r->draining ||
+			    !r->save_id || (x && r->step > x->step) || !(b = superseded_by(ctx, r)))
+				continue;
+			x = r;
+			by = b;
+		}
+		if (!x)
+			break;
+		snprintf(why, sizeof(why), "%s", x->err.msg);
+		x->state = CKPT_STATE_NONE;
+		x->rc = CKPT_ENOENT;
+		x->save_id = 0;
+		ckpt_err__set(&x->err, CKPT_ENOENT, "step %llu was skipped: its drain failed (%s) and "
+			      "step %llu, durable locally, superseded it; its local copy was removed "
+			      "(keep_local + max_pending bound the local disk)",
+			      (unsigned long long)x->step, why, (unsigned long long)by->step);
+		ctx->skipped++;
+		n++;
+		have--;
+		/* The local copy: renamed into the trash now (a local rename, cheap under ctx->mu),
+		 * removed by a drain thread. Nothing to make durable: a crash that brings it back
+		 * leaves a superseded local step that the next open drains or retention removes. */
+		if (ckpt_store__step_dir(dir, sizeof(dir), ctx->local_job, x->step) < 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, base);
+		retire(ctx, path, ctx->local_job, 0);
+		rmdir(dir); /* fails while other ranks of this node have files there: fine */
+	}
+	if (n)
+		pthread_cond_broadcast(&ctx->cv);
+	return n;
+}
+
 static void retention_once(struct ckpt_ctx *ctx)
 {
 	char dir[CKPT_PATH_MAX], path[CKPT_PATH_MAX + 64], base[64];
@@ -376,6 +478,81 @@ static void retention_once(struct ckpt_ctx *ctx)
 		k++;
 	}
 	free(v);
+}
+
+/* ---- ckpt_open's work on the shared tier, run by a drain thread (issue 13) ---- */
+
+void ckpt_retention__sweep(struct ckpt_ctx *ctx)
+{
+	char dir[CKPT_PATH_MAX], mpath[CKPT_PATH_MAX + 16];
+	struct ckpt_manifest m;
+	struct stat st;
+	uint64_t *steps, now;
+	size_t n;
+
+	/* Only the writer deletes on the shared tier (the caller holds the lease), and only by
+	 * rule S (store.h): never a live writer's in-flight shard, never a save readers may still
+	 * read. */
+	if (ckpt_store__fs_now(ctx->shared_job, &now, NULL) < 0 ||
+	    ckpt_store__list_steps(ctx->shared_job, &steps, &n, NULL) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (ckpt_store__step_dir(dir, sizeof(dir), ctx->shared_job, steps[i]) < 0)
+			continue;
+		snprintf(mpath, sizeof(mpath), "%s/%s", dir, CKPT_MANIFEST_NAME);
+		/* the MANIFEST's identity before it is read: rule S (1) compares it afterwards */
+		if (lstat(mpath, &st) < 0 ||
+		    ckpt_step__manifest(ctx->shared_job, steps[i], &m, 0, NULL) < 0)
+			continue;
+		ckpt_store__sweep_superseded(dir, m.save_id, &st, now, ctx->cfg->read_grace);
+		ckpt_fmt__manifest_free(&m);
+	}
+	free(steps);
+}
+
+int ckpt_retention__recover_scan(struct ckpt_ctx *ctx, struct ckpt_redrain **out, size_t *nout,
+				 struct ckpt_err *err)
+{
+	struct ckpt_redrain *v = NULL;
+	uint64_t *steps;
+	size_t n, k = 0;
+	int rc;
+
+	*out = NULL;
+	*nout = 0;
+	if ((rc = ckpt_store__list_steps(ctx->local_job, &steps, &n, err)) < 0)
+		return rc;
+	if (n && !(v = calloc(n, sizeof(*v)))) {
+		free(steps);
+		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory for recovery");
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct ckpt_shard *s;
+		struct ckpt_manifest m;
+		int redrain;
+
+		if (ckpt_step__open_local(&s, ctx->local_job, steps[i], ctx->rank, NULL) < 0)
+			continue;
+		if (s->hdr.nranks != ctx->nranks) {
+			ckpt_shard__close(s);
+			continue;
+		}
+		if (ckpt_step__manifest(ctx->shared_job, steps[i], &m, 0, NULL) < 0) {
+			redrain = 1;
+		} else {
+			/* A newer local save of a committed step still needs its drain; an older
+			 * one (the step was saved again elsewhere) does not. */
+			redrain = m.save_id != s->hdr.save_id && s->hdr.created_ns > m.created_ns;
+			ckpt_fmt__manifest_free(&m);
+		}
+		if (redrain)
+			v[k++] = (struct ckpt_redrain){ steps[i], s->hdr.save_id, s->hdr.created_ns };
+		ckpt_shard__close(s);
+	}
+	free(steps);
+	*out = v;
+	*nout = k;
+	return CKPT_OK;
 }
 
 void ckpt_retention__apply(struct ckpt_ctx *ctx)

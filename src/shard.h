@@ -60,7 +60,9 @@ struct ckpt_shard {
 int ckpt_shard__open(struct ckpt_shard **out, const char *path, struct ckpt_err *err);
 void ckpt_shard__close(struct ckpt_shard *s);
 /* Read region r into buf (r->raw_size bytes), verifying every chunk checksum (compressed tier)
- * and the region checksum. codec may be NULL for a raw shard. */
+ * and the region checksum. codec may be NULL for a raw shard. A region of several chunks is
+ * decoded on up to 4 threads (the caller one of them, codec its codec; see shard_read.c); the
+ * error reported is that of the first damaged chunk. */
 int ckpt_shard__read_region(struct ckpt_shard *s, const struct ckpt_region_meta *r, void *buf,
 			    struct ckpt_codec *codec, struct ckpt_err *err);
 /* Verify every checksum of every region (reads all data). */

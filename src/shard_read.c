@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* The shard reader of both tiers. It validates structure before it trusts any offset, and every
  * byte (the chunk check of codec.c) before returning it. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,28 +151,194 @@ static int check_empty(struct ckpt_shard *s, const struct ckpt_region_meta *r, s
 	return CKPT_OK;
 }
 
+/*
+ * Parallel decoding of one region (ckpt_load from the shared tier). Chunks are independent, so a
+ * few threads (the caller among them) claim them in order from one counter and each one reads,
+ * checks and decodes its chunk (ckpt_codec__check_chunk: stored hash, decompression, un-grouping)
+ * straight into the caller's buffer at the chunk's offset. The region's XXH3 is one sequential
+ * hash over the raw bytes: it is computed in chunk order while the others decode, by whichever
+ * thread finds the next chunk in order decoded and nobody hashing (the hasher role passes
+ * between threads under the lock), so that no hashing pass is left after the last chunk. One
+ * thread alone (one chunk, one CPU) does exactly what the serial reader did.
+ *
+ * Errors are those of the serial reader, in the same order: a chunk that fails stops the claiming
+ * of later chunks; every earlier chunk, already claimed, still finishes, and the failure reported
+ * is that of the lowest chunk that failed, which is the one the serial reader would have met first.
+ * The region checksum is compared only when every chunk decoded.
+ */
+#define READ_THREADS 4             /* at most, the caller included */
+#define READ_MEMORY (64ull << 20)  /* per region read: stored bytes + scratch of every thread */
+
+struct rjob {
+	struct ckpt_shard *s;
+	const struct ckpt_region_meta *r;
+	uint8_t *buf;
+	pthread_mutex_t mu;
+	uint32_t next;      /* the next chunk to claim */
+	uint32_t stop;      /* claim nothing from here on: the lowest failed chunk, or nchunks */
+	uint32_t nhashed;   /* chunks hashed into h, in order */
+	int hashing;        /* a thread holds the hasher role */
+	uint8_t *done;      /* per chunk: decoded into buf */
+	struct ckpt_hash *h;
+	int rc;             /* of chunk `stop`, when it failed */
+	struct ckpt_err err;
+};
+
+struct rworker {
+	struct rjob *j;
+	struct ckpt_codec *codec;
+	uint8_t *stored;    /* one chunk's stored bytes (compressed regions) */
+	pthread_t thread;
+	struct ckpt_err err;
+};
+
+/* The CPUs this process may run on (its affinity mask: a container's cpuset), at least 1. */
+static unsigned cpus(void)
+{
+	cpu_set_t set;
+	long n;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		return (unsigned)CPU_COUNT(&set);
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+/* Hash, in order, every decoded chunk from j->nhashed on. Called with j->mu held by the thread
+ * that took the hasher role; drops the lock while hashing. */
+static void hash_in_order(struct rjob *j)
+{
+	while (j->nhashed < j->stop && j->done[j->nhashed]) {
+		uint32_t c = j->nhashed;
+
+		pthread_mutex_unlock(&j->mu);
+		ckpt_codec__hash_update(j->h, j->buf + (uint64_t)c * j->r->chunk_raw,
+					(size_t)ckpt_fmt__chunk_raw(j->r, c));
+		pthread_mutex_lock(&j->mu);
+		j->nhashed++;
+	}
+}
+
+static void *rwork(void *arg)
+{
+	struct rworker *w = arg;
+	struct rjob *j = w->j;
+
+	pthread_mutex_lock(&j->mu);
+	while (j->next < j->stop) {
+		uint32_t c = j->next++;
+		int rc;
+
+		pthread_mutex_unlock(&j->mu);
+		rc = read_chunk(j->s, j->r, c, w->stored, j->buf + (uint64_t)c * j->r->chunk_raw,
+				w->codec, NULL, &w->err);
+		pthread_mutex_lock(&j->mu);
+		if (rc < 0) {
+			if (c < j->stop) { /* the lowest failure wins: the serial reader's */
+				j->stop = c;
+				j->rc = rc;
+				ckpt_err__copy(&j->err, &w->err);
+			}
+			continue;
+		}
+		j->done[c] = 1;
+		if (!j->hashing) {
+			j->hashing = 1;
+			hash_in_order(j);
+			j->hashing = 0;
+		}
+	}
+	pthread_mutex_unlock(&j->mu);
+	return NULL;
+}
+
 int ckpt_shard__read_region(struct ckpt_shard *s, const struct ckpt_region_meta *r, void *buf,
 			    struct ckpt_codec *codec, struct ckpt_err *err)
 {
-	struct ckpt_hash *h = NULL;
-	uint8_t *stored = NULL;
+	struct rworker ws[READ_THREADS];
+	struct rjob j;
+	uint64_t stored_max = 0, per_thread;
+	unsigned n, started = 1;
 	int rc = CKPT_OK;
 
 	if (!r->nchunks)
 		return check_empty(s, r, err);
 	if (r->codec != CKPT_CODEC_NONE && !codec)
 		return ckpt_err__set(err, CKPT_EINVAL, "no codec to read %s", s->path);
-	if (ckpt_codec__hash_new(&h) < 0 ||
-	    (r->codec != CKPT_CODEC_NONE && !(stored = malloc(max_stored(r) + 1)))) {
-		rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory reading %s", s->path);
+	memset(&j, 0, sizeof(j));
+	memset(ws, 0, sizeof(ws));
+	j.s = s;
+	j.r = r;
+	j.buf = buf;
+	j.stop = r->nchunks;
+	if (r->codec != CKPT_CODEC_NONE)
+		stored_max = max_stored(r);
+	/* Threads: one per chunk, at most READ_THREADS and the CPUs we may use, and within
+	 * READ_MEMORY of buffers (a thread holds one chunk's stored bytes and its codec's scratch
+	 * of one raw chunk: 256 MiB chunks are read by one thread, as before). */
+	per_thread = stored_max + (r->codec != CKPT_CODEC_NONE ? r->chunk_raw : 0);
+	n = cpus();
+	if (n > READ_THREADS)
+		n = READ_THREADS;
+	if (n > r->nchunks)
+		n = r->nchunks;
+	if (per_thread && n > READ_MEMORY / per_thread)
+		n = READ_MEMORY / per_thread > 1 ? (unsigned)(READ_MEMORY / per_thread) : 1;
+	pthread_mutex_init(&j.mu, NULL);
+	if (ckpt_codec__hash_new(&j.h) < 0 || !(j.done = calloc(r->nchunks, 1)))
+		goto nomem;
+	for (unsigned t = 0; t < n; t++) {
+		ws[t].j = &j;
+		/* the caller's codec for the calling thread; each helper gets its own */
+		if (t == 0)
+			ws[t].codec = codec;
+		else if (ckpt_codec__new(&ws[t].codec, 1) < 0)
+			break; /* fewer threads: slower, not wrong */
+		if (r->codec != CKPT_CODEC_NONE && !(ws[t].stored = malloc(stored_max + 1))) {
+			if (t == 0)
+				goto nomem;
+			ckpt_codec__free(ws[t].codec);
+			ws[t].codec = NULL;
+			break;
+		}
+		if (t > 0 && pthread_create(&ws[t].thread, NULL, rwork, &ws[t]) != 0) {
+			ckpt_codec__free(ws[t].codec);
+			ws[t].codec = NULL;
+			free(ws[t].stored);
+			ws[t].stored = NULL;
+			break;
+		}
+		if (t > 0)
+			started++;
+	}
+	rwork(&ws[0]);
+	for (unsigned t = 1; t < started; t++)
+		pthread_join(ws[t].thread, NULL);
+	if (j.stop < r->nchunks) {
+		rc = j.rc;
+		ckpt_err__copy(err, &j.err);
 		goto out;
 	}
-	for (uint32_t c = 0; c < r->nchunks && rc == CKPT_OK; c++)
-		rc = read_chunk(s, r, c, stored, (char *)buf + (uint64_t)c * r->chunk_raw, codec, h,
-				err);
+	/* Every thread has left, and each one hashed what it found decoded before leaving: the
+	 * region is hashed whole (a chunk left unhashed would be a bug, and a mismatch below). */
+	assert(j.nhashed == r->nchunks);
+	if (ckpt_codec__hash_digest(j.h) != r->raw_xxh3) {
+		rc = ckpt_err__set(err, CKPT_ECORRUPT, "%s: region '%s' checksum mismatch", s->path,
+				   r->name);
+		goto out;
+	}
+	goto out;
+nomem:
+	rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory reading %s", s->path);
 out:
-	ckpt_codec__hash_free(h);
-	free(stored);
+	for (unsigned t = 0; t < started; t++) {
+		if (t > 0)
+			ckpt_codec__free(ws[t].codec);
+		free(ws[t].stored);
+	}
+	ckpt_codec__hash_free(j.h);
+	free(j.done);
+	pthread_mutex_destroy(&j.mu);
 	return rc;
 }
 

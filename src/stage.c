@@ -228,6 +228,8 @@ static void *copier_main(void *arg)
 	struct ckpt_stage *st = arg;
 	uint64_t seen = 0;
 
+	/* normal priority: ckpt_save waits for the copies (they are the training loop's stall) */
+	pthread_setname_np(pthread_self(), "ckpt-copy"); /* for top -H, ps -L, gdb */
 	pthread_mutex_lock(&st->cmu);
 	for (;;) {
 		size_t did;
@@ -360,6 +362,10 @@ static void *writer_main(void *arg)
 	struct ckpt_stage *st = arg;
 	struct ckpt_ctx *ctx = st->ctx;
 
+	/* Background work like the drain's: it yields to training (drain_nice). When the pool is
+	 * full a ckpt_save waits for it, and then training is not using the CPU anyway. */
+	pthread_setname_np(pthread_self(), "ckpt-stage"); /* for top -H, ps -L, gdb */
+	ckpt_drain__lower_priority(ctx->cfg->drain_nice);
 	pthread_mutex_lock(&ctx->mu);
 	for (;;) {
 		struct ckpt_step_rec *rec;

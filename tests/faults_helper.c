@@ -639,7 +639,11 @@ static int readonly(void)
 
 	if ((rc = bind_volume(s, vol)))
 		return rc;
-	if (!(ctx = open_job((const char *const[]){ "keep_local", "1", "keep_shared", "0", NULL })))
+	/* max_pending 3: local disk may hold keep_local + max_pending = 4 steps, so that both
+	 * failed drains keep their copies until the retry (beyond that bound a superseded failed
+	 * step gives its copy up: tests/test_retention) */
+	if (!(ctx = open_job((const char *const[]){ "keep_local", "1", "keep_shared", "0",
+						    "max_pending", "3", NULL })))
 		return 1;
 	check(save(ctx, 1, 1 * MIB, 1) == CKPT_OK && ckpt_wait(ctx, 1) == CKPT_OK,
 	      "step 1 committed");
@@ -759,8 +763,12 @@ static int eio(void)
 	}
 	snprintf(s, sizeof(s), "%s/shared", base);
 	snprintf(l, sizeof(l), "%s/local", base);
+	/* max_pending 8: every failed drain keeps its local copy until the retry (beyond
+	 * keep_local + max_pending local steps a superseded failed step gives its copy up:
+	 * tests/test_retention) */
 	if (!(ctx = open_job((const char *const[]){ "keep_local", "1", "keep_shared", "0",
-						    "compress_level", "19", NULL })))
+						    "compress_level", "19", "max_pending", "8",
+						    NULL })))
 		return 1;
 	check(save(ctx, step, 1 * MIB, step) == CKPT_OK && ckpt_wait(ctx, step) == CKPT_OK,
 	      "step 1 committed");
@@ -909,8 +917,11 @@ static int random_io(int rounds, float p)
 	}
 	seed_of = calloc((size_t)rounds + 2, sizeof(*seed_of));
 	saved = calloc((size_t)rounds + 2, sizeof(*saved));
+	/* max_pending at its maximum: every failed drain keeps its local copy until the retry at
+	 * the end (what this test checks); the bound of keep_local + max_pending local steps,
+	 * beyond which a superseded failed step gives its copy up, is tests/test_retention's */
 	if (!seed_of || !saved || !(ctx = open_job((const char *const[]){
-		"keep_shared", "0", "keep_local", "2", NULL })))
+		"keep_shared", "0", "keep_local", "2", "max_pending", "1024", NULL })))
 		return 1;
 	for (int i = 1; i <= rounds; i++) {
 		uint64_t st = (uint64_t)i;

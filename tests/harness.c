@@ -119,6 +119,45 @@ int th_count_files(const char *dir, const char *pattern)
 	return count_rec(dir, pattern);
 }
 
+int th_threads_named(const char *prefix, int nice, int *at_nice)
+{
+	char path[512], comm[64], stat[1024];
+	int named = 0;
+	struct dirent *e;
+	DIR *d;
+	FILE *f;
+
+	*at_nice = 0;
+	if (!(d = opendir("/proc/self/task")))
+		return -1;
+	while ((e = readdir(d))) {
+		char *p;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		if (!(f = fopen(path, "r")))
+			continue;
+		p = fgets(comm, sizeof(comm), f);
+		fclose(f);
+		if (!p || strncmp(comm, prefix, strlen(prefix)))
+			continue;
+		named++;
+		/* field 19 of stat is the nice value; the name (field 2) ends at the last ')' */
+		snprintf(path, sizeof(path), "/proc/self/task/%s/stat", e->d_name);
+		if (!(f = fopen(path, "r")))
+			continue;
+		if (fgets(stat, sizeof(stat), f) && (p = strrchr(stat, ')'))) {
+			for (int i = 0; i < 17 && p; i++)
+				p = strchr(p + 1, ' ');
+			*at_nice += p && strtol(p + 1, NULL, 10) == nice;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return named;
+}
+
 int th_run(void)
 {
 	unsigned failures, tests_failed, suites_failed;

@@ -54,6 +54,10 @@ ckpt_ctx *th_open(const struct th_env *e, const char *const *kv);
 
 /* Run the registered suites with the basic runner and return the exit status the program should
  * use: non-zero when any assertion failed or any test/suite could not run. */
+/* The threads of this process whose name (/proc/self/task/N/comm) starts with prefix: returns
+ * how many, and in *at_nice how many of them run at nice value `nice`. */
+int th_threads_named(const char *prefix, int nice, int *at_nice);
+
 int th_run(void);
 
 #endif

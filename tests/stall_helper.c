@@ -2,7 +2,7 @@
 /* Scenarios of a stalled shared volume (issue 13), on the public API, driven by tests/test_stall.sh
  * against tests/stallfs.py: the volume stalls and resumes through stallfs's control socket.
  *
- *   stall_helper outage|close|open|kill|retention LOCAL SHARED CTLSOCK
+ *   stall_helper outage|close|open|open_late|kill|retention LOCAL SHARED CTLSOCK
  *
  * LOCAL is an empty node-local directory, SHARED an empty directory on the stallfs mount. Every
  * scenario prints its measurements as "figure: NAME=VALUE" and its verdicts as
@@ -366,7 +366,7 @@ static int scenario_outage(void)
 	ckpt_ctx *ctx = open_at(local_dir, NULL, NULL, NULL);
 	double took, max_save = 0, max_save_at = 0, next, t_end, t0;
 	uint64_t step = 0, newest = 0, latest;
-	int rc, max_local = 0, n_out = 0, n_slow = 0, warned, ok;
+	int rc, max_local = 0, n_out = 0, n_slow = 0, warned, ok, newest_gone = 0;
 	char said[512];
 
 	/* warm-up with the volume answering: three steps committed */
@@ -404,6 +404,9 @@ static int scenario_outage(void)
 			n_out++;
 			if (k > max_local)
 				max_local = k;
+			/* the newest step is never the one that goes: its local copy is kept */
+			if (rc == CKPT_OK && !has_local(step))
+				newest_gone++;
 		}
 	}
 	outage_end(&o);
@@ -431,6 +434,8 @@ static int scenario_outage(void)
 	target("local_disk_bounded", max_local <= (int)(keep_local + max_pending),
 	       "at most %d local steps during the outage, bound %u", max_local,
 	       keep_local + max_pending);
+	target("newest_local_kept", newest_gone == 0, "%d saves during the outage whose local "
+	       "copy was gone right after ckpt_save returned", newest_gone);
 	target("newest_committed_bit_exact", latest == newest && ok,
 	       "shared tier alone: latest %llu, newest saved %llu, %s", (unsigned long long)latest,
 	       (unsigned long long)newest, ok ? "bit-exact" : "NOT bit-exact or unreadable");
@@ -571,6 +576,72 @@ static int scenario_retention(void)
 	       ckpt_strerror(rc), took);
 	outage_end(&o);
 	rc = ckpt_close(ctx);
+	return failed_targets ? 1 : 0;
+}
+
+/* ---- (f) the volume answers ckpt_open's probes, then stalls: the open's work on the shared
+ * tier (the writer lease, the sweep, the re-drain scan) must not hold ckpt_open. A step left
+ * undrained by the previous context (its drain failed with EIO) is drained once the volume is
+ * back, and the step saved meanwhile too. stallfs stalls at the first lookup of the writer
+ * lease: the first call on the volume after the probes. */
+static int scenario_open_late(void)
+{
+	struct outage o;
+	struct capture cap;
+	ckpt_ctx *ctx = open_at(local_dir, NULL, NULL, NULL);
+	uint64_t want[2] = { 2, 3 }, latest;
+	double t_open, took;
+	char said[512];
+	int rc, n, ok;
+
+	if (outage_s < 5 + margin + 1)
+		die("STALL_OUTAGE (%g) must exceed probe_timeout 5 + margin + 1", outage_s);
+	if (save(ctx, 1, NULL) != CKPT_OK || ckpt_wait(ctx, CKPT_STEP_ALL) != CKPT_OK)
+		die("save step 1: %s", ckpt_errmsg(ctx));
+	volume("eio");
+	if (save(ctx, 2, NULL) != CKPT_OK || ckpt_wait(ctx, 2) == CKPT_OK)
+		die("step 2 should be saved and fail to drain");
+	volume("resume");
+	ckpt_close(ctx); /* reports step 2's failure; its local copy stays */
+	if (!has_local(2))
+		die("the local copy of step 2 is gone");
+
+	volume("stall-at getattr " JOB "/.writer");
+	o.t_stall = now();
+	o.t_resume = 0;
+	if (pthread_create(&o.th, NULL, resume_later, &o) != 0)
+		die("pthread_create");
+	capture_begin(&cap);
+	t_open = now();
+	ctx = open_at(local_dir, NULL, NULL, &rc);
+	t_open = now() - t_open;
+	n = capture_end(&cap, "not responding", said, sizeof(said));
+	figure("open_late_s", "%.2f (bound 5 + %g; returned %s%s%s; the volume stalled after the "
+	       "probes, back %.1f s after the stall)", t_open, margin, ckpt_strerror(rc),
+	       rc ? ": " : "", rc ? ckpt_errmsg(NULL) : "", outage_s);
+	/* the bound: probe_timeout (5, the default) from the start of ckpt_open, probes included */
+	target("open_late_bounded", rc == CKPT_OK && t_open <= 5 + margin,
+	       "ckpt_open %s in %.2f s, bound probe_timeout 5 + %g", ckpt_strerror(rc), t_open,
+	       margin);
+	target("open_late_says_not_responding", n > 0, "%s", n ? said : "no warning");
+	if (rc != CKPT_OK) {
+		outage_end(&o);
+		return 1;
+	}
+	rc = save(ctx, 3, &took);
+	figure("open_late_save_s", "%.2f (%s)", took, ckpt_strerror(rc));
+	target("open_late_save_fast", rc == CKPT_OK && took < save_limit,
+	       "ckpt_save after the open: %s in %.2f s", ckpt_strerror(rc), took);
+	outage_end(&o);
+	rc = ckpt_wait(ctx, CKPT_STEP_ALL);
+	figure("open_late_wait", "%s%s%s", ckpt_strerror(rc), rc ? ": " : "",
+	       rc ? ckpt_errmsg(ctx) : "");
+	ckpt_close(ctx);
+	latest = shared_only(want, 2, &ok);
+	target("open_late_redrained", rc == CKPT_OK && latest == 3 && ok,
+	       "after the volume came back: ckpt_wait %s, latest on shared %llu, steps 2 and 3 %s",
+	       ckpt_strerror(rc), (unsigned long long)latest,
+	       ok ? "bit-exact" : "NOT bit-exact or unreadable");
 	return failed_targets ? 1 : 0;
 }
 
@@ -726,7 +797,7 @@ int main(int argc, char **argv)
 	int rc;
 
 	if (argc != 5) {
-		fprintf(stderr, "usage: stall_helper outage|close|open|kill|retention LOCAL SHARED "
+		fprintf(stderr, "usage: stall_helper outage|close|open|open_late|kill|retention LOCAL SHARED "
 				"CTLSOCK\n");
 		return 2;
 	}
@@ -762,6 +833,8 @@ int main(int argc, char **argv)
 		rc = scenario_kill();
 	else if (!strcmp(sc, "retention"))
 		rc = scenario_retention();
+	else if (!strcmp(sc, "open_late"))
+		rc = scenario_open_late();
 	else
 		die("unknown scenario %s", sc);
 	free(state_buf);

@@ -7,6 +7,7 @@
 
 #include "ckpt.h"
 #include "config.h"
+#include "config_hint.h"
 #include "harness.h"
 
 /* Every key with its documented default, as ckpt_config_get prints it. */
@@ -168,6 +169,11 @@ static const struct set_case set_cases[] = {
 	{ "max_pending", "1025", NULL },
 	{ "close_timeout", "0", "0" },
 	{ "close_timeout", "0.5", "0.5" },
+	/* get prints plain decimals that set takes back ("%g" printed 6.04799e+05 and 3e-22) */
+	{ "close_timeout", "604799.125", "604799.125" },
+	{ "close_timeout", "00000.0000000000000000003", "0" },
+	{ "close_timeout", "0.000000001", "0.000000001" },
+	{ "close_timeout", "600.000", "600" },
 	{ "close_timeout", "1e3", NULL },     /* decimal only, as documented */
 	{ "close_timeout", "0x10", NULL },
 	{ "close_timeout", "0x1p4", NULL },
@@ -692,6 +698,42 @@ static void test_parse_size(void)
 	}
 }
 
+/* The per-region width hints (config_hint.c): many names survive the table's growth, 0 removes
+ * one, names are compared by their bytes and length, a NULL table is empty. */
+static void test_hints(void)
+{
+	struct ckpt_hints *h = NULL;
+	struct ckpt_err err = { "" };
+	char name[32];
+	int bad = 0;
+
+	CU_ASSERT_EQUAL(ckpt_config__hint_get(NULL, "w", 1), 0);
+	CU_ASSERT_EQUAL(ckpt_config__hint_set(&h, "w", 1, 0, &err), CKPT_OK);
+	CU_ASSERT_PTR_NULL(h); /* removing from nothing allocates nothing */
+	for (int i = 0; i < 5000; i++) {
+		snprintf(name, sizeof(name), "layers.%d.w", i);
+		if (ckpt_config__hint_set(&h, name, strlen(name), 1u << (i % 4), &err) != CKPT_OK)
+			bad++;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+	for (int i = 0; i < 5000; i++) {
+		snprintf(name, sizeof(name), "layers.%d.w", i);
+		if (ckpt_config__hint_get(h, name, strlen(name)) != 1u << (i % 4))
+			bad++;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+	/* a prefix of a hinted name is another name */
+	CU_ASSERT_EQUAL(ckpt_config__hint_get(h, "layers.10.w", 9), 0);
+	CU_ASSERT_EQUAL(ckpt_config__hint_get(h, "layers.1.w", 10), 2);
+	CU_ASSERT_EQUAL(ckpt_config__hint_set(&h, "layers.1.w", 10, 0, &err), CKPT_OK);
+	CU_ASSERT_EQUAL(ckpt_config__hint_get(h, "layers.1.w", 10), 0);
+	CU_ASSERT_EQUAL(ckpt_config__hint_set(&h, "layers.1.w", 10, 8, &err), CKPT_OK);
+	CU_ASSERT_EQUAL(ckpt_config__hint_get(h, "layers.1.w", 10), 8);
+	CU_ASSERT_EQUAL(ckpt_config__hint_get(h, "layers.2.w", 10), 4);
+	ckpt_config__hints_free(h);
+	ckpt_config__hints_free(NULL);
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -708,7 +750,8 @@ int main(void)
 	    !CU_add_test(s, "bad environment", test_env_bad) ||
 	    !CU_add_test(s, "dup deep-copies", test_dup) ||
 	    !CU_add_test(s, "strerror", test_strerror) ||
-	    !CU_add_test(s, "parse_size", test_parse_size)) {
+	    !CU_add_test(s, "parse_size", test_parse_size) ||
+	    !CU_add_test(s, "per-region width hints", test_hints)) {
 		CU_cleanup_registry();
 		return 1;
 	}

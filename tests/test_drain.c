@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "drain.h"
 #include "harness.h"
 #include "shard.h"
 
@@ -227,8 +229,11 @@ static void test_shared_broken(void)
 	CU_ASSERT_FATAL(env_new("drain-sbroken") == 0);
 	snprintf(job, sizeof(job), "%s/job", E.shared);
 	snprintf(moved, sizeof(moved), "%s/job.moved", E.shared);
-	/* keep_local 1: retention must still keep every local copy that is not committed */
+	/* keep_local 1: retention must still keep every local copy that is not committed, within
+	 * keep_local + max_pending steps (4 here; beyond, a superseded failed step goes:
+	 * tests/test_retention) */
 	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){ "keep_local", "1",
+									"max_pending", "3",
 									NULL }));
 	CU_ASSERT(save(1, 2 * MIB, 1) == CKPT_OK);
 	CU_ASSERT(ckpt_wait(CTX, 1) == CKPT_OK);
@@ -414,11 +419,7 @@ static void test_local_full(void)
  * opened the context (here: this thread at nice 5, drain_nice 3: the drains at 8). */
 static void test_thread_names_nice(void)
 {
-	char path[512], comm[64], stat[1024];
-	int named = 0, nice_ok = 0, base;
-	struct dirent *e;
-	DIR *d;
-	FILE *f;
+	int named, nice_ok = 0, base;
 
 	CU_ASSERT_FATAL(env_new("drain-names") == 0);
 	base = getpriority(PRIO_PROCESS, 0);
@@ -427,38 +428,30 @@ static void test_thread_names_nice(void)
 	base = getpriority(PRIO_PROCESS, 0);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
 		"drain_threads", "2", "drain_nice", "3", NULL }));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(d = opendir("/proc/self/task"));
-	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		if (!(f = fopen(path, "r")))
-			continue;
-		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, "ckpt-drain", 10)) {
-			long nice = 0;
-			char *p;
-
-			named++;
-			snprintf(path, sizeof(path), "/proc/self/task/%s/stat", e->d_name);
-			fclose(f);
-			/* field 19 of stat is the nice value; the name (field 2) ends at the last ')' */
-			if ((f = fopen(path, "r")) && fgets(stat, sizeof(stat), f) &&
-			    (p = strrchr(stat, ')'))) {
-				for (int i = 0; i < 17 && p; i++)
-					p = strchr(p + 1, ' ');
-				nice = p ? strtol(p + 1, NULL, 10) : -100;
-				nice_ok += nice == (base + 3 > 19 ? 19 : base + 3);
-			}
-		}
-		if (f)
-			fclose(f);
-	}
-	closedir(d);
+	named = th_threads_named("ckpt-drain", base + 3 > 19 ? 19 : base + 3, &nice_ok);
 	if (named != 2 || nice_ok != 2)
 		fprintf(stderr, "(%d ckpt-drain threads, %d at nice %d + 3) ", named, nice_ok, base);
 	CU_ASSERT(named == 2);
 	CU_ASSERT(nice_ok == 2);
 	CU_ASSERT(close_ctx() == CKPT_OK);
+}
+
+/* The drain held at the set-up of its first step (ckpt_drain__test_hook): the test says when
+ * it may go on, and knows when the drain got there. */
+static pthread_mutex_t hold_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_cv = PTHREAD_COND_INITIALIZER;
+static int hold_entered, hold_released;
+
+static void hold_drain(const char *point)
+{
+	if (strcmp(point, "job.setup"))
+		return;
+	pthread_mutex_lock(&hold_mu);
+	hold_entered++;
+	pthread_cond_broadcast(&hold_cv);
+	while (!hold_released)
+		pthread_cond_wait(&hold_cv, &hold_mu);
+	pthread_mutex_unlock(&hold_mu);
 }
 
 /* Issue 13: once the drain is behind by max_pending steps and stall_wait passed, ckpt_save does
@@ -472,25 +465,42 @@ static void test_skip_superseded(void)
 
 	CU_ASSERT_FATAL(env_new("drain-skip") == 0);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
-		"max_pending", "2", "compress_level", "19", "drain_threads", "1", "keep_local", "1",
-		"stall_wait", "0", "log_level", "0", NULL }));
-	for (uint64_t s = 1; s <= 5; s++)
+		"max_pending", "2", "drain_threads", "1", "keep_local", "1", "stall_wait", "0",
+		"log_level", "0", NULL }));
+	hold_entered = hold_released = 0;
+	ckpt_drain__test_hook = hold_drain;
+	CU_ASSERT(save(1, n, 1) == CKPT_OK);
+	/* the drain took step 1 and is held there: the volume "fell behind" */
+	pthread_mutex_lock(&hold_mu);
+	while (!hold_entered)
+		pthread_cond_wait(&hold_cv, &hold_mu);
+	pthread_mutex_unlock(&hold_mu);
+	for (uint64_t s = 2; s <= 5; s++)
 		CU_ASSERT(save(s, n, s) == CKPT_OK);
-	/* step 1 drains, 5 is queued, 2..4 were superseded while waiting (level 19 compresses a
-	 * 4 MiB step in a good fraction of a second; the five local saves take a few ms each) */
+	/* step 1 drains, 5 is queued, 2..4 were superseded while waiting: each later save skips
+	 * the queued ones older than itself, none waits (stall_wait 0) */
 	CU_ASSERT(ckpt_drain_lag(CTX, &lag) == CKPT_OK);
-	CU_ASSERT(lag.skipped >= 1);
+	CU_ASSERT(lag.skipped == 3);
 	CU_ASSERT(lag.has_local && lag.newest_local == 5);
-	CU_ASSERT(lag.pending <= 2);
+	CU_ASSERT(lag.pending == 2);
+	CU_ASSERT(!lag.has_committed);
 	for (uint64_t s = 1; s <= 5; s++) {
 		step_dir(dir, sizeof(dir), E.local, s);
 		local += th_count_files(dir, "rank-*") > 0;
 	}
 	CU_ASSERT(local <= 1 + 2); /* keep_local + max_pending */
+	CU_ASSERT(state_of(3) == CKPT_STATE_NONE); /* skipped: never drained */
+	CU_ASSERT(ckpt_wait(CTX, 3) == CKPT_ENOENT);
+	pthread_mutex_lock(&hold_mu);
+	hold_released = 1;
+	pthread_cond_broadcast(&hold_cv);
+	pthread_mutex_unlock(&hold_mu);
 	CU_ASSERT(ckpt_wait(CTX, CKPT_STEP_ALL) == CKPT_OK);
+	ckpt_drain__test_hook = NULL;
 	CU_ASSERT(state_of(5) == CKPT_STATE_COMMITTED);
+	CU_ASSERT(state_of(1) == CKPT_STATE_COMMITTED || state_of(1) == CKPT_STATE_NONE);
 	CU_ASSERT(load_shared_eq(5, n, 5));
-	CU_ASSERT(ckpt_wait(CTX, 3) == CKPT_ENOENT || state_of(3) == CKPT_STATE_COMMITTED);
+	CU_ASSERT(ckpt_wait(CTX, 3) == CKPT_ENOENT);
 	CU_ASSERT(ckpt_wait_timeout(CTX, 5, 0) == CKPT_OK);
 	CU_ASSERT(ckpt_drain_lag(CTX, &lag) == CKPT_OK);
 	CU_ASSERT(lag.has_committed && lag.newest_committed == 5 && lag.seconds_behind == 0);
@@ -800,6 +810,99 @@ static void test_transform_roundtrip(void)
 	}
 }
 
+/* ckpt_region_hint: a region's hint decides the width of its chunks (over detection and over the
+ * elem_width key), a wrong one still reads back bit-exact, 0 removes it, bad calls are refused. */
+static void test_region_hint(void)
+{
+	ckpt_region r[NX];
+	struct ckpt_shard *sh;
+	char longname[CKPT_NAME_MAX + 2];
+	char many[32];
+
+	CU_ASSERT_FATAL(env_new("drain-hint") == 0);
+	make_xregions(r);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
+		"chunk_size", "64K", "drain_threads", "2", NULL }));
+	/* wrong widths on purpose (the data is fp32, bf16, fp32 + random + ...) */
+	CU_ASSERT(ckpt_region_hint(CTX, "fp32", 2) == CKPT_OK);
+	CU_ASSERT(ckpt_region_hint(CTX, "bf16", 4) == CKPT_OK);
+	CU_ASSERT(ckpt_region_hint(CTX, "mixed", 8) == CKPT_OK);
+	CU_ASSERT(ckpt_region_hint(CTX, "fp32-whole", 1) == CKPT_OK);
+	CU_ASSERT(ckpt_region_hint(CTX, "never-saved", 4) == CKPT_OK);
+	/* many more names than the table's first size: it grows, the hints above stay */
+	for (int i = 0; i < 3000; i++) {
+		snprintf(many, sizeof(many), "layer.%d.weight", i);
+		CU_ASSERT(ckpt_region_hint(CTX, many, 1u << (i % 4)) == CKPT_OK);
+	}
+	CU_ASSERT_FATAL(ckpt_save(CTX, 1, r, NX) == CKPT_OK);
+	CU_ASSERT_FATAL(ckpt_wait(CTX, 1) == CKPT_OK);
+	CU_ASSERT(xload_shared(1));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sh = open_ckz(1));
+	CU_ASSERT_EQUAL(chunk_code(sh, "fp32", 0), 2 * 16 + 2);
+	CU_ASSERT_EQUAL(chunk_code(sh, "fp32", 2), 2 * 16 + 2);
+	CU_ASSERT_EQUAL(chunk_code(sh, "bf16", 0), 2 * 16 + 4);
+	CU_ASSERT_EQUAL(chunk_code(sh, "mixed", 0), 2 * 16 + 8);
+	CU_ASSERT_EQUAL(chunk_code(sh, "mixed", 3), 2 * 16 + 8); /* bf16 data, width 8 imposed */
+	CU_ASSERT_EQUAL(chunk_code(sh, "fp32-whole", 0), 1 * 16 + 1);
+	CU_ASSERT_EQUAL(chunk_code(sh, "fp64", 0), 2 * 16 + 8); /* no hint: detected */
+	ckpt_shard__close(sh);
+
+	/* 0 removes a hint: detection again */
+	CU_ASSERT(ckpt_region_hint(CTX, "fp32", 0) == CKPT_OK);
+	CU_ASSERT(ckpt_region_hint(CTX, "not-hinted", 0) == CKPT_OK);
+	CU_ASSERT_FATAL(ckpt_save(CTX, 2, r, NX) == CKPT_OK);
+	CU_ASSERT_FATAL(ckpt_wait(CTX, 2) == CKPT_OK);
+	CU_ASSERT(xload_shared(2));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sh = open_ckz(2));
+	CU_ASSERT_EQUAL(chunk_code(sh, "fp32", 0), 2 * 16 + 4);
+	CU_ASSERT_EQUAL(chunk_code(sh, "bf16", 0), 2 * 16 + 4);
+	ckpt_shard__close(sh);
+
+	/* refused: the context's message says why, the table is unchanged */
+	CU_ASSERT(ckpt_region_hint(NULL, "fp32", 4) == CKPT_EINVAL);
+	CU_ASSERT(ckpt_region_hint(CTX, NULL, 4) == CKPT_EINVAL);
+	CU_ASSERT(ckpt_region_hint(CTX, "", 4) == CKPT_EINVAL);
+	memset(longname, 'n', CKPT_NAME_MAX + 1);
+	longname[CKPT_NAME_MAX + 1] = 0;
+	CU_ASSERT(ckpt_region_hint(CTX, longname, 4) == CKPT_EINVAL);
+	longname[CKPT_NAME_MAX] = 0; /* 255 bytes: accepted */
+	CU_ASSERT(ckpt_region_hint(CTX, longname, 4) == CKPT_OK);
+	CU_ASSERT(ckpt_region_hint(CTX, "bf16", 3) == CKPT_EINVAL);
+	CU_ASSERT(strstr(ckpt_errmsg(CTX), "element width 3") != NULL);
+	CU_ASSERT(ckpt_region_hint(CTX, "bf16", 16) == CKPT_EINVAL);
+	CU_ASSERT(close_ctx() == CKPT_OK);
+
+	/* a hint outranks the elem_width key; regions without one follow the key */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
+		"chunk_size", "64K", "elem_width", "2", NULL }));
+	CU_ASSERT(ckpt_region_hint(CTX, "fp32", 4) == CKPT_OK);
+	CU_ASSERT_FATAL(ckpt_save(CTX, 3, r, NX) == CKPT_OK);
+	CU_ASSERT_FATAL(ckpt_wait(CTX, 3) == CKPT_OK);
+	CU_ASSERT(xload_shared(3));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sh = open_ckz(3));
+	CU_ASSERT_EQUAL(chunk_code(sh, "fp32", 0), 2 * 16 + 4);
+	CU_ASSERT_EQUAL(chunk_code(sh, "fp64", 0), 2 * 16 + 2);
+	ckpt_shard__close(sh);
+	CU_ASSERT(close_ctx() == CKPT_OK);
+
+	/* without chunk transforms a hint changes nothing: version 1 regions */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
+		"chunk_size", "64K", "chunk_transform", "none", NULL }));
+	CU_ASSERT(ckpt_region_hint(CTX, "fp32", 4) == CKPT_OK);
+	CU_ASSERT_FATAL(ckpt_save(CTX, 4, r, NX) == CKPT_OK);
+	CU_ASSERT_FATAL(ckpt_wait(CTX, 4) == CKPT_OK);
+	CU_ASSERT(xload_shared(4));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sh = open_ckz(4));
+	for (uint32_t i = 0; i < sh->idx.nregions; i++)
+		CU_ASSERT_EQUAL(sh->idx.regions[i].transform, 0);
+	ckpt_shard__close(sh);
+	CU_ASSERT(close_ctx() == CKPT_OK);
+	for (size_t i = 0; i < NX; i++) {
+		free(xregions[i].data);
+		xregions[i].data = NULL;
+	}
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -828,7 +931,8 @@ int main(void)
 	    !CU_add_test(s, "drain threads: names and relative nice", test_thread_names_nice) ||
 	    !CU_add_test(s, "a failed drain's leftover is removed by the next", test_own_leftover_removed) ||
 	    !CU_add_test(s, "close_timeout 0", test_close_timeout) ||
-	    !CU_add_test(s, "chunk transforms round trip", test_transform_roundtrip)) {
+	    !CU_add_test(s, "chunk transforms round trip", test_transform_roundtrip) ||
+	    !CU_add_test(s, "per-region width hints", test_region_hint)) {
 		CU_cleanup_registry();
 		return 1;
 	}

@@ -2,6 +2,7 @@
 /* Snapshot saves (stage_bytes): the staged copy is the caller's bytes at the call, states and
  * waits, pool exhaustion, the staging-memory API, and what a SIGKILL right after ckpt_save loses. */
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,6 +155,43 @@ static void pool_rounds(const char *stage_bytes)
 		CU_ASSERT(step_is(ctx, s, s));
 	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	free_bufs(bufs);
+	th_env_free(&e);
+}
+
+/* The snapshot writer is background work like the drain: named "ckpt-stage", at drain_nice
+ * below the thread that opened the context; the copiers ("ckpt-copy") stay at its nice value
+ * (ckpt_save waits for them). */
+static void test_thread_names_nice(void)
+{
+	const char *kv[] = { "stage_bytes", "8M", "drain_nice", "4", NULL };
+	int base, writers, w_ok = 0, copiers, c_ok = 0;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned char buf[4096] = { 1 };
+	const ckpt_region r = { "w", buf, sizeof(buf) };
+	struct th_env e;
+	ckpt_ctx *ctx;
+
+	CU_ASSERT_FATAL(th_env_new(&e, "stage-names") == 0);
+	if (getpriority(PRIO_PROCESS, 0) < 3)
+		setpriority(PRIO_PROCESS, 0, 3); /* this thread only (Linux) */
+	base = getpriority(PRIO_PROCESS, 0);
+	ctx = th_open(&e, kv);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+	CU_ASSERT(ckpt_save(ctx, 1, &r, 1) == CKPT_OK); /* the pool starts at the first save */
+	/* the threads name themselves once they run: look until they have (10 s at most) */
+	for (int i = 0; i < 1000; i++) {
+		writers = th_threads_named("ckpt-stage", base + 4 > 19 ? 19 : base + 4, &w_ok);
+		copiers = th_threads_named("ckpt-copy", base, &c_ok);
+		if (writers == 1 && w_ok == 1 && (copiers >= 1 || ncpu < 2) && c_ok == copiers)
+			break;
+		usleep(10000);
+	}
+	if (writers != 1 || w_ok != 1 || (copiers < 1 && ncpu >= 2) || c_ok != copiers)
+		fprintf(stderr, "(writer %d at nice %d+4: %d; copiers %d at %d: %d) ", writers, base,
+			w_ok, copiers, base, c_ok);
+	CU_ASSERT(writers == 1 && w_ok == 1);
+	CU_ASSERT((copiers >= 1 || ncpu < 2) && c_ok == copiers); /* one core: no copier */
+	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
 	th_env_free(&e);
 }
 
@@ -353,6 +391,7 @@ int main(void)
 	    !CU_add_test(s, "pool smaller than a step", test_pool_smaller_than_step) ||
 	    !CU_add_test(s, "pool of 1.5 steps", test_pool_one_and_a_half) ||
 	    !CU_add_test(s, "staging memory API", test_stage_api) ||
+	    !CU_add_test(s, "thread names and priorities", test_thread_names_nice) ||
 	    !CU_add_test(s, "ckpt_wait_local without snapshot", test_wait_local_durable_mode) ||
 	    !CU_add_test(s, "SIGKILL after return", test_kill_after_return) ||
 	    !CU_add_test(s, "SIGKILL at stage.copied", test_kill_staged) ||

@@ -4,19 +4,20 @@
 # demand, serves as shared_dir; tests/stall_helper runs the scenarios against it and prints
 # "figure:" and "target:" lines. Starts and stops its own FUSE server in its own mktemp -d
 # directory; skips (77) only where /dev/fuse is missing.
-#   STALL_SCENARIOS="kernel outage outage_eio close open kill retention doctor" (the default:
-#   all but outage_eio, the outage with every call failing with EIO, as on a soft mount, whose
-#   local disk is not bounded yet; `make check-stall` runs all; retention stalls the volume
-#   exactly where the drain's retention reads a MANIFEST). Outages: 8 s (make check), 15 s
-#   (make check-stall), 30 s (make torture).
+#   STALL_SCENARIOS="kernel outage outage_eio close open open_late kill retention doctor" (the default:
+#   all; outage_eio is the outage with every call failing with EIO, as on a soft mount: failed
+#   drains of superseded steps give up their local copies, so local disk stays bounded there
+#   too; retention stalls the volume exactly where the drain's retention reads a MANIFEST;
+#   open_late stalls it right after ckpt_open's probes, at the first lookup of the writer lease).
+#   Outages: 8 s (make check), 15 s (make check-stall), 30 s (make torture).
 #   tunables of the scenarios: see tests/stall_helper.c (STALL_OUTAGE, STALL_CLOSE_TIMEOUT, ...)
 set -u
 srcdir=${srcdir:-.}
 HELPER=${STALL_HELPER:-./tests/stall_helper}
 CKPT=${CKPT_TOOL:-./tools/ckpt}
-SCENARIOS=${STALL_SCENARIOS:-kernel outage close open kill retention doctor}
+SCENARIOS=${STALL_SCENARIOS:-kernel outage outage_eio close open open_late kill retention doctor}
 OUTAGE=${STALL_OUTAGE:-8}
-# The outage of close, open, kill, retention and doctor: longer than the bounds they measure
+# The outage of close, open, open_late, kill, retention and doctor: longer than the bounds they measure
 # (close_timeout 3 s; probe_timeout 5 s).
 SHORT_OUTAGE=${STALL_SHORT_OUTAGE:-7}
 export STALL_CLOSE_TIMEOUT=${STALL_CLOSE_TIMEOUT:-3} STALL_OPEN_BOUND=${STALL_OPEN_BOUND:-10}
@@ -196,6 +197,8 @@ for sc in $SCENARIOS; do
 		result "outage of ${OUTAGE} s as EIO (soft mount) while saving" $? ;;
 	close) run_helper close "$SHORT_OUTAGE" $((SHORT_OUTAGE * 3 + 60)); result "ckpt_close during an outage" $? ;;
 	open) run_helper open "$SHORT_OUTAGE" $((SHORT_OUTAGE * 3 + 60)); result "ckpt_open during an outage" $? ;;
+	open_late) run_helper open_late "$SHORT_OUTAGE" $((SHORT_OUTAGE * 3 + 60))
+		result "ckpt_open on a volume that stalls right after the probes" $? ;;
 	kill) run_helper kill "$SHORT_OUTAGE" $((SHORT_OUTAGE * 3 + 60)); result "kill -9 during an outage, restart" $? ;;
 	retention) run_helper retention "$SHORT_OUTAGE" $((SHORT_OUTAGE * 3 + 60))
 		result "ckpt_save while the drain's retention is stuck on the volume" $? ;;

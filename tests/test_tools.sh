@@ -110,7 +110,37 @@ C ls --shared-dir "$S" --name zeros
 ok "ls: a ratio in the thousands fits its column; COMMITTED stays aligned" ratio_fits
 C ls --shared-dir "$S" --name zeros --json
 ok "ls --json: the ratio itself, unrounded" jis "d['jobs'][0]['steps'][0]['ratio'] > 1000" "True"
-rm -rf "$S/zeros" "$L/zeros"
+
+echo "== chunk transforms in ls and verify (issue 15)"
+# job: half of every 16-bit element zero, grouped by 2; zeros: plain; noise: raw; none: plain
+# zstd frames (chunk_transform none, as files written before transforms)
+TOOLS_RANDOM=1 "$HELPER" save "$S" "$L" noise 1 1 1048576 >"$base/out" 2>"$base/err"
+rc=$?
+ok "helper saved a step of noise" is 0
+CKPT_CHUNK_TRANSFORM=none "$HELPER" save "$S" "$L" none 1 1 1048576 >"$base/out" 2>"$base/err"
+rc=$?
+ok "helper saved a step without transforms" is 0
+C ls --shared-dir "$S" --json
+ok "ls --json: step 3 of job: transforms count every chunk (w2 here), bytes match the step" \
+	jis "[(t['chunks'] == t['plain'] + t['w2'] + t['w4'] + t['w8'] + t['raw'] + t['zstd'], t['w2'] > 0, t['raw_bytes'] == s['raw_bytes'], t['ratio'] > 1) for s in d['jobs'][[x['name'] for x in d['jobs']].index('job')]['steps'] for t in [s['transforms']] if s['step'] == 3][0]" "(True, True, True, True)"
+ok "ls --json: per region: weights grouped by 2, the empty region without chunks" \
+	jis "[(r['name'], r['w2'] == r['chunks'] > 0) for x in d['jobs'] if x['name'] == 'job' for r in x['steps'][0]['transforms']['regions']]" "[('weights', True), ('meta', True), ('empty', False)]"
+ok "ls --json: zeros stored plain, noise raw, without transforms zstd" \
+	jis "[(x['name'], [k for k in ('plain', 'w2', 'w4', 'w8', 'raw', 'zstd') if x['steps'][0]['transforms'][k]]) for x in d['jobs'] if x['name'] != 'job']" "[('noise', ['raw']), ('none', ['zstd']), ('zeros', ['plain'])]"
+ok "ls --json: noise is stored at a ratio below 1 (raw chunks and their heads)" \
+	jis "[x['steps'][0]['transforms']['ratio'] < 1 for x in d['jobs'] if x['name'] == 'noise'][0]" "True"
+C ls --shared-dir "$S"
+ok "ls text: how the chunks of each committed step are stored" sh -c \
+	"grep -q 'stored as 13 chunks: w2 13; data ' '$base/out' && grep -q 'stored as 5 chunks: raw 5; data 1.00x' '$base/out' && grep -q 'chunks: zstd ' '$base/out'"
+C ls --local-dir "$L" --name job --json
+ok "ls --json: no transforms where only the local tier is read" jis "d['jobs'][0]['steps'][0]['transforms']" "None"
+C verify --shared-dir "$S" --name noise
+ok "verify text: the transforms of each region" sh -c \
+	"[ $rc -eq 0 ] && grep -q \"^  region 'weights': 4 chunks: raw 4; data 1.00x\" '$base/out' && grep -q \"^  region 'meta': 1 chunk: raw 1\" '$base/out'"
+C verify --shared-dir "$S" --name job --step 2 --json
+ok "verify --json: the step's transforms and its regions" \
+	jis "(d['steps'][0]['status'], d['steps'][0]['transforms']['w2'], [r['name'] for r in d['steps'][0]['transforms']['regions']])" "('ok', 13, ['weights', 'meta', 'empty'])"
+rm -rf "$S/zeros" "$L/zeros" "$S/noise" "$L/noise" "$S/none" "$L/none"
 
 echo "== restore after the local directory is wiped"
 cp "$(ckl "$L/job" 3 0)" "$base/orig3.ckl"

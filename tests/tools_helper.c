@@ -10,11 +10,13 @@
 #define META_SIZE 4099u /* odd: the local writer's tail path */
 
 /* Deterministic bytes for (step, region): half of them zero, so zstd has work to do; all of
- * them zero with TOOLS_ZERO=1 (a compression ratio in the thousands). */
+ * them zero with TOOLS_ZERO=1 (a compression ratio in the thousands); none of them with
+ * TOOLS_RANDOM=1 (incompressible: the drain stores such chunks raw). */
 static void gen(unsigned char *p, size_t n, unsigned long long seed)
 {
 	unsigned long long x = seed * 0x9E3779B97F4A7C15ull + 0x1234567ull;
-	const char *zero = getenv("TOOLS_ZERO");
+	const char *zero = getenv("TOOLS_ZERO"), *rnd = getenv("TOOLS_RANDOM");
+	unsigned long long mask = rnd && !strcmp(rnd, "1") ? ~0ull : 0x00ff00ff00ff00ffull;
 
 	if (zero && !strcmp(zero, "1")) {
 		memset(p, 0, n);
@@ -26,7 +28,7 @@ static void gen(unsigned char *p, size_t n, unsigned long long seed)
 		x ^= x << 13;
 		x ^= x >> 7;
 		x ^= x << 17;
-		v = x & 0x00ff00ff00ff00ffull;
+		v = x & mask;
 		memcpy(p + i, &v, n - i < 8 ? n - i : 8);
 	}
 }

@@ -49,6 +49,26 @@ static int fill_row(const char *sjob, const char *ljob, struct tool_ls_row *w)
 		}
 		snprintf(path, sizeof(path), "%s/%s", sdir, CKPT_MANIFEST_NAME);
 		w->committed_ns = mtime_ns(path);
+		/* The chunk transforms, from each shard's index (no data read). A shard re-saved or
+		 * retired since the MANIFEST was read leaves them out (have_xf 0). */
+		w->have_xf = 1;
+		for (uint32_t r = 0; r < m.nranks && w->have_xf; r++) {
+			struct ckpt_shard *sh;
+
+			if (ckpt_step__open_shared(&sh, sjob, &m, r, NULL) < 0) {
+				w->have_xf = 0;
+				break;
+			}
+			rc = tool_xform_add(&w->xf, sh);
+			ckpt_shard__close(sh);
+			if (rc < 0) {
+				ckpt_fmt__manifest_free(&m);
+				return -1;
+			}
+		}
+		rc = CKPT_OK;
+		if (!w->have_xf)
+			tool_xform_free(&w->xf);
 		ckpt_fmt__manifest_free(&m);
 		w->state = "committed";
 	} else if (rc != CKPT_ENOENT && rc != CKPT_ESTALE) {
@@ -191,6 +211,7 @@ static int list_job(struct tool_ctx *t, struct tool_ls_job *job)
 			job->nrows--; /* gone since the listing */
 			free(w->lranks);
 			free(w->lbad);
+			tool_xform_free(&w->xf);
 			memset(w, 0, sizeof(*w));
 			continue;
 		}
@@ -199,6 +220,7 @@ static int list_job(struct tool_ctx *t, struct tool_ls_job *job)
 			job->nrows--;
 			free(w->lranks);
 			free(w->lbad);
+			tool_xform_free(&w->xf);
 			code = TOOL_EXIT_IO;
 			break;
 		}
@@ -268,7 +290,9 @@ const struct tool_cmd tool_cmd_ls = {
 		"CKPT_NAME) and every step of each on either tier: state (committed, damaged,\n"
 		"local only, incomplete; \"local\" when only --local-dir is given: a step with a\n"
 		"local shard whose shared state is unknown), ranks, raw and stored bytes, ratio,\n"
-		"commit time, local ranks. A directory is listed as a job only when it holds\n"
-		"step directories or rank locks. Reads structure, not data (see ckpt verify).\n",
+		"commit time, local ranks; under each committed step, how its chunks are stored\n"
+		"(plain, grouped w2/w4/w8, raw, zstd) and the ratio of the data alone (--json: per\n"
+		"region too). A directory is listed as a job only when it holds step directories\n"
+		"or rank locks. Reads structure, not data (see ckpt verify).\n",
 	.exits = "Exit status: 0 success; 3 I/O error; 64 bad usage. See ckpt(1).\n",
 };

@@ -102,6 +102,7 @@ static int verify_step(struct tool_ctx *t, struct tool_verify_step *s, struct co
 		tool_progress_label(&t->pg, "step %" PRIu64 " rank %" PRIu32, s->step, r);
 		rc = ckpt_step__open_shared(&sh, o->shared_job, &m, r, &e);
 		if (rc == CKPT_OK) {
+			oom |= tool_xform_add(&s->xf, sh) < 0; /* what the index says */
 			rc = tool_read_shard(NULL, sh, o->threads, &t->pg.done, &e);
 			ckpt_shard__close(sh);
 		}
@@ -148,8 +149,10 @@ static int verify_step(struct tool_ctx *t, struct tool_verify_step *s, struct co
 /* Forget what an attempt recorded (the steps changed under it). */
 static void reset(struct tool_verify *v, struct counts *c)
 {
-	for (size_t i = 0; i < v->n; i++)
+	for (size_t i = 0; i < v->n; i++) {
 		free(v->steps[i].checks);
+		tool_xform_free(&v->steps[i].xf);
+	}
 	free(v->steps);
 	v->steps = NULL;
 	v->n = 0;
@@ -262,7 +265,8 @@ const struct tool_cmd tool_cmd_verify = {
 		    "[--rank LIST] [--threads N] [--json] [--quiet]",
 	.summary = "verify every checksum of a step (default: the newest committed one)",
 	.help = "Checks the MANIFEST, every compressed chunk and every region of each shared\n"
-		"shard, and with --local-dir every local shard of the step on this node.\n",
+		"shard, and with --local-dir every local shard of the step on this node. Says\n"
+		"per region how its chunks are stored (plain, grouped w2/w4/w8, raw, zstd).\n",
 	.exits = "Exit status: 0 every checksum matches; 1 nothing to verify (no committed step,\n"
 		"or step N is not committed); 2 damaged; 3 I/O error; 64 bad usage. See ckpt(1).\n",
 };

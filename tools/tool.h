@@ -54,6 +54,34 @@ int tool_read_shard(struct tool_shard_data *out, struct ckpt_shard *s, unsigned 
 		    _Atomic uint64_t *progress, struct ckpt_err *err);
 void tool_shard_data_free(struct tool_shard_data *d); /* empty or NULL: no-op */
 
+/* What the drain chose for each stored chunk of compressed shards (docs/FORMAT.md 3.8), counted
+ * from their indexes without reading data: `ckpt ls` and `ckpt verify` report it. */
+struct tool_xstats {
+	uint64_t chunks;       /* stored chunks */
+	uint64_t zstd;         /* one zstd frame, no transform (a transform 0 region: files written
+				* before chunk transforms, or with chunk_transform=0) */
+	uint64_t plain;        /* a transform payload of the bytes as they are, compressed */
+	uint64_t w2, w4, w8;   /* byte-grouped by element width 2, 4, 8 */
+	uint64_t raw;          /* stored as they are (a plain payload with its one plane raw) */
+	uint64_t raw_bytes, stored_bytes; /* of those chunks: their ratio is the data's ratio */
+};
+
+struct tool_xregion {
+	char *name;
+	struct tool_xstats x;
+};
+
+/* One step (or shard): every chunk, and per region name (summed over the shards added). */
+struct tool_xform {
+	struct tool_xstats all;
+	struct tool_xregion *regs;
+	size_t nregs;
+};
+
+/* Add the chunks of the compressed shard s (its index). -1 when out of memory. */
+int tool_xform_add(struct tool_xform *x, const struct ckpt_shard *s);
+void tool_xform_free(struct tool_xform *x); /* NULL-safe; leaves it empty */
+
 /* ---- tool_out.c ---- */
 
 /* A minimal streaming JSON writer: one document, compact, on one line. */
@@ -226,6 +254,8 @@ struct tool_ls_row {
 	size_t nl;
 	uint32_t *lbad;       /* local shard files that do not */
 	size_t nbad;
+	int have_xf;          /* committed: the chunk transforms of every shard (xf) */
+	struct tool_xform xf;
 	char err[CKPT_ERRMSG_MAX];
 };
 
@@ -256,6 +286,7 @@ struct tool_verify_step {
 	int bad;
 	struct tool_check *checks;
 	size_t n;
+	struct tool_xform xf; /* the chunk transforms of the shared shards that opened */
 };
 
 struct tool_verify {

@@ -113,6 +113,80 @@ static int has_ratio(const struct tool_ls_row *w)
 	return w->stored && w->raw && !strcmp(w->state, "committed");
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * chunk transforms (ls and verify)
+ */
+
+static void xstats_json(struct tool_json *j, const struct tool_xstats *x)
+{
+	tool_json_u64(j, "chunks", x->chunks);
+	tool_json_u64(j, "plain", x->plain);
+	tool_json_u64(j, "w2", x->w2);
+	tool_json_u64(j, "w4", x->w4);
+	tool_json_u64(j, "w8", x->w8);
+	tool_json_u64(j, "raw", x->raw);
+	tool_json_u64(j, "zstd", x->zstd);
+	tool_json_u64(j, "raw_bytes", x->raw_bytes);
+	tool_json_u64(j, "stored_bytes", x->stored_bytes);
+	if (x->stored_bytes && x->raw_bytes)
+		tool_json_num(j, "ratio", (double)x->raw_bytes / (double)x->stored_bytes);
+	else
+		tool_json_null(j, "ratio");
+}
+
+/* "transforms": {chunks, plain, w2, w4, w8, raw, zstd, bytes, ratio, regions: [...]}, or null */
+static void xform_json(struct tool_json *j, const struct tool_xform *x, int have)
+{
+	if (!have) {
+		tool_json_null(j, "transforms");
+		return;
+	}
+	tool_json_obj(j, "transforms");
+	xstats_json(j, &x->all);
+	tool_json_arr(j, "regions");
+	for (size_t i = 0; i < x->nregs; i++) {
+		tool_json_obj(j, NULL);
+		tool_json_str(j, "name", x->regs[i].name);
+		xstats_json(j, &x->regs[i].x);
+		tool_json_end(j, '}');
+	}
+	tool_json_end(j, ']');
+	tool_json_end(j, '}');
+}
+
+/* "12 chunks: w4 10, plain 1, raw 1; data 1.21x" (the kinds that occur, most first) */
+static void xstats_text(char *buf, size_t len, const struct tool_xstats *x)
+{
+	struct { const char *name; uint64_t n; } k[] = {
+		{ "plain", x->plain }, { "w2", x->w2 }, { "w4", x->w4 }, { "w8", x->w8 },
+		{ "raw", x->raw }, { "zstd", x->zstd },
+	};
+	enum { NK = sizeof(k) / sizeof(k[0]) };
+	int done[NK] = { 0 };
+	size_t l;
+	char ratio[16];
+
+	snprintf(buf, len, "%" PRIu64 " chunk%s", x->chunks, x->chunks == 1 ? "" : "s");
+	for (int sep = ':', left = NK; left > 0; left--) {
+		int b = -1;
+
+		for (int i = 0; i < NK; i++)
+			if (!done[i] && k[i].n && (b < 0 || k[i].n > k[b].n))
+				b = i;
+		if (b < 0)
+			break;
+		done[b] = 1;
+		l = strlen(buf);
+		snprintf(buf + l, len - l, "%c %s %" PRIu64, sep, k[b].name, k[b].n);
+		sep = ',';
+	}
+	if (x->stored_bytes && x->raw_bytes) {
+		ratio_text(ratio, sizeof(ratio), (double)x->raw_bytes / (double)x->stored_bytes);
+		l = strlen(buf);
+		snprintf(buf + l, len - l, "; data %sx", ratio);
+	}
+}
+
 static void ls_json(const struct tool_ctx *t, const struct tool_result *res)
 {
 	const struct tool_ls *ls = &res->u.ls;
@@ -158,6 +232,7 @@ static void ls_json(const struct tool_ctx *t, const struct tool_result *res)
 				tool_json_u64(&j, NULL, w->lbad[r]);
 			tool_json_end(&j, ']');
 			tool_json_str(&j, "error", w->err[0] ? w->err : NULL);
+			xform_json(&j, &w->xf, w->have_xf);
 			tool_json_end(&j, '}');
 		}
 		tool_json_end(&j, ']');
@@ -207,6 +282,12 @@ static void ls_text(const struct tool_ls *ls)
 			       ls->jobs[i].name, w->step, w->state, nr, raw, st, ratio, when, lr);
 			if (w->err[0])
 				printf("%-16s %10s  ^ %s\n", "", "", w->err);
+			if (w->have_xf && w->xf.all.chunks) {
+				char xs[256];
+
+				xstats_text(xs, sizeof(xs), &w->xf.all);
+				printf("%-16s %10s  stored as %s\n", "", "", xs);
+			}
 		}
 	}
 }
@@ -247,6 +328,7 @@ static void verify_json(const struct tool_ctx *t, const struct tool_result *res)
 			check_json(&j, &v->steps[i].checks[k]);
 		tool_json_end(&j, ']');
 		tool_json_str(&j, "status", v->steps[i].bad ? "damaged" : "ok");
+		xform_json(&j, &v->steps[i].xf, v->steps[i].xf.all.chunks || v->steps[i].xf.nregs);
 		tool_json_end(&j, '}');
 	}
 	tool_json_end(&j, ']');
@@ -273,6 +355,15 @@ static void verify_text(const struct tool_verify *v)
 		else
 			printf("step %" PRIu64 ": ok, %" PRIu32 " rank%s, %s, every checksum matches\n",
 			       s->step, s->nranks, s->nranks == 1 ? "" : "s", sz);
+		/* how the shared shards store their chunks, region by region */
+		for (size_t r = 0; r < s->xf.nregs; r++) {
+			char xs[256];
+
+			if (!s->xf.regs[r].x.chunks)
+				continue;
+			xstats_text(xs, sizeof(xs), &s->xf.regs[r].x);
+			printf("  region '%s': %s\n", s->xf.regs[r].name, xs);
+		}
 	}
 }
 
@@ -744,6 +835,7 @@ void tool_result_free(struct tool_result *res)
 			for (size_t k = 0; k < res->u.ls.jobs[i].nrows; k++) {
 				free(res->u.ls.jobs[i].rows[k].lranks);
 				free(res->u.ls.jobs[i].rows[k].lbad);
+				tool_xform_free(&res->u.ls.jobs[i].rows[k].xf);
 			}
 			free(res->u.ls.jobs[i].rows);
 			free(res->u.ls.jobs[i].name);
@@ -751,8 +843,10 @@ void tool_result_free(struct tool_result *res)
 		free(res->u.ls.jobs);
 		break;
 	case TOOL_VERIFY:
-		for (size_t i = 0; i < res->u.verify.n; i++)
+		for (size_t i = 0; i < res->u.verify.n; i++) {
 			free(res->u.verify.steps[i].checks);
+			tool_xform_free(&res->u.verify.steps[i].xf);
+		}
 		free(res->u.verify.steps);
 		break;
 	case TOOL_GC:

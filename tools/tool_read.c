@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* Parallel, verifying decoder of compressed shards for the restore tool.
  *
- * Every chunk of a shared-tier shard is an independent zstd frame (docs/FORMAT.md), so threads
- * claim chunks from one counter and decompress them straight to their place in the output, in any
- * order. A region's XXH3 is one sequential hash over its raw bytes and cannot be combined from
- * parts, so it is computed in a second pass, regions spread over the threads. The library's own
- * reader (ckpt_shard__read_region) does the same checks on one thread, which is right for a
- * training process but leaves the cores of a restore idle.
+ * Every chunk of a shared-tier shard is independent (docs/FORMAT.md), so threads claim chunks
+ * from one counter and decode them straight to their place in the output, in any order. A
+ * region's XXH3 is one sequential hash over its raw bytes and cannot be combined from parts: it
+ * runs in chunk order while the chunks decode, by whichever thread finds its region's next chunk
+ * decoded and nobody hashing that region (as the library's reader, ckpt_shard__read_region, does
+ * for one region), so no hashing pass is left once the last chunk is decoded.
  *
  * Verifying without restoring keeps memory bounded: a region is decoded window by window (a few
  * chunks per thread, in parallel) and each window is hashed in order into the region's running
@@ -33,16 +33,21 @@ struct job {
 	struct ckpt_shard *s;
 	struct tool_shard_data *out; /* NULL: verify only */
 	uint64_t *region_off;        /* offset of each region in out->mem */
+	/* restore: the running hash of each region, in chunk order (under mu) */
+	size_t *region_item;         /* index of each region's first item */
+	uint32_t *nhashed;           /* chunks of each region hashed so far */
+	uint8_t *hashing;            /* a thread holds the region's hasher role */
+	uint8_t *done;               /* per item: decoded */
+	struct ckpt_hash **rhash;    /* per region, while it is being hashed */
 	struct item *items;
 	size_t nitems;
-	size_t hi;                   /* phase 0 decodes items from `next` up to hi */
+	size_t hi;                   /* run_phase decodes items from `next` up to hi */
 	uint8_t *window;             /* verify only: where the items of one window decompress */
 	uint32_t win_c0;             /* chunk number of the window's first item */
 	_Atomic size_t next;
 	_Atomic int failed;
 	_Atomic uint64_t *progress;
 	size_t max_stored;
-	int phase;                   /* 0: chunks, 1: region checksums */
 	pthread_mutex_t mu;
 	int rc;
 	struct ckpt_err err;
@@ -73,6 +78,52 @@ static void fail(struct job *j, int rc, const struct ckpt_err *e)
 	atomic_store(&j->failed, 1);
 }
 
+/* Restore: chunk it->chunk of its region is decoded; hash, in order, every decoded chunk of the
+ * region that follows the last one hashed, unless another thread is at it, and check the region's
+ * checksum after its last chunk. */
+static int hash_region(struct worker *w, const struct item *it)
+{
+	struct job *j = w->job;
+	uint32_t i = it->region;
+	const struct ckpt_region_meta *r = &j->s->idx.regions[i];
+	const uint8_t *base = (const uint8_t *)j->out->mem + j->region_off[i];
+	int rc = CKPT_OK;
+
+	pthread_mutex_lock(&j->mu);
+	j->done[j->region_item[i] + it->chunk] = 1;
+	if (j->hashing[i]) {
+		pthread_mutex_unlock(&j->mu);
+		return CKPT_OK; /* the thread hashing this region finds our chunk decoded */
+	}
+	j->hashing[i] = 1;
+	if (!j->rhash[i] && ckpt_codec__hash_new(&j->rhash[i]) < 0) {
+		j->hashing[i] = 0;
+		pthread_mutex_unlock(&j->mu);
+		return ckpt_err__set(&w->err, CKPT_ENOMEM, "out of memory verifying %s",
+				     j->s->path);
+	}
+	while (j->nhashed[i] < r->nchunks && j->done[j->region_item[i] + j->nhashed[i]]) {
+		uint32_t c = j->nhashed[i];
+
+		pthread_mutex_unlock(&j->mu);
+		ckpt_codec__hash_update(j->rhash[i], base + (uint64_t)c * r->chunk_raw,
+					(size_t)ckpt_fmt__chunk_raw(r, c));
+		pthread_mutex_lock(&j->mu);
+		j->nhashed[i]++;
+	}
+	if (j->nhashed[i] == r->nchunks) {
+		if (ckpt_codec__hash_digest(j->rhash[i]) != r->raw_xxh3)
+			rc = ckpt_err__set(&w->err, CKPT_ECORRUPT,
+					   "%s: region '%s' checksum mismatch", j->s->path,
+					   r->name);
+		ckpt_codec__hash_free(j->rhash[i]);
+		j->rhash[i] = NULL;
+	}
+	j->hashing[i] = 0;
+	pthread_mutex_unlock(&j->mu);
+	return rc;
+}
+
 static int do_chunk(struct worker *w, const struct item *it)
 {
 	struct job *j = w->job;
@@ -89,7 +140,7 @@ static int do_chunk(struct worker *w, const struct item *it)
 			       (uint64_t)it->chunk * r->chunk_raw
 		     : j->window + (uint64_t)(it->chunk - j->win_c0) * r->chunk_raw;
 	/* The library's chunk check, without the region hash: chunks decode here in any order, and
-	 * the region's raw bytes are hashed afterwards (do_region, verify_windows). */
+	 * the region's raw bytes are hashed in order as they come (hash_region, verify_windows). */
 	if ((rc = ckpt_codec__check_chunk(w->codec, r, it->chunk, w->stored, dst, NULL,
 					  &w->err)) < 0) {
 		char msg[CKPT_ERRMSG_MAX];
@@ -99,9 +150,10 @@ static int do_chunk(struct worker *w, const struct item *it)
 	}
 	if (j->progress)
 		atomic_fetch_add(j->progress, raw);
-	return CKPT_OK;
+	return j->out ? hash_region(w, it) : CKPT_OK;
 }
 
+/* A region without chunks: its checksum must be that of its (zero) bytes. */
 static int do_region(struct worker *w, uint32_t i)
 {
 	struct job *j = w->job;
@@ -117,11 +169,11 @@ static void *work(void *arg)
 {
 	struct worker *w = arg;
 	struct job *j = w->job;
-	size_t n = j->phase ? j->s->idx.nregions : j->hi, i;
+	size_t n = j->hi, i;
 	int rc;
 
 	while (!atomic_load(&j->failed) && (i = atomic_fetch_add(&j->next, 1)) < n) {
-		rc = j->phase ? do_region(w, (uint32_t)i) : do_chunk(w, &j->items[i]);
+		rc = do_chunk(w, &j->items[i]);
 		if (rc < 0) {
 			fail(j, rc, &w->err);
 			break;
@@ -130,14 +182,11 @@ static void *work(void *arg)
 	return NULL;
 }
 
-/* Run one phase on nthreads threads (the calling thread is one of them): phase 0 decodes items
- * lo..hi, phase 1 checks every region's checksum. */
-static void run_phase(struct job *j, struct worker *ws, unsigned nthreads, int phase, size_t lo,
-		      size_t hi)
+/* Decode items lo..hi on nthreads threads (the calling thread is one of them). */
+static void run_phase(struct job *j, struct worker *ws, unsigned nthreads, size_t lo, size_t hi)
 {
 	unsigned started = 1;
 
-	j->phase = phase;
 	j->hi = hi;
 	atomic_store(&j->next, lo);
 	for (unsigned t = 1; t < nthreads; t++) {
@@ -194,7 +243,7 @@ static int verify_windows(struct job *j, struct worker *ws, unsigned nthreads, s
 			uint64_t bytes = 0;
 
 			j->win_c0 = c0;
-			run_phase(j, ws, nthreads, 0, k + c0, k + c1);
+			run_phase(j, ws, nthreads, k + c0, k + c1);
 			if (j->rc) {
 				rc = j->rc;
 				ckpt_err__copy(err, &j->err);
@@ -260,11 +309,18 @@ int tool_read_shard(struct tool_shard_data *out, struct ckpt_shard *s, unsigned 
 				window = w;
 		}
 	}
-	if (!(j.items = calloc(j.nitems ? j.nitems : 1, sizeof(*j.items))))
+	if (!(j.items = calloc(j.nitems ? j.nitems : 1, sizeof(*j.items))) ||
+	    !(j.region_item = calloc(nreg ? nreg : 1, sizeof(*j.region_item))) ||
+	    !(j.nhashed = calloc(nreg ? nreg : 1, sizeof(*j.nhashed))) ||
+	    !(j.hashing = calloc(nreg ? nreg : 1, 1)) ||
+	    !(j.rhash = calloc(nreg ? nreg : 1, sizeof(*j.rhash))) ||
+	    !(j.done = calloc(j.nitems ? j.nitems : 1, 1)))
 		goto out;
-	for (uint32_t i = 0, k = 0; i < nreg; i++)
+	for (uint32_t i = 0, k = 0; i < nreg; i++) {
+		j.region_item[i] = k;
 		for (uint32_t c = 0; c < s->idx.regions[i].nchunks; c++)
 			j.items[k++] = (struct item){ i, c };
+	}
 	if (out) {
 		if (total > SIZE_MAX) {
 			rc = ckpt_err__set(err, CKPT_ENOMEM, "%s: %llu bytes do not fit in memory",
@@ -308,9 +364,12 @@ int tool_read_shard(struct tool_shard_data *out, struct ckpt_shard *s, unsigned 
 		rc = verify_windows(&j, ws, nthreads, err);
 		goto out;
 	}
-	run_phase(&j, ws, nthreads, 0, 0, j.nitems);
-	if (!j.rc)
-		run_phase(&j, ws, nthreads < nreg ? nthreads : (nreg ? nreg : 1), 1, 0, 0);
+	run_phase(&j, ws, nthreads, 0, j.nitems);
+	/* Every region with chunks was hashed as they decoded (hash_region); those without chunks
+	 * hold no bytes, and their checksum must still be that of zero bytes. */
+	for (uint32_t i = 0; i < nreg && !j.rc; i++)
+		if (!s->idx.regions[i].nchunks && (rc = do_region(&ws[0], i)) < 0)
+			fail(&j, rc, &ws[0].err);
 	if (j.rc) {
 		rc = j.rc;
 		ckpt_err__copy(err, &j.err);
@@ -323,9 +382,77 @@ out:
 	free(ws);
 	free(j.items);
 	free(j.region_off);
+	for (uint32_t i = 0; j.rhash && i < nreg; i++)
+		ckpt_codec__hash_free(j.rhash[i]); /* regions left half hashed by a failure */
+	free(j.rhash);
+	free(j.region_item);
+	free(j.nhashed);
+	free(j.hashing);
+	free(j.done);
 	free(j.window);
 	pthread_mutex_destroy(&j.mu);
 	if (rc < 0 && out)
 		tool_shard_data_free(out);
 	return rc;
+}
+
+/* ---- chunk transforms, from the index ---- */
+
+static void xstats_add(struct tool_xstats *x, const struct ckpt_region_meta *r)
+{
+	for (uint32_t i = 0; i < r->nchunks; i++) {
+		const struct ckpt_chunk *c = &r->chunks[i];
+		uint64_t raw = ckpt_fmt__chunk_raw(r, i);
+
+		x->chunks++;
+		x->raw_bytes += raw;
+		x->stored_bytes += c->stored_size;
+		if (r->transform == CKPT_TRANSFORM_NONE)
+			x->zstd++;
+		else if (c->xform == CKPT_CHUNK_XFORM_BYTEGROUP)
+			*(c->width == 2 ? &x->w2 : c->width == 4 ? &x->w4 : &x->w8) += 1;
+		/* a raw plain payload: head (8) and one plane entry (8), then the raw bytes
+		 * (docs/FORMAT.md 3.8.2); a compressed one is smaller */
+		else if (c->stored_size == raw + 16)
+			x->raw++;
+		else
+			x->plain++;
+	}
+}
+
+int tool_xform_add(struct tool_xform *x, const struct ckpt_shard *s)
+{
+	for (uint32_t k = 0; k < s->idx.nregions; k++) {
+		const struct ckpt_region_meta *r = &s->idx.regions[k];
+		struct tool_xregion *g = NULL;
+
+		for (size_t i = 0; i < x->nregs && !g; i++)
+			if (!strcmp(x->regs[i].name, r->name))
+				g = &x->regs[i];
+		if (!g) {
+			struct tool_xregion *n = realloc(x->regs, (x->nregs + 1) * sizeof(*n));
+
+			if (!n)
+				return -1;
+			x->regs = n;
+			g = &x->regs[x->nregs];
+			memset(g, 0, sizeof(*g));
+			if (!(g->name = strdup(r->name)))
+				return -1;
+			x->nregs++;
+		}
+		xstats_add(&g->x, r);
+		xstats_add(&x->all, r);
+	}
+	return 0;
+}
+
+void tool_xform_free(struct tool_xform *x)
+{
+	if (!x)
+		return;
+	for (size_t i = 0; i < x->nregs; i++)
+		free(x->regs[i].name);
+	free(x->regs);
+	memset(x, 0, sizeof(*x));
 }

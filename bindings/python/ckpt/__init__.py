@@ -12,7 +12,8 @@ above this package), the directory `make install` recorded when it installed thi
 dynamic loader, or lib/ of this Python's prefix and /usr/local/lib. NumPy, PyTorch and mpi4py
 are optional."""
 from ._lib import CKPT_NAME_MAX, CKPT_STEP_ALL, LibraryNotFound, library_path
-from .checkpointer import META_REGION, Checkpointer, Region, State, StepInfo
+from ._objects import elem_width
+from .checkpointer import META_REGION, Checkpointer, DrainLag, Region, State, StepInfo
 from .errors import (Busy, CkptError, Corrupt, CkptIOError, InvalidArgument, MPIError, NoSpace,
                      NotFound, NotSupported, OutOfMemory, PermissionDenied, RanksMismatch,
                      StaleSave, TimedOut, error_from_code)
@@ -21,7 +22,7 @@ from .torch_state import Restored, rng_state, set_rng_state, torch_load, torch_s
 __version__ = "0.1.0"
 
 __all__ = [
-    "Checkpointer", "Region", "State", "StepInfo", "META_REGION", "CKPT_NAME_MAX", "CKPT_STEP_ALL",
+    "Checkpointer", "DrainLag", "Region", "State", "StepInfo", "elem_width", "META_REGION", "CKPT_NAME_MAX", "CKPT_STEP_ALL",
     "CkptError", "InvalidArgument", "OutOfMemory", "CkptIOError", "NoSpace", "NotFound",
     "Corrupt", "NotSupported", "TimedOut", "PermissionDenied", "MPIError", "Busy", "RanksMismatch", "StaleSave",
     "error_from_code",

@@ -52,6 +52,14 @@ class ckpt_step_info(ctypes.Structure):
                 ("reserved", ctypes.c_uint32 * 7)]
 
 
+class ckpt_lag_info(ctypes.Structure):
+    _fields_ = [("newest_local", ctypes.c_uint64), ("newest_committed", ctypes.c_uint64),
+                ("has_local", ctypes.c_int), ("has_committed", ctypes.c_int),
+                ("seconds_behind", ctypes.c_double), ("stalled", ctypes.c_int),
+                ("stalled_seconds", ctypes.c_double), ("pending", ctypes.c_uint),
+                ("skipped", ctypes.c_uint), ("reserved", ctypes.c_uint64 * 4)]
+
+
 _c_config_p = ctypes.c_void_p  # opaque ckpt_config *
 _c_ctx_p = ctypes.c_void_p     # opaque ckpt_ctx *
 _int = ctypes.c_int
@@ -95,6 +103,11 @@ _PROTOTYPES = {
     "ckpt_stage_alloc": (_int, [_c_ctx_p, _size, ctypes.POINTER(ctypes.c_void_p)]),
     "ckpt_stage_free": (_int, [_c_ctx_p, ctypes.c_void_p]),
     "ckpt_save_staged": (_int, [_c_ctx_p, _u64, ctypes.POINTER(ckpt_region), _size]),
+    # bounded failure and drain lag (LIBCKPT_2)
+    "ckpt_wait_timeout": (_int, [_c_ctx_p, _u64, ctypes.c_double]),
+    "ckpt_drain_lag": (_int, [_c_ctx_p, ctypes.POINTER(ckpt_lag_info)]),
+    # per-region element width hints (LIBCKPT_2)
+    "ckpt_region_hint": (_int, [_c_ctx_p, _str, ctypes.c_uint]),
 }
 
 

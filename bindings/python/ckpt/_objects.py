@@ -7,6 +7,7 @@ ndarray or a Tensor if its module is already imported) and imported only to rebu
 that was saved from one of them."""
 import ctypes
 import sys
+from typing import Any
 
 from . import _lib
 from .errors import InvalidArgument, Corrupt
@@ -146,19 +147,76 @@ def same_memory(a, b):
     return ka is not None and ka[0] != "id" and ka == identity(b)
 
 
+# ---- element width hints (ckpt_region_hint)
+
+_WIDTHS = (1, 2, 4, 8)
+_torch_widths = {}  # torch.dtype -> width (torch 1.x dtypes have no itemsize)
+
+
+def elem_width(x: Any) -> int:
+    """The element width hint of a dtype, array or tensor (ckpt_region_hint): the item size of
+    a floating-point dtype (bfloat16 and float16: 2, float32: 4, float64: 8, float8: 1), and
+    half that of a complex dtype (its parts are floats); 0 (no hint: the library detects the
+    width from the data) for everything else, integers and bool included, and for floats of
+    other sizes (float128). x may be a numpy dtype or scalar type, a torch dtype, an ndarray, a
+    numpy scalar, a tensor or a memoryview (formats e, f, d); anything else gives 0."""
+    torch = _torch()
+    if torch is not None:
+        if isinstance(x, torch.Tensor):
+            x = x.dtype
+        if isinstance(x, torch.dtype):
+            w = _torch_widths.get(x)
+            if w is None:
+                size = torch.empty(0, dtype=x).element_size()
+                w = (size if x.is_floating_point else size // 2 if x.is_complex else 0)
+                _torch_widths[x] = w = w if w in _WIDTHS else 0
+            return w
+    np = _np()
+    if np is not None:
+        if isinstance(x, (np.ndarray, np.generic)):
+            x = x.dtype
+        elif isinstance(x, type) and issubclass(x, np.generic):
+            x = np.dtype(x)
+        if isinstance(x, np.dtype):
+            if x.kind == "f":
+                w = x.itemsize
+            elif x.kind == "c":
+                w = x.itemsize // 2
+            elif x.name == "bfloat16":  # ml_dtypes' bfloat16 (kind V)
+                w = 2
+            else:
+                w = 0
+            return w if w in _WIDTHS else 0
+    if isinstance(x, memoryview):
+        fmt = x.format.lstrip("@=<>!")
+        return x.itemsize if fmt in ("e", "f", "d") and x.itemsize in _WIDTHS else 0
+    return 0
+
+
+def is_dtype(x):
+    """Whether x is a dtype: a torch.dtype, a numpy.dtype or a numpy scalar type."""
+    torch, np = _torch(), _np()
+    if torch is not None and isinstance(x, torch.dtype):
+        return True
+    return np is not None and (isinstance(x, np.dtype) or
+                               (isinstance(x, type) and issubclass(x, np.generic)))
+
+
 # ---- saving
 
 
 class Export:
     """One region ready for ckpt_save: address and size of memory that stays valid until
-    release(), plus the metadata describing it."""
+    release(), plus the metadata describing it and the element width hint of its dtype
+    (elem_width; 0: none)."""
 
-    __slots__ = ("address", "size", "meta", "_keep", "_buffer", "device_tensor")
+    __slots__ = ("address", "size", "meta", "_keep", "_buffer", "device_tensor", "width")
 
-    def __init__(self, address, size, meta, keep, buffer=None, device_tensor=None):
+    def __init__(self, address, size, meta, keep, buffer=None, device_tensor=None, width=0):
         self.address = address
         self.size = size
         self.meta = meta
+        self.width = width
         self._keep = keep        # the object owning the memory (a contiguous copy, maybe)
         self._buffer = buffer    # a buffer export to release
         # export(..., defer_device=True) of a tensor on a GPU: its contiguous bytes are still on
@@ -208,12 +266,19 @@ def _export_buffer(obj):
                 "shape": list(mv.shape)}
     try:
         buf = _BufferExport(obj)
-        return Export(buf.address, buf.size, meta, obj, buf)
+        return Export(buf.address, buf.size, meta, obj, buf, width=_buffer_width(obj))
     except BufferError:
         # Not C-contiguous (a strided memoryview): its bytes in C order, one copy.
         data = memoryview(obj).tobytes()
         buf = _BufferExport(data)
-        return Export(buf.address, buf.size, meta, data, buf)
+        return Export(buf.address, buf.size, meta, data, buf, width=_buffer_width(obj))
+
+
+def _buffer_width(obj):
+    if isinstance(obj, (bytes, bytearray)):
+        return 0
+    with memoryview(obj) as mv:
+        return elem_width(mv)
 
 
 def _export_ndarray(name, obj):
@@ -237,7 +302,8 @@ def _export_ndarray(name, obj):
     meta = {"kind": "numpy", "dtype": arr.dtype.str, "shape": list(arr.shape), "order": order}
     if scalar:
         meta["scalar"] = True
-    return Export(arr.ctypes.data if arr.nbytes else None, arr.nbytes, meta, arr)
+    return Export(arr.ctypes.data if arr.nbytes else None, arr.nbytes, meta, arr,
+                  width=elem_width(arr.dtype))
 
 
 def _export_tensor(obj, defer_device=False):
@@ -261,7 +327,7 @@ def _export_tensor(obj, defer_device=False):
     meta = {"kind": "torch", "dtype": torch_dtype_name(t.dtype), "shape": list(t.shape)}
     if device != "cpu":
         meta["device"] = device
-    return Export(t.data_ptr() if nbytes else None, nbytes, meta, t)
+    return Export(t.data_ptr() if nbytes else None, nbytes, meta, t, width=elem_width(t.dtype))
 
 
 def _export_device_tensor(t, device):
@@ -275,7 +341,8 @@ def _export_device_tensor(t, device):
     t = t.contiguous()
     meta = {"kind": "torch", "dtype": torch_dtype_name(t.dtype), "shape": list(t.shape),
             "device": device}
-    return Export(None, t.numel() * t.element_size(), meta, t, device_tensor=t)
+    return Export(None, t.numel() * t.element_size(), meta, t, device_tensor=t,
+                  width=elem_width(t.dtype))
 
 
 def fill_staging(ex, address):

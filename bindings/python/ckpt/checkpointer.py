@@ -5,6 +5,7 @@ import collections.abc
 import ctypes
 import enum
 import json
+import math
 import operator
 import os
 import threading
@@ -65,6 +66,29 @@ class StepInfo(NamedTuple):
     committed: bool
     save_id: int
     created_ns: int
+
+
+class DrainLag(NamedTuple):
+    """How far the shared volume is behind the local tier (drain_lag(), ckpt_drain_lag).
+
+    newest_local: the newest step this checkpointer saved (or found to drain at open), None if
+    none; newest_committed: the newest step it committed on the shared volume, None if none;
+    seconds_behind: age of the oldest save still waiting for its drain (0.0: none waits);
+    stalled: the shared volume is not responding (a drain without progress for stall_after
+    seconds), for stalled_seconds; pending: saved steps whose drain is queued or running;
+    skipped: superseded steps skipped without a drain since open (training never waits for the
+    shared volume)."""
+    newest_local: Optional[int]
+    newest_committed: Optional[int]
+    seconds_behind: float
+    stalled: bool
+    stalled_seconds: float
+    pending: int
+    skipped: int
+
+
+# What hint() accepts: an element width, or a NumPy/PyTorch dtype.
+WidthLike = Any
 
 
 # What a configuration keyword accepts (None: keep the default / CKPT_<KEY>).
@@ -160,6 +184,8 @@ class Checkpointer:
         self._lib = lib = _lib.lib()
         self._lock = threading.Lock()
         self._ctx = ctypes.c_void_p()
+        self._hints = {}       # encoded name -> width this context was last told (save)
+        self._explicit = {}    # encoded name -> width given to hint(): save leaves those alone
         self._finalizer = None
         settings = {"local_dir": local_dir, "shared_dir": shared_dir, "name": name}
         settings.update(options)
@@ -305,6 +331,7 @@ class Checkpointer:
                 doc["state"] = tree
             blob = json.dumps(doc, ensure_ascii=False, allow_nan=False,
                               separators=(",", ":")).encode("utf-8")
+            self._hint_dtypes(names, exports)
             if self._snapshot:
                 if self._save_staged(step, names, exports, blob):
                     return
@@ -326,6 +353,65 @@ class Checkpointer:
         finally:
             for ex in exports:
                 ex.release()
+
+    def _hint_dtypes(self, names, exports):
+        """Tell the library the element width of each region's dtype (ckpt_region_hint), so
+        that the drain groups its bytes with that width instead of detecting it: only where it
+        changed since the last save (the library keeps hints until close), never for names
+        given to hint(), and 0 (remove) where a name that had a width now holds integers or
+        bytes."""
+        lib = self._lib
+        with self._lock:
+            if not self._ctx.value:
+                return  # save raises below
+            for raw, ex in zip(names, exports):
+                if (raw in self._explicit or self._hints.get(raw, 0) == ex.width
+                        or not 0 < len(raw) <= _lib.CKPT_NAME_MAX):  # ckpt_save says why
+                    continue
+                rc = lib.ckpt_region_hint(self._ctx, raw, ex.width)
+                if rc < 0:
+                    raise error_from_code(rc, _lib.decode(lib.ckpt_errmsg(self._ctx)),
+                                          "ckpt_region_hint")
+                if ex.width:
+                    self._hints[raw] = ex.width
+                else:
+                    self._hints.pop(raw, None)
+
+    def hint(self, name: str, width: WidthLike) -> None:
+        """Set the element width of region `name` for the drain's byte grouping
+        (ckpt_region_hint): an int (1, 2, 4 or 8; 0 removes the hint), or a NumPy or PyTorch
+        dtype (np.float32, np.dtype("<f2"), torch.bfloat16, tensor.dtype, ...), whose
+        floating-point item size is taken (bfloat16 and float16: 2, float32: 4, float64: 8,
+        complex64: 4; any other dtype gives 0, which removes the hint).
+
+        save() already hints every array and tensor by its dtype; use hint() for regions saved
+        as bytes or memoryviews whose element type only you know, or to override save()'s
+        choice: a name given here keeps this width in every later save until hint(name, 0).
+        Applies to the drains that start after the call. A wrong width costs compression
+        ratio, never data (everything reads back bit-exact)."""
+        raw = name.encode("utf-8") if isinstance(name, str) else None
+        if raw is None:
+            raise TypeError("region names are str, not %s" % type(name).__name__)
+        if _objects.is_dtype(width):
+            w = _objects.elem_width(width)
+        elif isinstance(width, bool):
+            raise TypeError("width must be an int or a dtype, not bool")
+        else:
+            try:
+                w = operator.index(width)
+            except TypeError:
+                raise TypeError("width must be an int or a NumPy/PyTorch dtype, not %s"
+                                % type(width).__name__) from None
+            if w not in (0, 1, 2, 4, 8):
+                raise InvalidArgument(_lib.CKPT_EINVAL, "element width %d for region %r (0, "
+                                      "1, 2, 4 or 8)" % (w, name), "ckpt_region_hint")
+        self._call("ckpt_region_hint", self._lib.ckpt_region_hint, raw, w)
+        with self._lock:
+            if w:
+                self._explicit[raw] = w
+            else:
+                self._explicit.pop(raw, None)
+            self._hints.pop(raw, None)  # save() re-hints the dtype's width after hint(name, 0)
 
     def _save_staged(self, step, names, exports, blob):
         """Snapshot mode: each region copied once into staging memory from the library
@@ -375,12 +461,36 @@ class Checkpointer:
         s = _lib.CKPT_STEP_ALL if step is None else _check_step(step)
         self._call("ckpt_wait_local", self._lib.ckpt_wait_local, s)
 
-    def wait(self, step: Optional[int] = None) -> None:
+    def wait(self, step: Optional[int] = None, timeout: Optional[float] = None) -> None:
         """Wait until `step` (None: every step saved so far by this context) is committed on the
         shared volume. Raises the drain's error (the local copy is kept), NotFound when this
-        context never saved `step`."""
+        context never saved `step`.
+
+        timeout: at most this many seconds (>= 0; 0 asks without waiting; ckpt_wait_timeout).
+        Raises TimedOut when the step is not committed by then, its message saying whether the
+        shared volume is not responding; the drain goes on (call wait again, or see
+        drain_lag()). None (the default) waits as long as the drain takes."""
         s = _lib.CKPT_STEP_ALL if step is None else _check_step(step)
-        self._call("ckpt_wait", self._lib.ckpt_wait, s)
+        if timeout is None:
+            self._call("ckpt_wait", self._lib.ckpt_wait, s)
+            return
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError("timeout must be a number of seconds or None, not %s"
+                            % type(timeout).__name__)
+        if math.isnan(timeout) or timeout < 0:
+            raise InvalidArgument(_lib.CKPT_EINVAL, "timeout must be >= 0 seconds, not %r"
+                                  % timeout, "ckpt_wait_timeout")
+        self._call("ckpt_wait_timeout", self._lib.ckpt_wait_timeout, s, float(timeout))
+
+    def drain_lag(self) -> DrainLag:
+        """How far the shared volume is behind this checkpointer's saves, without blocking
+        (ckpt_drain_lag): see DrainLag. E.g. log it every few steps, or alert when `stalled`."""
+        info = _lib.ckpt_lag_info()
+        self._call("ckpt_drain_lag", self._lib.ckpt_drain_lag, ctypes.byref(info))
+        return DrainLag(info.newest_local if info.has_local else None,
+                        info.newest_committed if info.has_committed else None,
+                        info.seconds_behind, bool(info.stalled), info.stalled_seconds,
+                        info.pending, info.skipped)
 
     def poll(self, step: int) -> Union[State, int]:
         """State of `step` saved by this context, without blocking (a State; a plain int for a
