@@ -51,23 +51,16 @@ static uint8_t *global(uint64_t s)
 
 static ckpt_ctx *open_job(const char *base)
 {
-	char local[4096], shared[4096];
+	char node[32];
 	ckpt_config *cfg;
 	ckpt_ctx *ctx = NULL;
 	int rc;
 
-	snprintf(local, sizeof(local), "%s/node%d", base, rank / 2);
-	snprintf(shared, sizeof(shared), "%s/shared", base);
-	th_sh("mkdir -p '%s' '%s'", local, shared);
-	ckpt_config_new(&cfg);
-	ckpt_config_set(cfg, "local_dir", local);
-	ckpt_config_set(cfg, "shared_dir", shared);
-	ckpt_config_set(cfg, "name", "job");
-	ckpt_config_set(cfg, "keep_local", "10");
-	ckpt_config_set(cfg, "keep_shared", "0");
-	ckpt_config_set(cfg, "mpi_timeout", "60");
-	ckpt_config_set(cfg, "log_level", "0");
-	rc = ckpt_open_mpi(&ctx, cfg, MPI_COMM_WORLD);
+	snprintf(node, sizeof(node), "node%d", rank / 2);
+	cfg = th_node_config(base, node, (const char *const[]){
+		"name", "job", "keep_local", "10", "keep_shared", "0", "mpi_timeout", "60",
+		"log_level", "0", NULL });
+	rc = cfg ? ckpt_open_mpi(&ctx, cfg, MPI_COMM_WORLD) : CKPT_EINVAL;
 	ckpt_config_free(cfg);
 	if (rc != CKPT_OK) {
 		fprintf(stderr, "rank %d: ckpt_open_mpi: %s: %s\n", rank, ckpt_strerror(rc),

@@ -326,6 +326,28 @@ ckpt_ctx *th_open_dirs(const char *local, const char *shared, const char *const 
 	return ctx;
 }
 
+ckpt_config *th_node_config(const char *base, const char *node, const char *const *kv)
+{
+	char local[4096], shared[4096];
+	ckpt_config *cfg = NULL;
+
+	snprintf(local, sizeof(local), "%s/%s", base, node);
+	snprintf(shared, sizeof(shared), "%s/shared", base);
+	if (th_sh("mkdir -p '%s' '%s'", local, shared) != 0) {
+		fprintf(stderr, "th_node_config: cannot create %s and %s\n", local, shared);
+		return NULL;
+	}
+	if (ckpt_config_new(&cfg) != CKPT_OK)
+		return NULL;
+	if (ckpt_config_set(cfg, "local_dir", local) != CKPT_OK ||
+	    ckpt_config_set(cfg, "shared_dir", shared) != CKPT_OK || set_all(cfg, kv) < 0) {
+		fprintf(stderr, "th_node_config: %s\n", ckpt_config_errmsg(cfg));
+		ckpt_config_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
 ckpt_ctx *th_open(const struct th_env *e, const char *const *kv)
 {
 	return th_open_dirs(e->local, e->shared, NULL, kv);

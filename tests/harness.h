@@ -49,6 +49,23 @@ void th_env_teardown(void);
  * NULL on failure (a key refused, or ckpt_open failed), with the reason on stderr. */
 ckpt_ctx *th_open_dirs(const char *local, const char *shared, const char *const *fixed,
 		       const char *const *kv);
+/* In multi-process test programs (MPI ranks): an expectation that, when it fails, says where
+ * and which rank (the program's `rank`) and counts in the program's `failures`. */
+#define TH_EXPECT(cond, ...)                                                                     \
+	do {                                                                                     \
+		if (!(cond)) {                                                                   \
+			fprintf(stderr, "rank %d: %s:%d: expected %s: ", rank, __FILE__, __LINE__,  \
+				#cond);                                                          \
+			fprintf(stderr, __VA_ARGS__);                                            \
+			fprintf(stderr, "\n");                                                   \
+			failures++;                                                              \
+		}                                                                                \
+	} while (0)
+
+/* The configuration of one "node" of a multi-process test (MPI ranks, concurrent processes):
+ * local_dir base/node and shared_dir base/shared, both created, then the key/value pairs of kv
+ * (NULL-terminated; "name" among them). NULL on failure, with the reason on stderr. */
+ckpt_config *th_node_config(const char *base, const char *node, const char *const *kv);
 /* th_open_dirs on e's directories, no fixed settings. */
 ckpt_ctx *th_open(const struct th_env *e, const char *const *kv);
 

@@ -20,17 +20,6 @@
 
 static int rank, failures;
 
-#define EXPECT(cond, ...)                                                                        \
-	do {                                                                                     \
-		if (!(cond)) {                                                                   \
-			fprintf(stderr, "rank %d: %s:%d: expected %s: ", rank, __FILE__, __LINE__,  \
-				#cond);                                                          \
-			fprintf(stderr, __VA_ARGS__);                                            \
-			fprintf(stderr, "\n");                                                   \
-			failures++;                                                              \
-		}                                                                                \
-	} while (0)
-
 static void slow_after_post(const char *point)
 {
 	struct timespec ts = { 0, 200000000 }; /* 100 passes of the 2 ms progress thread */
@@ -50,7 +39,7 @@ static int save(ckpt_ctx *ctx, uint64_t step)
 
 int main(int argc, char **argv)
 {
-	char local[4096], shared[4096], step2[4200];
+	char node[32], local[4096], shared[4096], step2[4200];
 	ckpt_config *cfg;
 	ckpt_ctx *ctx = NULL;
 	uint64_t latest = 0;
@@ -71,16 +60,12 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	/* Each rank its own node (local directory), one shared directory. */
-	snprintf(local, sizeof(local), "%s/node%d", argv[1], rank);
+	snprintf(node, sizeof(node), "node%d", rank);
+	snprintf(local, sizeof(local), "%s/%s", argv[1], node);
 	snprintf(shared, sizeof(shared), "%s/shared", argv[1]);
-	th_sh("mkdir -p '%s' '%s'", local, shared);
-	ckpt_config_new(&cfg);
-	ckpt_config_set(cfg, "local_dir", local);
-	ckpt_config_set(cfg, "shared_dir", shared);
-	ckpt_config_set(cfg, "name", "racejob");
-	ckpt_config_set(cfg, "mpi_timeout", "20");
-	ckpt_config_set(cfg, "log_level", "0");
-	rc = ckpt_open_mpi(&ctx, cfg, MPI_COMM_WORLD);
+	cfg = th_node_config(argv[1], node, (const char *const[]){
+		"name", "racejob", "mpi_timeout", "20", "log_level", "0", NULL });
+	rc = cfg ? ckpt_open_mpi(&ctx, cfg, MPI_COMM_WORLD) : CKPT_EINVAL;
 	ckpt_config_free(cfg);
 	if (rc != CKPT_OK) {
 		fprintf(stderr, "rank %d: ckpt_open_mpi: %s\n", rank, ckpt_errmsg(NULL));
@@ -89,27 +74,27 @@ int main(int argc, char **argv)
 	if (rank == 1)
 		ckpt_mpi__test_hook = slow_after_post;
 
-	EXPECT(save(ctx, 1) == CKPT_OK && ckpt_wait(ctx, 1) == CKPT_OK, "step 1: %s",
+	TH_EXPECT(save(ctx, 1) == CKPT_OK && ckpt_wait(ctx, 1) == CKPT_OK, "step 1: %s",
 	       ckpt_errmsg(ctx));
 	/* A regular file where rank 1's step directory goes: its local save of step 2 fails. */
 	snprintf(step2, sizeof(step2), "%s/racejob/step-00000000000000000002", local);
 	if (rank == 1)
-		EXPECT(th_sh("touch '%s'", step2) == 0, "create %s", step2);
+		TH_EXPECT(th_sh("touch '%s'", step2) == 0, "create %s", step2);
 	MPI_Barrier(MPI_COMM_WORLD);
 	rc = save(ctx, 2);
-	EXPECT(rc < 0, "the save of step 2 returned %d although rank 1's local save failed", rc);
+	TH_EXPECT(rc < 0, "the save of step 2 returned %d although rank 1's local save failed", rc);
 	rc = ckpt_wait(ctx, 2);
-	EXPECT(rc < 0, "step 2 committed although rank 1 voted a failure (%d)", rc);
+	TH_EXPECT(rc < 0, "step 2 committed although rank 1 voted a failure (%d)", rc);
 	MPI_Barrier(MPI_COMM_WORLD);
-	EXPECT(th_sh("test -e '%s/racejob/step-00000000000000000002/MANIFEST'", shared) != 0,
+	TH_EXPECT(th_sh("test -e '%s/racejob/step-00000000000000000002/MANIFEST'", shared) != 0,
 	       "step 2 has a MANIFEST: rank 1's failure was counted as a success");
 	if (rank == 1)
-		EXPECT(th_sh("rm -f '%s'", step2) == 0, "remove %s", step2);
+		TH_EXPECT(th_sh("rm -f '%s'", step2) == 0, "remove %s", step2);
 	MPI_Barrier(MPI_COMM_WORLD);
 	/* The engine is sane afterwards: the next step commits everywhere. */
-	EXPECT(save(ctx, 3) == CKPT_OK && ckpt_wait(ctx, 3) == CKPT_OK, "step 3: %s",
+	TH_EXPECT(save(ctx, 3) == CKPT_OK && ckpt_wait(ctx, 3) == CKPT_OK, "step 3: %s",
 	       ckpt_errmsg(ctx));
-	EXPECT(ckpt_latest(ctx, &latest) == CKPT_OK && latest == 3, "latest %llu",
+	TH_EXPECT(ckpt_latest(ctx, &latest) == CKPT_OK && latest == 3, "latest %llu",
 	       (unsigned long long)latest);
 	ckpt_close(ctx); /* rank 0 reports its failed step 2 here: that is expected */
 	ckpt_mpi__test_hook = NULL;

@@ -12,17 +12,6 @@
 
 static int rank, size, failures;
 
-#define EXPECT(cond, ...)                                                                        \
-	do {                                                                                     \
-		if (!(cond)) {                                                                   \
-			fprintf(stderr, "rank %d: %s:%d: expected %s: ", rank, __FILE__, __LINE__,  \
-				#cond);                                                          \
-			fprintf(stderr, __VA_ARGS__);                                            \
-			fprintf(stderr, "\n");                                                   \
-			failures++;                                                              \
-		}                                                                                \
-	} while (0)
-
 #define BIG (3u << 20)
 #define SMALL 12345u
 
@@ -48,24 +37,21 @@ static void make_data(uint64_t s, int r, unsigned char *big, unsigned char *smal
 
 static ckpt_ctx *open_ctx(const char *base, const char *fault)
 {
-	char local[4096], shared[4096];
 	const char *ro = getenv("TEST_SHARED_RANK1");
 	ckpt_config *cfg;
 	ckpt_ctx *ctx = NULL;
+	char node[32];
 	int rc;
 
 	/* Two ranks per "node": ranks of one node share a local directory. */
-	snprintf(local, sizeof(local), "%s/node%d", base, rank / 2);
-	snprintf(shared, sizeof(shared), "%s/shared", base);
-	th_sh("mkdir -p '%s' '%s'", local, shared);
-	ckpt_config_new(&cfg);
-	ckpt_config_set(cfg, "local_dir", local);
-	ckpt_config_set(cfg, "shared_dir", rank == 1 && ro ? ro : shared);
-	ckpt_config_set(cfg, "name", "mpijob");
-	ckpt_config_set(cfg, "chunk_size", "256K");
-	ckpt_config_set(cfg, "keep_shared", "0");
-	ckpt_config_set(cfg, "keep_local", "10");
-	ckpt_config_set(cfg, "mpi_timeout", "20");
+	snprintf(node, sizeof(node), "node%d", rank / 2);
+	cfg = th_node_config(base, node, (const char *const[]){
+		"name", "mpijob", "chunk_size", "256K", "keep_shared", "0", "keep_local", "10",
+		"mpi_timeout", "20", NULL });
+	if (!cfg)
+		MPI_Abort(MPI_COMM_WORLD, 2);
+	if (rank == 1 && ro)
+		ckpt_config_set(cfg, "shared_dir", ro);
 	if (fault)
 		ckpt_config_set(cfg, "fault_kill_at", fault);
 	if (getenv("TEST_MAX_PENDING"))
@@ -73,7 +59,7 @@ static ckpt_ctx *open_ctx(const char *base, const char *fault)
 	if (getenv("TEST_STAGE_BYTES")) /* snapshot mode */
 		ckpt_config_set(cfg, "stage_bytes", getenv("TEST_STAGE_BYTES"));
 	rc = ckpt_open_mpi(&ctx, cfg, MPI_COMM_WORLD);
-	EXPECT(rc == CKPT_OK, "ckpt_open_mpi: %s: %s", ckpt_strerror(rc), ckpt_errmsg(NULL));
+	TH_EXPECT(rc == CKPT_OK, "ckpt_open_mpi: %s: %s", ckpt_strerror(rc), ckpt_errmsg(NULL));
 	ckpt_config_free(cfg);
 	if (rc)
 		MPI_Abort(MPI_COMM_WORLD, 2);
@@ -123,15 +109,15 @@ static void check_step(ckpt_ctx *ctx, uint64_t s, int r)
 
 	make_data(s, r, want, wsmall);
 	rc = ckpt_region_size_rank(ctx, s, (uint32_t)r, "weights", &sz);
-	EXPECT(rc == 0 && sz == BIG, "region size of rank %d step %llu: %d %s", r,
+	TH_EXPECT(rc == 0 && sz == BIG, "region size of rank %d step %llu: %d %s", r,
 	       (unsigned long long)s, rc, ckpt_errmsg(ctx));
 	rc = ckpt_load_rank(ctx, s, (uint32_t)r, "weights", big, BIG);
-	EXPECT(rc == 0, "load weights of rank %d step %llu: %s", r, (unsigned long long)s,
+	TH_EXPECT(rc == 0, "load weights of rank %d step %llu: %s", r, (unsigned long long)s,
 	       ckpt_errmsg(ctx));
-	EXPECT(rc || !memcmp(big, want, BIG), "weights of rank %d step %llu differ", r,
+	TH_EXPECT(rc || !memcmp(big, want, BIG), "weights of rank %d step %llu differ", r,
 	       (unsigned long long)s);
 	rc = ckpt_load_rank(ctx, s, (uint32_t)r, "rng", small, SMALL);
-	EXPECT(rc == 0 && !memcmp(small, wsmall, SMALL), "rng of rank %d step %llu: %s", r,
+	TH_EXPECT(rc == 0 && !memcmp(small, wsmall, SMALL), "rng of rank %d step %llu: %s", r,
 	       (unsigned long long)s, ckpt_errmsg(ctx));
 	free(big);
 	free(small);
@@ -160,17 +146,17 @@ int main(int argc, char **argv)
 		ctx = open_ctx(base, NULL);
 		for (uint64_t s = 1; s <= n; s++) {
 			rc = save_step(ctx, s);
-			EXPECT(rc == 0, "save %llu: %s", (unsigned long long)s, ckpt_errmsg(ctx));
+			TH_EXPECT(rc == 0, "save %llu: %s", (unsigned long long)s, ckpt_errmsg(ctx));
 			rc = ckpt_wait(ctx, s);
-			EXPECT(rc == 0, "wait %llu: %s", (unsigned long long)s, ckpt_errmsg(ctx));
-			EXPECT(ckpt_poll(ctx, s, &st) == 0 && st == CKPT_STATE_COMMITTED, "state %d",
+			TH_EXPECT(rc == 0, "wait %llu: %s", (unsigned long long)s, ckpt_errmsg(ctx));
+			TH_EXPECT(ckpt_poll(ctx, s, &st) == 0 && st == CKPT_STATE_COMMITTED, "state %d",
 			       st);
 		}
 		rc = ckpt_latest(ctx, &latest);
-		EXPECT(rc == 0 && latest == n, "latest %llu rc %d", (unsigned long long)latest, rc);
+		TH_EXPECT(rc == 0 && latest == n, "latest %llu rc %d", (unsigned long long)latest, rc);
 		check_step(ctx, n, rank);
 		check_step(ctx, n, (rank + 1) % size);
-		EXPECT(ckpt_close(ctx) == 0, "close");
+		TH_EXPECT(ckpt_close(ctx) == 0, "close");
 	} else if (!strcmp(mode, "burst")) {
 		/* save N steps back to back (backpressure and progress without ckpt_wait) */
 		uint64_t n = strtoull(argv[3], NULL, 10);
@@ -178,86 +164,86 @@ int main(int argc, char **argv)
 		ctx = open_ctx(base, NULL);
 		for (uint64_t s = 1; s <= n; s++) {
 			rc = save_step(ctx, s);
-			EXPECT(rc == 0, "save %llu: %s", (unsigned long long)s, ckpt_errmsg(ctx));
+			TH_EXPECT(rc == 0, "save %llu: %s", (unsigned long long)s, ckpt_errmsg(ctx));
 		}
 		rc = ckpt_wait(ctx, CKPT_STEP_ALL);
-		EXPECT(rc == 0, "wait: %s", ckpt_errmsg(ctx));
+		TH_EXPECT(rc == 0, "wait: %s", ckpt_errmsg(ctx));
 		rc = ckpt_latest(ctx, &latest);
-		EXPECT(rc == 0 && latest == n, "latest %llu rc %d", (unsigned long long)latest, rc);
+		TH_EXPECT(rc == 0 && latest == n, "latest %llu rc %d", (unsigned long long)latest, rc);
 		check_step(ctx, n, rank);
-		EXPECT(ckpt_close(ctx) == 0, "close");
+		TH_EXPECT(ckpt_close(ctx) == 0, "close");
 	} else if (!strcmp(mode, "verify")) {
 		/* a new job: the newest step complete on all ranks is in [lo, hi] and bit-exact */
 		uint64_t lo = strtoull(argv[3], NULL, 10), hi = strtoull(argv[4], NULL, 10);
 		uint32_t nr = 0;
 
 		ctx = open_ctx(base, NULL);
-		EXPECT(ckpt_wait(ctx, CKPT_STEP_ALL) == 0, "re-drain: %s", ckpt_errmsg(ctx));
+		TH_EXPECT(ckpt_wait(ctx, CKPT_STEP_ALL) == 0, "re-drain: %s", ckpt_errmsg(ctx));
 		rc = ckpt_latest(ctx, &latest);
-		EXPECT(rc == 0 && latest >= lo && latest <= hi, "latest %llu (rc %d) not in [%llu,%llu]",
+		TH_EXPECT(rc == 0 && latest >= lo && latest <= hi, "latest %llu (rc %d) not in [%llu,%llu]",
 		       (unsigned long long)latest, rc, (unsigned long long)lo, (unsigned long long)hi);
 		if (rc == 0) {
 			check_step(ctx, latest, rank);
 			check_step(ctx, latest, (rank + 1) % size);
-			EXPECT(ckpt_step_nranks(ctx, latest, &nr) == 0 && nr == (uint32_t)size,
+			TH_EXPECT(ckpt_step_nranks(ctx, latest, &nr) == 0 && nr == (uint32_t)size,
 			       "nranks %u", nr);
 		}
 		if (rank == 0)
 			printf("verify: latest step %llu\n", (unsigned long long)latest);
-		EXPECT(ckpt_close(ctx) == 0, "close");
+		TH_EXPECT(ckpt_close(ctx) == 0, "close");
 	} else if (!strcmp(mode, "mismatch")) {
 		/* ranks pass different steps: an error everywhere and nothing on disk */
 		ctx = open_ctx(base, NULL);
 		rc = save_step(ctx, 100 + (uint64_t)(rank % 2));
-		EXPECT(rc == CKPT_EINVAL, "mismatched save returned %d", rc);
-		EXPECT(strstr(ckpt_errmsg(ctx), "disagree") != NULL, "message: %s", ckpt_errmsg(ctx));
+		TH_EXPECT(rc == CKPT_EINVAL, "mismatched save returned %d", rc);
+		TH_EXPECT(strstr(ckpt_errmsg(ctx), "disagree") != NULL, "message: %s", ckpt_errmsg(ctx));
 		MPI_Barrier(MPI_COMM_WORLD);
-		EXPECT(th_sh("ls -d '%s'/shared/mpijob/step-*0010[01] '%s'/node*/mpijob/step-*0010[01] "
+		TH_EXPECT(th_sh("ls -d '%s'/shared/mpijob/step-*0010[01] '%s'/node*/mpijob/step-*0010[01] "
 			     ">/dev/null 2>&1", base, base) != 0, "a step directory was written");
 		/* one rank passes bad arguments: every rank returns an error, none hangs */
 		{
 			ckpt_region dup[2] = { { "a", "x", 1 }, { rank == 1 ? "a" : "b", "y", 1 } };
 
 			rc = ckpt_save(ctx, 200, dup, 2);
-			EXPECT(rc == CKPT_EINVAL, "save with a duplicate name on rank 1 returned %d", rc);
-			EXPECT(rank == 1 || strstr(ckpt_errmsg(ctx), "rank 1") != NULL,
+			TH_EXPECT(rc == CKPT_EINVAL, "save with a duplicate name on rank 1 returned %d", rc);
+			TH_EXPECT(rank == 1 || strstr(ckpt_errmsg(ctx), "rank 1") != NULL,
 			       "message does not name rank 1: %s", ckpt_errmsg(ctx));
 		}
 		/* and the job goes on: the next save works everywhere */
-		EXPECT(save_step(ctx, 300) == 0 && ckpt_wait(ctx, 300) == 0, "save after: %s",
+		TH_EXPECT(save_step(ctx, 300) == 0 && ckpt_wait(ctx, 300) == 0, "save after: %s",
 		       ckpt_errmsg(ctx));
-		EXPECT(ckpt_close(ctx) == 0, "close");
+		TH_EXPECT(ckpt_close(ctx) == 0, "close");
 	} else if (!strcmp(mode, "failone")) {
 		/* rank 1's view of the shared volume turns read-only: step 2 fails on every rank */
 		const char *ro = getenv("TEST_SHARED_RANK1");
 
 		ctx = open_ctx(base, NULL);
-		EXPECT(save_step(ctx, 1) == 0 && ckpt_wait(ctx, 1) == 0, "step 1: %s",
+		TH_EXPECT(save_step(ctx, 1) == 0 && ckpt_wait(ctx, 1) == 0, "step 1: %s",
 		       ckpt_errmsg(ctx));
 		MPI_Barrier(MPI_COMM_WORLD);
 		if (rank == 1)
-			EXPECT(th_sh("mount -o remount,bind,ro '%s'", ro) == 0, "remount ro");
+			TH_EXPECT(th_sh("mount -o remount,bind,ro '%s'", ro) == 0, "remount ro");
 		MPI_Barrier(MPI_COMM_WORLD);
 		rc = save_step(ctx, 2);
-		EXPECT(rc == 0, "local save of step 2: %s", ckpt_errmsg(ctx));
+		TH_EXPECT(rc == 0, "local save of step 2: %s", ckpt_errmsg(ctx));
 		rc = ckpt_wait(ctx, 2);
-		EXPECT(rc < 0, "step 2 committed although rank 1 could not drain");
-		EXPECT(strstr(ckpt_errmsg(ctx), "rank 1") != NULL, "message does not name rank 1: %s",
+		TH_EXPECT(rc < 0, "step 2 committed although rank 1 could not drain");
+		TH_EXPECT(strstr(ckpt_errmsg(ctx), "rank 1") != NULL, "message does not name rank 1: %s",
 		       ckpt_errmsg(ctx));
 		if (rank == 0)
 			printf("failone: every rank got: %s\n", ckpt_errmsg(ctx));
 		rc = ckpt_latest(ctx, &latest);
 		/* step 2 is complete locally on every rank: latest may name it (local copies) */
-		EXPECT(rc == 0 && (latest == 1 || latest == 2), "latest %llu", (unsigned long long)latest);
-		EXPECT(th_sh("test -f '%s'/shared/mpijob/step-00000000000000000002/MANIFEST", base) != 0,
+		TH_EXPECT(rc == 0 && (latest == 1 || latest == 2), "latest %llu", (unsigned long long)latest);
+		TH_EXPECT(th_sh("test -f '%s'/shared/mpijob/step-00000000000000000002/MANIFEST", base) != 0,
 		       "step 2 has a MANIFEST");
 		check_step(ctx, 1, rank);
 		MPI_Barrier(MPI_COMM_WORLD);
 		if (rank == 1)
-			EXPECT(th_sh("mount -o remount,bind,rw '%s'", ro) == 0, "remount rw");
+			TH_EXPECT(th_sh("mount -o remount,bind,rw '%s'", ro) == 0, "remount rw");
 		MPI_Barrier(MPI_COMM_WORLD);
 		rc = ckpt_close(ctx);
-		EXPECT(rc < 0, "close reports the failed step (%d)", rc);
+		TH_EXPECT(rc < 0, "close reports the failed step (%d)", rc);
 	} else if (!strcmp(mode, "kill")) {
 		/* rank K dies at POINT while step S drains or commits (mpirun then ends the job) */
 		const char *point = argv[3];
@@ -266,7 +252,7 @@ int main(int argc, char **argv)
 
 		ctx = open_ctx(base, rank == k ? point : NULL);
 		rc = save_step(ctx, s);
-		EXPECT(rc == 0, "save %llu: %s", (unsigned long long)s, ckpt_errmsg(ctx));
+		TH_EXPECT(rc == 0, "save %llu: %s", (unsigned long long)s, ckpt_errmsg(ctx));
 		ckpt_wait(ctx, s);
 		/* the killed rank never gets here; the others may, before mpirun stops them */
 		ckpt_close(ctx);
