@@ -213,6 +213,10 @@ taken:
 	if (l->fd >= 0 && !l->hb_running) {
 		l->stop = 0;
 		l->hb_running = pthread_create(&l->hb, NULL, heartbeat, l) == 0;
+		/* named here too, at once: until the new thread runs it bears its creator's name
+		 * ("ckpt-drain" at open), and ckpt_open may return before it has run */
+		if (l->hb_running)
+			pthread_setname_np(l->hb, "ckpt-lease");
 	}
 	return 1;
 }
