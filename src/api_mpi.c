@@ -94,14 +94,74 @@ static void skip_agreed(struct ckpt_ctx *ctx, uint64_t step)
 	ckpt_mpi__poll(ctx); /* the votes go out now, not at the next call */
 }
 
+/* Failed drains with MPI (a soft mount's EIO, a full volume): retries are collective (the next
+ * ckpt_open_mpi), so every failed step keeps its local copy until then, and a job whose drains all
+ * fail would fill local_dir. The bound of a single process holds here too, agreed in ckpt_save's
+ * second round (once the new step is durable locally, so that it supersedes the older ones): each
+ * rank offers its NREL oldest failed steps that a newer one supersedes, and how many local steps
+ * beyond keep_local + max_pending it holds; a slot whose step is the same on every rank (MIN ==
+ * MAX) is agreed, and every rank releases the agreed ones, oldest first, as many as the rank
+ * furthest over the bound needs. The commit protocol fails a step on every rank alike (rank 0's
+ * outcome), so the offers match once the outcome has reached every rank; until then the slot
+ * differs (a rank offers nothing there) and the next save releases the step. */
+#define NREL 5 /* failed steps offered per save: more than a save adds, so a backlog shrinks */
+
+/* Round 2's values (ctx->mu not held): [0] this rank's steps beyond the bound, then per slot j
+ * its j-th oldest releasable failed step + 1 twice, [1 + j] for the MIN and [1 + NREL + j] for
+ * the MAX (0: none, so that a slot empty on some rank is agreed nowhere). skip: the ranks agreed to skip the queued older steps, whose copies go as well: they do not count. */
+static void release_offer(struct ckpt_ctx *ctx, uint64_t step, int skip, uint64_t *v)
+{
+	uint64_t c[NREL];
+	size_t excess, queued = 0, k;
+
+	pthread_mutex_lock(&ctx->mu);
+	excess = ckpt_retention__local_excess(ctx);
+	for (size_t i = 0; skip && i < ctx->nrecs; i++)
+		queued += ctx->recs[i]->queued && ctx->recs[i]->step < step &&
+			  ctx->recs[i]->rc == CKPT_OK; /* drain.c's skip_superseded criterion */
+	k = ckpt_retention__failed_candidates(ctx, step, c, NREL);
+	pthread_mutex_unlock(&ctx->mu);
+	v[0] = excess > queued ? excess - queued : 0;
+	for (size_t j = 0; j < NREL; j++) {
+		v[1 + j] = j < k && c[j] < step ? c[j] + 1 : 0;
+		v[1 + NREL + j] = v[1 + j];
+	}
+}
+
+/* Every rank alike: release the agreed failed steps, oldest first, r[0] of them at most. */
+static void release_agreed(struct ckpt_ctx *ctx, uint64_t step, const uint64_t *r)
+{
+	size_t n = 0;
+	uint64_t newest = 0;
+
+	pthread_mutex_lock(&ctx->mu);
+	for (size_t j = 0; j < NREL && n < r[0]; j++)
+		if (r[1 + j] && r[1 + j] == r[1 + NREL + j] &&
+		    ckpt_retention__release_agreed(ctx, r[1 + j] - 1, step)) {
+			n++;
+			newest = r[1 + j] - 1;
+		}
+	pthread_mutex_unlock(&ctx->mu);
+	if (n)
+		ckpt_config__log(ctx->cfg, 2, "rank %u: step %llu saved while drains fail: %zu older "
+				 "failed step(s) released, as on every rank (newest: %llu; "
+				 "keep_local + max_pending bound the local disk)", ctx->rank,
+				 (unsigned long long)step, n, (unsigned long long)newest);
+}
+
 int ckpt_api_mpi__save(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *regs, size_t n,
 			int args_rc)
 {
 	static const uint8_t ops_a[4] = { CKPT_MPI_MAX, CKPT_MPI_MAX, CKPT_MPI_ROOT, CKPT_MPI_MAX };
-	uint64_t in[4], out[4], save_id;
+	uint8_t ops_b[1 + 2 * NREL] = { CKPT_MPI_MAX };
+	uint64_t in[4], out[4], rin[1 + 2 * NREL], rout[1 + 2 * NREL], save_id;
 	struct ckpt_err e;
 	int rc, arc, minrc, who, skip;
 
+	for (size_t j = 0; j < NREL; j++) {
+		ops_b[1 + j] = CKPT_MPI_MIN;
+		ops_b[1 + NREL + j] = CKPT_MPI_MAX;
+	}
 	ckpt_mpi__progress(ctx);
 	/* 1. one round: the arguments (a rank that rejected its own must not leave the others
 	 * waiting), the step (min and max over ranks: the max of ~step is ~min), the save id
@@ -133,12 +193,13 @@ int ckpt_api_mpi__save(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *r
 	pthread_mutex_lock(&ctx->mu);
 	ctx->behind = skip; /* every rank alike: the next save does not wait stall_wait */
 	pthread_mutex_unlock(&ctx->mu);
-	/* 2. the local write, 3. did every rank's succeed? */
+	/* 2. the local write, 3. did every rank's succeed, and which failed steps can go? */
 	rc = ckpt_ctx__save_local(ctx, step, save_id, regs, n);
 	if (rc < 0)
 		ckpt_mpi__vote_save_failure(ctx, step, save_id, rc, ctx->err.msg);
-	if ((arc = ckpt_mpi__agree(ctx, "ckpt_save", step, rc, NULL, NULL, 0, NULL, &minrc, &who,
-				   &e)) < 0) {
+	release_offer(ctx, step, skip, rin);
+	if ((arc = ckpt_mpi__agree(ctx, "ckpt_save", step, rc, rin, ops_b, 1 + 2 * NREL, rout,
+				   &minrc, &who, &e)) < 0) {
 		/* a rank silent between the rounds: the step must not commit anywhere */
 		ckpt_mpi__abandon(ctx, step, save_id, arc, e.msg);
 		if (rc < 0)
@@ -152,8 +213,11 @@ int ckpt_api_mpi__save(struct ckpt_ctx *ctx, uint64_t step, const ckpt_region *r
 			rc = ckpt_err__set(&ctx->err, minrc,
 					   "ckpt_save: step %llu failed on rank %d; it will not be "
 					   "committed", (unsigned long long)step, who);
-	} else if (skip) {
-		skip_agreed(ctx, step);
+	} else {
+		if (skip)
+			skip_agreed(ctx, step);
+		/* the new step is durable locally on every rank: it supersedes them everywhere */
+		release_agreed(ctx, step, rout);
 	}
 	ckpt_mpi__progress(ctx);
 	return rc;

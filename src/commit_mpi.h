@@ -49,7 +49,7 @@ int ckpt_mpi__wait(struct ckpt_ctx *ctx, MPI_Request *req, int mrc, const char *
  * call, or another key: ckpt_save's step) skips that call's round; so every rank's next round
  * is the same again: a context stays usable after a timeout. No MPI request is left pending (the rounds are
  * point-to-point messages through rank 0, which MPI_Finalize needs no help with). */
-#define CKPT_MPI_NV 6
+#define CKPT_MPI_NV 12
 enum { CKPT_MPI_MIN, CKPT_MPI_MAX, CKPT_MPI_ROOT };
 int ckpt_mpi__agree(struct ckpt_ctx *ctx, const char *call, uint64_t key, int rc,
 		    const uint64_t *in, const uint8_t *ops, size_t n, uint64_t *out, int *minrc,

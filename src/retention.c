@@ -340,62 +340,138 @@ static size_t count_local(struct ckpt_ctx *ctx)
 	return k;
 }
 
-size_t ckpt_retention__release_failed(struct ckpt_ctx *ctx)
+/* Skip the failed step x and retire its local copy (ctx->mu held): x becomes CKPT_STATE_NONE with
+ * CKPT_ENOENT, like a queued step that skip_superseded dropped. `by`: the newer step that
+ * supersedes it, named in the message (with MPI: on every rank). */
+static void release(struct ckpt_ctx *ctx, struct ckpt_step_rec *x, uint64_t by, const char *where)
 {
 	char dir[CKPT_PATH_MAX], path[CKPT_PATH_MAX + 64], base[64], why[sizeof(ctx->err.msg)];
+
+	snprintf(why, sizeof(why), "%s", x->err.msg);
+	x->state = CKPT_STATE_NONE;
+	x->rc = CKPT_ENOENT;
+	x->save_id = 0;
+	ckpt_err__set(&x->err, CKPT_ENOENT, "step %llu was skipped: its drain failed (%s) and "
+		      "step %llu, durable locally%s, superseded it; its local copy was removed "
+		      "(keep_local + max_pending bound the local disk)",
+		      (unsigned long long)x->step, why, (unsigned long long)by, where);
+	ctx->skipped++;
+	/* The local copy: renamed into the trash now (a local rename, cheap under ctx->mu),
+	 * removed by a drain thread. Nothing to make durable: a crash that brings it back
+	 * leaves a superseded local step that the next open drains or retention removes. */
+	if (ckpt_store__step_dir(dir, sizeof(dir), ctx->local_job, x->step) < 0)
+		return;
+	ckpt_store__local_name(base, sizeof(base), ctx->rank);
+	snprintf(path, sizeof(path), "%s/%s", dir, base);
+	retire(ctx, path, ctx->local_job, 0);
+	rmdir(dir); /* fails while other ranks of this node have files there: fine */
+}
+
+/* May x's local copy go? A failed drain that nothing is working on (a queued retry or a running
+ * drain still reads the local copy) and that a newer step supersedes; *by: that step. */
+static int releasable(struct ckpt_ctx *ctx, const struct ckpt_step_rec *x,
+		      const struct ckpt_step_rec **by)
+{
+	return x->state == CKPT_STATE_FAILED && !x->queued && !x->draining && x->save_id &&
+	       (*by = superseded_by(ctx, x)) != NULL;
+}
+
+size_t ckpt_retention__release_failed(struct ckpt_ctx *ctx)
+{
 	size_t n = 0, have, bound = (size_t)ctx->cfg->keep_local + ctx->cfg->max_pending;
 
-	/* With MPI a step is dropped on every rank or on none: the ranks would have to agree on
-	 * it through the commit protocol, which does not do that yet; the next ckpt_open_mpi
-	 * re-drains what failed (docs/RELIABILITY.md). */
+	/* With MPI a step is dropped on every rank or on none: ckpt_save's rounds agree on it
+	 * (ckpt_retention__failed_candidates and the functions after it, api_mpi.c). */
 	if (ctx->with_mpi)
 		return 0;
 	/* Within the bound every failed drain keeps its copy and is retried (a short fault loses
 	 * nothing); beyond it the oldest superseded ones go, one at a time. */
 	if ((have = count_local(ctx)) <= bound)
 		return 0;
-	ckpt_store__local_name(base, sizeof(base), ctx->rank);
 	while (have > bound) {
 		struct ckpt_step_rec *x = NULL;
-		const struct ckpt_step_rec *by = NULL;
+		const struct ckpt_step_rec *by = NULL, *b;
 
-		/* the oldest failed drain that nothing is working on (a queued retry or a running
-		 * drain still reads the local copy) and that a newer step supersedes */
 		for (size_t i = 0; i < ctx->nrecs; i++) {
 			struct ckpt_step_rec *r = ctx->recs[i];
-			const struct ckpt_step_rec *b;
 
-			if (r->state != CKPT_STATE_FAILED || r->queued || r->draining ||
-			    !r->save_id || (x && r->step > x->step) || !(b = superseded_by(ctx, r)))
+			if ((x && r->step > x->step) || !releasable(ctx, r, &b))
 				continue;
 			x = r;
 			by = b;
 		}
 		if (!x)
 			break;
-		snprintf(why, sizeof(why), "%s", x->err.msg);
-		x->state = CKPT_STATE_NONE;
-		x->rc = CKPT_ENOENT;
-		x->save_id = 0;
-		ckpt_err__set(&x->err, CKPT_ENOENT, "step %llu was skipped: its drain failed (%s) and "
-			      "step %llu, durable locally, superseded it; its local copy was removed "
-			      "(keep_local + max_pending bound the local disk)",
-			      (unsigned long long)x->step, why, (unsigned long long)by->step);
-		ctx->skipped++;
+		release(ctx, x, by->step, "");
 		n++;
 		have--;
-		/* The local copy: renamed into the trash now (a local rename, cheap under ctx->mu),
-		 * removed by a drain thread. Nothing to make durable: a crash that brings it back
-		 * leaves a superseded local step that the next open drains or retention removes. */
-		if (ckpt_store__step_dir(dir, sizeof(dir), ctx->local_job, x->step) < 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, base);
-		retire(ctx, path, ctx->local_job, 0);
-		rmdir(dir); /* fails while other ranks of this node have files there: fine */
 	}
 	if (n)
 		pthread_cond_broadcast(&ctx->cv);
 	return n;
+}
+
+/* ---- the same bound with MPI: the ranks agree on the steps to release (api_mpi.c) ---- */
+
+static int by_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* With MPI: may x go, `newest` being the step that this ckpt_save has just written on every rank?
+ * As releasable, and also while the drain of `newest` is being set up (neither queued nor
+ * draining yet, which superseded_by does not count): its local copy is durable all the same
+ * (state LOCAL; a staged save is not, CKPT_STATE_STAGED). */
+static int releasable_mpi(struct ckpt_ctx *ctx, const struct ckpt_step_rec *x, uint64_t newest)
+{
+	const struct ckpt_step_rec *by, *n = ckpt_retention__rec(ctx, newest, 0);
+
+	if (releasable(ctx, x, &by))
+		return 1;
+	return x->state == CKPT_STATE_FAILED && !x->queued && !x->draining && x->save_id && n &&
+	       n->step > x->step && n->save_id && n->state == CKPT_STATE_LOCAL &&
+	       !(n->saved_ns && x->saved_ns && n->saved_ns < x->saved_ns);
+}
+
+size_t ckpt_retention__failed_candidates(struct ckpt_ctx *ctx, uint64_t newest, uint64_t *steps,
+					 size_t max)
+{
+	uint64_t *all;
+	size_t k = 0;
+
+	if (!max || !(all = malloc((ctx->nrecs + 1) * sizeof(*all))))
+		return 0;
+	for (size_t i = 0; i < ctx->nrecs; i++)
+		if (releasable_mpi(ctx, ctx->recs[i], newest))
+			all[k++] = ctx->recs[i]->step;
+	qsort(all, k, sizeof(*all), by_u64);
+	if (k > max)
+		k = max;
+	memcpy(steps, all, k * sizeof(*steps));
+	free(all);
+	return k;
+}
+
+size_t ckpt_retention__local_excess(struct ckpt_ctx *ctx)
+{
+	size_t have = count_local(ctx), bound = (size_t)ctx->cfg->keep_local + ctx->cfg->max_pending;
+
+	return have > bound ? have - bound : 0;
+}
+
+int ckpt_retention__release_agreed(struct ckpt_ctx *ctx, uint64_t step, uint64_t newest)
+{
+	struct ckpt_step_rec *x = ckpt_retention__rec(ctx, step, 0);
+
+	/* Agreed in the round, and nothing re-queues a failed step with MPI until then (retries are
+	 * collective: the next ckpt_open_mpi); checked again all the same. */
+	if (!x || !releasable_mpi(ctx, x, newest))
+		return 0;
+	release(ctx, x, newest, " on every rank");
+	pthread_cond_broadcast(&ctx->cv);
+	return 1;
 }
 
 static void retention_once(struct ckpt_ctx *ctx)

@@ -33,9 +33,21 @@ void ckpt_retention__empty_trash(struct ckpt_ctx *ctx);
  * and its copy goes into the trash. Within the bound every failed drain keeps its copy and is
  * retried. Never the newest local step (nothing supersedes it: it is kept and retried), never a
  * queued or running drain, never a committed step, nothing on the shared tier. Single process
- * only (with MPI the ranks would have to agree). Local I/O only (a readdir and a stat per step).
+ * only (0 with MPI: the ranks agree, below). Local I/O only (a readdir and a stat per step).
  * Returns how many were released. For the save path and the drain, after a failure. */
 size_t ckpt_retention__release_failed(struct ckpt_ctx *ctx);
+/* The same bound with MPI, where a step is released on every rank or on none (api_mpi.c: in
+ * ckpt_save's second round the ranks agree on the steps and how many). All with ctx->mu held;
+ * `newest`: the step this ckpt_save has just written on every rank, which supersedes the older
+ * ones once durable locally. failed_candidates: this rank's failed steps that a newer one
+ * supersedes and nothing works on, oldest first, at most max into steps; their number.
+ * local_excess: how many local steps beyond keep_local + max_pending this rank holds (a readdir
+ * and a stat per step). release_agreed: release `step` (agreed by every rank); 1 when released,
+ * 0 when it is no longer a candidate here. */
+size_t ckpt_retention__failed_candidates(struct ckpt_ctx *ctx, uint64_t newest, uint64_t *steps,
+					 size_t max);
+size_t ckpt_retention__local_excess(struct ckpt_ctx *ctx);
+int ckpt_retention__release_agreed(struct ckpt_ctx *ctx, uint64_t step, uint64_t newest);
 
 /* Superseded shards of stepdir (other saves than keep_id), just made unreachable by a commit:
  * retired once read_grace seconds have passed (at once when read_grace is 0). Takes ctx->mu. */
