@@ -47,6 +47,28 @@ int ckpt_shard__write_staged(struct ckpt_writer *w, const char *stepdir, const c
 			     const uint64_t *xxh3, const unsigned char *hashed,
 			     const char *fault_kill_at, struct ckpt_err *err);
 
+/* Called by ckpt_shard__write_local_ready before it writes any byte of region i: block until the
+ * first `want` bytes of region i (want <= its size) are final, then set *have to how many are
+ * (want <= *have <= size), and to the full size only once the whole region is verified (its bytes
+ * hash to the XXH3 given for it). It is called with want == size after the region's last write,
+ * also for an empty region. A negative return (a CKPT_E* code, err set) aborts the write: the
+ * temporary file is removed, the code returned and err left as the callback set it. */
+typedef int (*ckpt_shard_ready_fn)(void *arg, size_t i, uint64_t want, uint64_t *have,
+				   struct ckpt_err *err);
+
+/* ckpt_shard__write_staged for regions still being filled in (the restore tool decodes while it
+ * writes): regs[i].data is CKPT_ALIGN-aligned, its bytes up to the next CKPT_ALIGN multiple past
+ * the region end are zero, and bytes that ready() has reported final stay unchanged until the
+ * call returns. xxh3[i] is region i's XXH3-64, not computed again here: ready() vouches for it.
+ * Each region is written as ready() reports its bytes, in blocks, while the caller's threads
+ * fill in the rest; the file is fdatasync'ed and renamed only after ready() has verified every
+ * region. Same file, same durability steps and crash points as ckpt_shard__write_local. */
+int ckpt_shard__write_local_ready(struct ckpt_writer *w, const char *stepdir,
+				  const char *final_base, const struct ckpt_header *h,
+				  const ckpt_region *regs, size_t n, const uint64_t *xxh3,
+				  ckpt_shard_ready_fn ready, void *ready_arg,
+				  const char *fault_kill_at, struct ckpt_err *err);
+
 /* An open, structurally validated shard (header, trailer and index checksums verified). */
 struct ckpt_shard {
 	int fd;

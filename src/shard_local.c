@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The local shard writer. It streams each region through aligned buffers into O_DIRECT writes with
  * several in flight, hashing as it copies, so ckpt_save costs about what the device takes. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -67,7 +68,28 @@ struct wjob {
 	unsigned *freelist;
 	struct ckpt_err *err;
 	int in_place;       /* staged regions: aligned and zero-padded, written from where they are */
+	ckpt_shard_ready_fn ready; /* regions filled in while they are written (write_local_ready) */
+	void *ready_arg;
+	int ready_failed;   /* the failure is the caller's (ready), its message kept as it is */
 };
+
+/* write_local_ready: wait until the first `want` bytes of region i are final; *avail gets how many
+ * are (a multiple of CKPT_ALIGN, or all of them). */
+static int wait_ready(struct wjob *j, size_t i, uint64_t size, uint64_t want, uint64_t *avail)
+{
+	uint64_t have = 0;
+	int rc = j->ready(j->ready_arg, i, want, &have, j->err);
+
+	if (rc < 0) {
+		j->ready_failed = 1;
+		return rc;
+	}
+	assert(have >= want && have <= size);
+	/* the bytes past the last whole block may still be changing: never written before the
+	 * rest of their block */
+	*avail = have == size ? size : have & ~(uint64_t)(CKPT_ALIGN - 1);
+	return CKPT_OK;
+}
 
 static int get_slot(struct wjob *j, unsigned *slot)
 {
@@ -78,13 +100,15 @@ static int get_slot(struct wjob *j, unsigned *slot)
 	return ckpt_io__reap(j->w->io, slot, j->err); /* the slot is free even when the write failed */
 }
 
-/* hashed: *hash already holds the region's XXH3 (computed while it was staged). */
-static int write_region(struct wjob *j, const ckpt_region *r, uint64_t off, uint64_t *hash,
-			int hashed)
+/* hashed: *hash already holds the region's XXH3 (computed while it was staged, or given to
+ * write_local_ready). With j->ready, region i is written as its bytes become final. */
+static int write_region(struct wjob *j, const ckpt_region *r, size_t i, uint64_t off,
+			uint64_t *hash, int hashed)
 {
 	struct ckpt_hash *h = j->w->hash;
 	const char *p = r->data;
 	size_t left = r->size;
+	uint64_t done = 0, avail = j->ready ? 0 : r->size;
 	unsigned slot;
 	int rc;
 
@@ -93,9 +117,16 @@ static int write_region(struct wjob *j, const ckpt_region *r, uint64_t off, uint
 		const void *src;
 		size_t piece, len;
 
+		if (done == avail) {
+			/* at least one more block (or the region's end), then whatever is ready */
+			uint64_t want = r->size - done > CKPT_ALIGN ? done + CKPT_ALIGN : r->size;
+
+			if ((rc = wait_ready(j, i, r->size, want, &avail)) < 0)
+				return rc;
+		}
 		if ((rc = get_slot(j, &slot)) < 0)
 			return rc;
-		piece = left < j->w->bufsize ? left : j->w->bufsize;
+		piece = avail - done < j->w->bufsize ? (size_t)(avail - done) : j->w->bufsize;
 		if (j->in_place) {
 			/* Staging memory (stage.c): CKPT_ALIGN-aligned, its padding zeroed, and no
 			 * longer the caller's, so nothing can change it: no bounce copy. */
@@ -129,7 +160,12 @@ static int write_region(struct wjob *j, const ckpt_region *r, uint64_t off, uint
 		p += piece;
 		off += len;
 		left -= piece;
+		done += piece;
 	}
+	/* The whole region, verified: only now may the file ever get its final name. An empty
+	 * region is asked too (its checksum is still checked). */
+	if (j->ready && (rc = wait_ready(j, i, r->size, r->size, &avail)) < 0)
+		return rc;
 	if (!hashed)
 		*hash = ckpt_codec__hash_digest(h);
 	return CKPT_OK;
@@ -138,13 +174,14 @@ static int write_region(struct wjob *j, const ckpt_region *r, uint64_t off, uint
 static int write_local(struct ckpt_writer *w, const char *stepdir, const char *final_base,
 		       const struct ckpt_header *h, const ckpt_region *regs, size_t n,
 		       const uint64_t *xxh3, const unsigned char *hashed, int in_place,
-		       const char *fault_kill_at, struct ckpt_err *err)
+		       ckpt_shard_ready_fn ready, void *ready_arg, const char *fault_kill_at,
+		       struct ckpt_err *err)
 {
 	struct ckpt_region_meta *meta = NULL;
 	struct ckpt_chunk *chunks = NULL;
 	struct ckpt_header hdr = *h;
 	struct ckpt_trailer trl;
-	struct wjob j = { w, -1, 1, 0, NULL, err, in_place };
+	struct wjob j = { w, -1, 1, 0, NULL, err, in_place, ready, ready_arg, 0 };
 	char tmp[CKPT_PATH_MAX];
 	uint64_t off, raw_total = 0;
 	size_t index_size, tail_len;
@@ -198,7 +235,7 @@ static int write_local(struct ckpt_writer *w, const char *stepdir, const char *f
 		m->chunks = &chunks[i];
 		if (in_place && hashed && hashed[i])
 			m->raw_xxh3 = xxh3[i];
-		if ((rc = write_region(&j, &regs[i], off, &m->raw_xxh3,
+		if ((rc = write_region(&j, &regs[i], i, off, &m->raw_xxh3,
 				       in_place && hashed && hashed[i])) < 0)
 			goto out;
 		chunks[i] = (struct ckpt_chunk){ off, regs[i].size, m->raw_xxh3, 0, 0 };
@@ -248,8 +285,9 @@ out:
 	if (j.fd >= 0)
 		close(j.fd);
 	if (rc < 0) {
-		/* the io backends know offsets, not paths: name the file here */
-		if (err && !strstr(err->msg, stepdir)) {
+		/* the io backends know offsets, not paths: name the file here (not in a message of
+		 * the ready callback's: the failure was not this file's) */
+		if (err && !j.ready_failed && !strstr(err->msg, stepdir)) {
 			char msg[CKPT_ERRMSG_MAX];
 
 			memcpy(msg, err->msg, sizeof(msg));
@@ -269,7 +307,8 @@ int ckpt_shard__write_local(struct ckpt_writer *w, const char *stepdir, const ch
 			    const struct ckpt_header *h, const ckpt_region *regs, size_t n,
 			    const char *fault_kill_at, struct ckpt_err *err)
 {
-	return write_local(w, stepdir, final_base, h, regs, n, NULL, NULL, 0, fault_kill_at, err);
+	return write_local(w, stepdir, final_base, h, regs, n, NULL, NULL, 0, NULL, NULL,
+			   fault_kill_at, err);
 }
 
 int ckpt_shard__write_staged(struct ckpt_writer *w, const char *stepdir, const char *final_base,
@@ -277,5 +316,26 @@ int ckpt_shard__write_staged(struct ckpt_writer *w, const char *stepdir, const c
 			     const uint64_t *xxh3, const unsigned char *hashed,
 			     const char *fault_kill_at, struct ckpt_err *err)
 {
-	return write_local(w, stepdir, final_base, h, regs, n, xxh3, hashed, 1, fault_kill_at, err);
+	return write_local(w, stepdir, final_base, h, regs, n, xxh3, hashed, 1, NULL, NULL,
+			   fault_kill_at, err);
+}
+
+int ckpt_shard__write_local_ready(struct ckpt_writer *w, const char *stepdir,
+				  const char *final_base, const struct ckpt_header *h,
+				  const ckpt_region *regs, size_t n, const uint64_t *xxh3,
+				  ckpt_shard_ready_fn ready, void *ready_arg,
+				  const char *fault_kill_at, struct ckpt_err *err)
+{
+	unsigned char *hashed;
+	int rc;
+
+	/* every region's XXH3 is the caller's: each region's bytes are hashed once, by the
+	 * caller, as they are checked */
+	if (!(hashed = malloc(n ? n : 1)))
+		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory saving %zu regions", n);
+	memset(hashed, 1, n ? n : 1);
+	rc = write_local(w, stepdir, final_base, h, regs, n, xxh3, hashed, 1, ready, ready_arg,
+			 fault_kill_at, err);
+	free(hashed);
+	return rc;
 }

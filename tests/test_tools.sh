@@ -53,6 +53,31 @@ flip() {
 	printf "$(printf '\\%03o' $((b ^ 1)))" | dd of="$1" bs=1 seek="$2" conv=notrunc 2>/dev/null
 }
 ckz() { ls "$(stepdir "$1" "$2")"/rank-"$(printf %06d "$3")"-*.ckz; }
+# flip_chunk FILE REGION CHUNK: flip one bit in the middle of the stored bytes of chunk CHUNK
+# (negative: from the end) of region REGION of a .ckz, found through its index (docs/FORMAT.md
+# 3.4, 3.5); chunks are stored in the order they finished, so a file offset says nothing of it
+flip_chunk() {
+	python3 - "$@" <<'PY'
+import struct, sys
+path, region, chunk = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open(path, "r+b") as f:
+    data = f.read()
+    ioff, isize = struct.unpack_from("<QQ", data, len(data) - 64 + 8)
+    p = ioff
+    while p < ioff + isize:
+        nlen, xf, _, nch, _, _, _ = struct.unpack_from("<HBBIQQQ", data, p)
+        name = data[p + 40:p + 40 + nlen].decode()
+        p += 40 + nlen
+        e = 32 if xf else 24
+        if name == region:
+            off, size = struct.unpack_from("<QQ", data, p + e * (chunk % nch))
+            f.seek(off + size // 2)
+            f.write(bytes([data[off + size // 2] ^ 1]))
+            sys.exit(0)
+        p += e * nch
+sys.exit("no region " + region)
+PY
+}
 # load STEP [SHARED LOCAL NAME SIZE]: the program loads the step and compares it bit for bit
 load() { "$HELPER" check "${2:-$S}" "${3:-$L}" "${4:-job}" "$1" "${5:-$SIZE}" >"$base/out" 2>"$base/err"; rc=$?; [ $rc -eq 0 ]; }
 # load_local STEP: the same with the shared copy out of reach, so that only the local one counts
@@ -184,7 +209,9 @@ C verify --shared-dir "$S" --name job --all --json
 ok "ckpt verify --all: exit 0, --json parses" sh -c "[ $rc -eq 0 ]" && ok "ckpt verify --json parses" json_ok
 
 echo "== damage: each kind gives its exit code, and the restore falls back to the newest intact step"
-for kind in flip truncate delete manifest; do
+kinds="flip truncate delete manifest"
+[ "$HAVE_PY" = 1 ] && kinds="$kinds late"
+for kind in $kinds; do
 	S2=$base/s-$kind L2=$base/l-$kind
 	rm -rf "$S2" "$L2"
 	cp -r "$S" "$S2"
@@ -195,6 +222,8 @@ for kind in flip truncate delete manifest; do
 	truncate) truncate -s $(($(wc -c <"$f") - 100)) "$f"; what="a truncated .ckz" ;;
 	delete) rm -f "$f"; what="a missing .ckz" ;;
 	manifest) flip "$(stepdir "$S2/job" 3)/MANIFEST" 20; what="a corrupt MANIFEST" ;;
+	late) flip_chunk "$f" meta 0 && flip_chunk "$f" weights -1
+	      what="flipped bits in the last chunks of two regions" ;;
 	esac
 	R --shared-dir "$S2" --local-dir "$L2" --name job --json
 	ok "$what: restore exits 0 with the newest intact step" is 0
@@ -209,7 +238,7 @@ for kind in flip truncate delete manifest; do
 	ok "$what: --verify-only --step 3 exits 2" is 2
 	C verify --shared-dir "$S2" --name job --step 3
 	ok "$what: ckpt verify --step 3 exits 2" is 2
-	if [ $kind != flip ]; then
+	if [ $kind != flip ] && [ $kind != late ]; then # ls reads indexes, not data
 		C ls --shared-dir "$S2" --name job --json
 		ok "$what: ls shows step 3 damaged" jis "[s['state'] for s in d['jobs'][0]['steps'] if s['step'] == 3][0]" "damaged"
 	fi
@@ -331,6 +360,20 @@ ok "rerun after kill -9: nothing temporary is left" test "$(ntmp "$L/big")" -eq 
 mv "$S/big" "$S/big.away"
 ok "rerun after kill -9: the program loads the big step bit-exact from local" \
 	load 1 "$S" "$L" big "$BIG"
+# Damage in the big step's last chunk: decoding and writing overlap, so by the time that chunk is
+# decoded most of the shard is on its way to the local tier; the restore must still say damaged
+# and leave neither the rank file nor a temporary file.
+if [ "$HAVE_PY" = 1 ]; then
+	mv "$S/big.away" "$S/big"
+	rm -rf "$L/big"
+	flip_chunk "$(ckz "$S/big" 1 0)" weights -1
+	R --shared-dir "$S" --local-dir "$L" --name big --step 1 --threads 2 --json
+	ok "a damaged last chunk of a 128 MiB region: exit 2 (damaged), as before" is 2
+	ok "a damaged last chunk: --json says damaged, naming the region" \
+		jis "d['status'] + str(\"region 'weights'\" in d['error'])" "damagedTrue"
+	ok "a damaged last chunk: no rank file, no temporary file, no step directory" sh -c \
+		"[ ! -e '$(ckl "$L/big" 1 0)' ] && [ $(ntmp "$L") -eq 0 ] && [ ! -e '$(stepdir "$L/big" 1)' ]"
+fi
 rm -rf "$S/big" "$L/big" "$S/big.away"
 
 echo "== multi-rank: restore one rank of a 4-rank step (MPI job)"

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* `ckpt restore` (also installed as ckpt-restore): bring a committed step back from the shared
  * tier to the local tier, in the library's local format. Local shards are written by the
- * library's own writer (ckpt_shard__write_local), so a restored file is byte for byte what
- * ckpt_save wrote. */
+ * library's own writer (ckpt_shard__write_local_ready, the local writer fed while it decodes), so
+ * a restored file is byte for byte what ckpt_save wrote. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -59,8 +59,9 @@ static int restore_step(struct tool_ctx *t, const struct ckpt_manifest *m,
 	uint32_t *published = NULL;
 	size_t npub = 0;
 	uint64_t total = 0;
-	int rc = CKPT_OK, writing = !o->verify_only && !o->dry_run;
+	int rc = CKPT_OK, writing = !o->verify_only && !o->dry_run, made_dir = 0;
 	double t0 = tool_now();
+	struct stat st;
 
 	*write_failed = 0;
 	tool_step_path(dir, sizeof(dir), o->local_job, m->step);
@@ -79,7 +80,10 @@ static int restore_step(struct tool_ctx *t, const struct ckpt_manifest *m,
 		struct tool_restore_rank *rr;
 		struct ckpt_shard *sh = NULL;
 		struct tool_shard_data data;
+		struct tool_reader *rd;
+		struct ckpt_err werr = { "" };
 		struct ckpt_header h;
+		int wrc;
 		enum local_state ls = L_NONE;
 
 		if (!tool_rank_selected(o, r))
@@ -110,39 +114,61 @@ static int restore_step(struct tool_ctx *t, const struct ckpt_manifest *m,
 			ckpt_shard__close(sh);
 			continue;
 		}
-		tool_progress_label(pg, "step %" PRIu64 " rank %" PRIu32 " %s", m->step, r,
-				    writing ? "decompressing" : "verifying");
-		rc = tool_read_shard(writing ? &data : NULL, sh, o->threads, &pg->done, err);
-		if (rc < 0) {
-			ckpt_shard__close(sh);
-			break;
-		}
 		if (!writing) {
-			rr->action = "verified";
+			tool_progress_label(pg, "step %" PRIu64 " rank %" PRIu32 " verifying",
+					    m->step, r);
+			rc = tool_read_shard(NULL, sh, o->threads, &pg->done, err);
 			ckpt_shard__close(sh);
+			if (rc < 0)
+				break;
+			rr->action = "verified";
 			continue;
 		}
 		/* The local header is the one ckpt_save wrote for this save: same step, save id,
 		 * rank, rank count and creation time, so the library sees the committed save. */
 		h = (struct ckpt_header){ CKPT_FMT_VERSION, 0, m->step, m->save_id, r, m->nranks,
-					  (uint32_t)data.n, CKPT_ALIGN, sh->hdr.created_ns };
+					  sh->idx.nregions, CKPT_ALIGN, sh->hdr.created_ns };
 		ckpt_store__local_name(base, sizeof(base), r);
-		tool_progress_label(pg, "step %" PRIu64 " rank %" PRIu32 " writing", m->step, r);
-		/* write_local: temporary name, O_DIRECT writes, fdatasync, rename, fsync of the
-		 * directory. A kill before the rename leaves only a .tmp file of a dead process,
-		 * which nothing reads and the next run (or ckpt_open) removes. */
-		tool_progress_track_writes(pg, rr->raw);
-		if ((rc = ckpt_store__mkdirs(dir, err)) == CKPT_OK)
-			rc = ckpt_shard__write_local(w, dir, base, &h, data.regs, data.n,
-						     o->cfg->fault_kill_at, err);
-		tool_progress_untrack(pg);
-		atomic_fetch_add(&pg->done, rr->raw);
-		tool_shard_data_free(&data);
-		ckpt_shard__close(sh);
-		if (rc < 0) {
+		tool_progress_label(pg, "step %" PRIu64 " rank %" PRIu32 " restoring", m->step, r);
+		if (!made_dir && stat(dir, &st) < 0 && errno == ENOENT)
+			made_dir = 1; /* ours to remove again if the step turns out damaged */
+		if ((rc = ckpt_store__mkdirs(dir, err)) < 0) {
+			ckpt_shard__close(sh);
 			*write_failed = 1;
 			break;
 		}
+		/* Decoding (background threads) and writing (this thread) overlap: each block of
+		 * a region goes to the device as soon as it is decoded, in order, and hashed; the
+		 * file is renamed only after every region's checksum matched. write_local_ready:
+		 * temporary name, O_DIRECT writes, fdatasync, rename, fsync of the directory; on
+		 * damage (or any failure) the temporary file is removed, so nothing of this rank is
+		 * left under its final name. A kill before the rename leaves only a .tmp file of a
+		 * dead process, which nothing reads and the next run (or ckpt_open) removes. */
+		if ((rc = tool_read_start(&rd, &data, sh, o->threads, &pg->done, err)) < 0) {
+			ckpt_shard__close(sh);
+			break;
+		}
+		tool_progress_track_writes(pg, rr->raw);
+		wrc = ckpt_shard__write_local_ready(w, dir, base, &h, data.regs, data.n, data.xxh3,
+						    tool_read_ready, rd, o->cfg->fault_kill_at,
+						    &werr);
+		tool_progress_untrack(pg);
+		if (wrc < 0)
+			tool_read_cancel(rd); /* the write is over: stop decoding */
+		/* Damage found while decoding wins over the writer's failure (the writer only
+		 * stopped because of it, or the step is damaged anyway): the step is what failed.
+		 * Otherwise the local tier failed. */
+		rc = tool_read_finish(rd, err);
+		if (rc == CKPT_OK && wrc < 0) {
+			rc = wrc;
+			ckpt_err__copy(err, &werr);
+			*write_failed = 1;
+		}
+		atomic_fetch_add(&pg->done, rr->raw);
+		tool_shard_data_free(&data);
+		ckpt_shard__close(sh);
+		if (rc < 0)
+			break;
 		published[npub++] = r;
 		rr->action = "restored";
 		res->written += rr->raw;
@@ -156,8 +182,12 @@ static int restore_step(struct tool_ctx *t, const struct ckpt_manifest *m,
 			snprintf(path, sizeof(path), "%s/%s", dir, base);
 			unlink(path);
 		}
-		if (npub)
-			rmdir(dir); /* only when empty: other ranks' files stay */
+		/* the step directory is created before the first rank is decoded (the writes
+		 * overlap the decoding): remove it again, only when empty (other ranks' files stay) */
+		if (npub || made_dir)
+			rmdir(dir);
+	} else if (rc < 0 && made_dir && !npub) {
+		rmdir(dir); /* created for a rank that then failed: nothing in it */
 	}
 	res->secs = tool_now() - t0;
 	free(published);

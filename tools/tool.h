@@ -38,6 +38,7 @@ struct tool_shard_data {
 	void *mem;
 	size_t len;
 	ckpt_region *regs; /* n entries; names point into the shard's index */
+	uint64_t *xxh3;    /* n entries: each region's XXH3-64 from the index (what is verified) */
 	size_t n;
 };
 
@@ -53,6 +54,23 @@ struct tool_shard_data {
 int tool_read_shard(struct tool_shard_data *out, struct ckpt_shard *s, unsigned nthreads,
 		    _Atomic uint64_t *progress, struct ckpt_err *err);
 void tool_shard_data_free(struct tool_shard_data *d); /* empty or NULL: no-op */
+
+/*
+ * The restore's read, in the background: tool_read_start maps *data as tool_read_shard does and
+ * starts `nthreads` threads decoding it, region after region, while the caller writes what is
+ * ready; tool_read_ready (a ckpt_shard_ready_fn, arg the reader) waits for region bytes: the
+ * hashed prefix of a region, and the whole region only once its checksum matched. Any damage
+ * anywhere in the shard makes every later tool_read_ready fail with it. tool_read_cancel stops
+ * the threads early (the writer failed). tool_read_finish joins them, frees the reader and
+ * returns the first decoding failure (err), or CKPT_OK (also after a cancel); *data stays the
+ * caller's to free with tool_shard_data_free. On a start failure *data is empty.
+ */
+struct tool_reader;
+int tool_read_start(struct tool_reader **out, struct tool_shard_data *data, struct ckpt_shard *s,
+		    unsigned nthreads, _Atomic uint64_t *progress, struct ckpt_err *err);
+int tool_read_ready(void *reader, size_t i, uint64_t want, uint64_t *have, struct ckpt_err *err);
+void tool_read_cancel(struct tool_reader *rd);
+int tool_read_finish(struct tool_reader *rd, struct ckpt_err *err);
 
 /* What the drain chose for each stored chunk of compressed shards (docs/FORMAT.md 3.8), counted
  * from their indexes without reading data: `ckpt ls` and `ckpt verify` report it. */

@@ -8,6 +8,11 @@
  * decoded and nobody hashing that region (as the library's reader, ckpt_shard__read_region, does
  * for one region), so no hashing pass is left once the last chunk is decoded.
  *
+ * A restore decodes on background threads while the caller writes (tool_read_start): the hashed
+ * prefix of each region is what the writer may send to the device, and a region counts as whole
+ * only once its checksum matched (tool_read_ready). Threads claim chunks in region order, so the
+ * writer follows right behind them.
+ *
  * Verifying without restoring keeps memory bounded: a region is decoded window by window (a few
  * chunks per thread, in parallel) and each window is hashed in order into the region's running
  * XXH3 before the next one overwrites it. */
@@ -38,6 +43,9 @@ struct job {
 	uint32_t *nhashed;           /* chunks of each region hashed so far */
 	uint8_t *hashing;            /* a thread holds the region's hasher role */
 	uint8_t *done;               /* per item: decoded */
+	uint8_t *verified;           /* per region: every chunk hashed and the checksum matched */
+	pthread_cond_t cv;           /* restore: a region advanced, or a thread failed or ended */
+	unsigned running;            /* restore: background threads not ended yet (under mu) */
 	struct ckpt_hash **rhash;    /* per region, while it is being hashed */
 	struct item *items;
 	size_t nitems;
@@ -61,6 +69,13 @@ struct worker {
 	struct ckpt_err err;
 };
 
+struct tool_reader {
+	struct job j;
+	struct worker *ws;
+	unsigned nthreads;           /* workers */
+	unsigned started;            /* background threads to join */
+};
+
 static uint64_t align_up(uint64_t v)
 {
 	return (v + CKPT_ALIGN - 1) & ~(uint64_t)(CKPT_ALIGN - 1);
@@ -74,8 +89,9 @@ static void fail(struct job *j, int rc, const struct ckpt_err *e)
 		j->rc = rc;
 		ckpt_err__copy(&j->err, e);
 	}
-	pthread_mutex_unlock(&j->mu);
 	atomic_store(&j->failed, 1);
+	pthread_cond_broadcast(&j->cv);
+	pthread_mutex_unlock(&j->mu);
 }
 
 /* Restore: chunk it->chunk of its region is decoded; hash, in order, every decoded chunk of the
@@ -112,14 +128,19 @@ static int hash_region(struct worker *w, const struct item *it)
 		j->nhashed[i]++;
 	}
 	if (j->nhashed[i] == r->nchunks) {
+		/* in the same critical section as the last nhashed++: a waiter never sees the
+		 * region fully hashed without knowing whether it matched */
 		if (ckpt_codec__hash_digest(j->rhash[i]) != r->raw_xxh3)
 			rc = ckpt_err__set(&w->err, CKPT_ECORRUPT,
 					   "%s: region '%s' checksum mismatch", j->s->path,
 					   r->name);
+		else
+			j->verified[i] = 1;
 		ckpt_codec__hash_free(j->rhash[i]);
 		j->rhash[i] = NULL;
 	}
 	j->hashing[i] = 0;
+	pthread_cond_broadcast(&j->cv); /* the writer may be waiting for these bytes */
 	pthread_mutex_unlock(&j->mu);
 	return rc;
 }
@@ -206,6 +227,7 @@ void tool_shard_data_free(struct tool_shard_data *d)
 	if (d->mem)
 		munmap(d->mem, d->len);
 	free(d->regs);
+	free(d->xxh3);
 	memset(d, 0, sizeof(*d));
 }
 
@@ -262,42 +284,75 @@ static int verify_windows(struct job *j, struct worker *ws, unsigned nthreads, s
 	return rc;
 }
 
-int tool_read_shard(struct tool_shard_data *out, struct ckpt_shard *s, unsigned nthreads,
-		    _Atomic uint64_t *progress, struct ckpt_err *err)
+static void reader_free(struct tool_reader *rd)
 {
-	struct job j;
-	struct worker *ws = NULL;
+	struct job *j;
+
+	if (!rd)
+		return;
+	j = &rd->j;
+	for (unsigned t = 0; rd->ws && t < rd->nthreads; t++) {
+		ckpt_codec__free(rd->ws[t].codec);
+		free(rd->ws[t].stored);
+	}
+	free(rd->ws);
+	free(j->items);
+	free(j->region_off);
+	for (uint32_t i = 0; j->rhash && i < j->s->idx.nregions; i++)
+		ckpt_codec__hash_free(j->rhash[i]); /* regions left half hashed by a failure */
+	free(j->rhash);
+	free(j->region_item);
+	free(j->nhashed);
+	free(j->hashing);
+	free(j->done);
+	free(j->verified);
+	free(j->window);
+	pthread_cond_destroy(&j->cv);
+	pthread_mutex_destroy(&j->mu);
+	free(rd);
+}
+
+/* Plan the read of s (one item per chunk, region by region), and with out set map the memory
+ * that the regions decode into; workers for nthreads threads (fewer when there are fewer chunks). */
+static int plan(struct tool_reader **rdp, struct tool_shard_data *out, struct ckpt_shard *s,
+		unsigned nthreads, _Atomic uint64_t *progress, struct ckpt_err *err)
+{
+	struct tool_reader *rd;
+	struct job *j;
 	uint64_t total = 0, window = 0;
 	uint32_t nreg = s->idx.nregions;
-	int rc = CKPT_OK;
+	int rc;
 
-	memset(&j, 0, sizeof(j));
-	pthread_mutex_init(&j.mu, NULL);
-	j.s = s;
-	j.out = out;
-	j.progress = progress;
+	*rdp = NULL;
 	if (out)
 		memset(out, 0, sizeof(*out));
-	if (!(s->hdr.flags & CKPT_FLAG_COMPRESSED)) {
-		rc = ckpt_err__set(err, CKPT_EINVAL, "%s is not a shared-tier shard", s->path);
-		goto out;
-	}
+	if (!(s->hdr.flags & CKPT_FLAG_COMPRESSED))
+		return ckpt_err__set(err, CKPT_EINVAL, "%s is not a shared-tier shard", s->path);
+	if (!(rd = calloc(1, sizeof(*rd))))
+		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory planning the read of %s",
+				     s->path);
+	j = &rd->j;
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_cond_init(&j->cv, NULL);
+	j->s = s;
+	j->out = out;
+	j->progress = progress;
 	if (nthreads < 1)
 		nthreads = 1;
 
 	/* Plan: one item per chunk, region by region; each region at an aligned offset. */
 	rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory planning the read of %s", s->path);
-	if (!(j.region_off = calloc(nreg ? nreg : 1, sizeof(*j.region_off))))
-		goto out;
+	if (!(j->region_off = calloc(nreg ? nreg : 1, sizeof(*j->region_off))))
+		goto fail;
 	for (uint32_t i = 0; i < nreg; i++) {
 		const struct ckpt_region_meta *r = &s->idx.regions[i];
 
-		j.region_off[i] = total;
+		j->region_off[i] = total;
 		total += align_up(r->raw_size);
-		j.nitems += r->nchunks;
+		j->nitems += r->nchunks;
 		for (uint32_t c = 0; c < r->nchunks; c++)
-			if (r->chunks[c].stored_size > j.max_stored)
-				j.max_stored = (size_t)r->chunks[c].stored_size;
+			if (r->chunks[c].stored_size > j->max_stored)
+				j->max_stored = (size_t)r->chunks[c].stored_size;
 		/* a window never holds more than its region: a small region of a shard drained with
 		 * a large chunk_size needs its own size, not window_chunks * chunk_raw */
 		if (r->nchunks) {
@@ -309,89 +364,213 @@ int tool_read_shard(struct tool_shard_data *out, struct ckpt_shard *s, unsigned 
 				window = w;
 		}
 	}
-	if (!(j.items = calloc(j.nitems ? j.nitems : 1, sizeof(*j.items))) ||
-	    !(j.region_item = calloc(nreg ? nreg : 1, sizeof(*j.region_item))) ||
-	    !(j.nhashed = calloc(nreg ? nreg : 1, sizeof(*j.nhashed))) ||
-	    !(j.hashing = calloc(nreg ? nreg : 1, 1)) ||
-	    !(j.rhash = calloc(nreg ? nreg : 1, sizeof(*j.rhash))) ||
-	    !(j.done = calloc(j.nitems ? j.nitems : 1, 1)))
-		goto out;
+	if (!(j->items = calloc(j->nitems ? j->nitems : 1, sizeof(*j->items))) ||
+	    !(j->region_item = calloc(nreg ? nreg : 1, sizeof(*j->region_item))) ||
+	    !(j->nhashed = calloc(nreg ? nreg : 1, sizeof(*j->nhashed))) ||
+	    !(j->hashing = calloc(nreg ? nreg : 1, 1)) ||
+	    !(j->verified = calloc(nreg ? nreg : 1, 1)) ||
+	    !(j->rhash = calloc(nreg ? nreg : 1, sizeof(*j->rhash))) ||
+	    !(j->done = calloc(j->nitems ? j->nitems : 1, 1)))
+		goto fail;
 	for (uint32_t i = 0, k = 0; i < nreg; i++) {
-		j.region_item[i] = k;
+		j->region_item[i] = k;
 		for (uint32_t c = 0; c < s->idx.regions[i].nchunks; c++)
-			j.items[k++] = (struct item){ i, c };
+			j->items[k++] = (struct item){ i, c };
 	}
 	if (out) {
 		if (total > SIZE_MAX) {
 			rc = ckpt_err__set(err, CKPT_ENOMEM, "%s: %llu bytes do not fit in memory",
 					   s->path, (unsigned long long)total);
-			goto out;
+			goto fail;
 		}
 		out->len = total ? (size_t)total : CKPT_ALIGN;
-		/* An anonymous mapping: page-aligned, and returned to the system at once by munmap
-		 * however big the shard. */
+		/* An anonymous mapping: page-aligned, zero where no region byte goes (the padding
+		 * of each region to CKPT_ALIGN, which the local writer sends as it is), and returned
+		 * to the system at once by munmap however big the shard. */
 		out->mem = mmap(NULL, out->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 				-1, 0);
 		if (out->mem == MAP_FAILED) {
 			out->mem = NULL;
 			rc = ckpt_err__errno(err, errno, "memory for the %llu bytes of %s",
 					     (unsigned long long)total, s->path);
-			goto out;
+			goto fail;
 		}
-		if (!(out->regs = calloc(nreg ? nreg : 1, sizeof(*out->regs))))
-			goto out;
+		if (!(out->regs = calloc(nreg ? nreg : 1, sizeof(*out->regs))) ||
+		    !(out->xxh3 = calloc(nreg ? nreg : 1, sizeof(*out->xxh3))))
+			goto fail;
 		out->n = nreg;
-		for (uint32_t i = 0; i < nreg; i++)
+		for (uint32_t i = 0; i < nreg; i++) {
 			out->regs[i] = (ckpt_region){ s->idx.regions[i].name,
-						      (uint8_t *)out->mem + j.region_off[i],
+						      (uint8_t *)out->mem + j->region_off[i],
 						      (size_t)s->idx.regions[i].raw_size };
-	} else if (window > SIZE_MAX || !(j.window = malloc((size_t)window + 1))) {
-		goto out;
+			out->xxh3[i] = s->idx.regions[i].raw_xxh3;
+		}
+	} else if (window > SIZE_MAX || !(j->window = malloc((size_t)window + 1))) {
+		goto fail;
 	}
-	if (nthreads > j.nitems)
-		nthreads = j.nitems ? (unsigned)j.nitems : 1;
-	if (!(ws = calloc(nthreads, sizeof(*ws))))
-		goto out;
+	if (nthreads > j->nitems)
+		nthreads = j->nitems ? (unsigned)j->nitems : 1;
+	if (!(rd->ws = calloc(nthreads, sizeof(*rd->ws))))
+		goto fail;
+	rd->nthreads = nthreads;
 	for (unsigned t = 0; t < nthreads; t++) {
-		ws[t].job = &j;
-		if (ckpt_codec__new(&ws[t].codec, 1) < 0 || !(ws[t].stored = malloc(j.max_stored + 1)))
-			goto out;
+		rd->ws[t].job = j;
+		if (ckpt_codec__new(&rd->ws[t].codec, 1) < 0 ||
+		    !(rd->ws[t].stored = malloc(j->max_stored + 1)))
+			goto fail;
 	}
 	ckpt_err__clear(err);
-	rc = CKPT_OK;
+	*rdp = rd;
+	return CKPT_OK;
+fail:
+	reader_free(rd);
+	tool_shard_data_free(out);
+	return rc;
+}
+
+/* A background decoder: work, then tell a waiting writer that one fewer thread can make
+ * progress. */
+static void *bg_work(void *arg)
+{
+	struct worker *w = arg;
+	struct job *j = w->job;
+
+	work(w);
+	pthread_mutex_lock(&j->mu);
+	j->running--;
+	pthread_cond_broadcast(&j->cv);
+	pthread_mutex_unlock(&j->mu);
+	return NULL;
+}
+
+int tool_read_start(struct tool_reader **out, struct tool_shard_data *data, struct ckpt_shard *s,
+		    unsigned nthreads, _Atomic uint64_t *progress, struct ckpt_err *err)
+{
+	struct tool_reader *rd;
+	struct job *j;
+	int rc;
+
+	*out = NULL;
+	if ((rc = plan(&rd, data, s, nthreads, progress, err)) < 0)
+		return rc;
+	j = &rd->j;
+	j->hi = j->nitems;
+	atomic_store(&j->next, 0);
+	pthread_mutex_lock(&j->mu);
+	j->running = rd->nthreads;
+	pthread_mutex_unlock(&j->mu);
+	for (unsigned t = 0; t < rd->nthreads; t++) {
+		if (pthread_create(&rd->ws[t].thread, NULL, bg_work, &rd->ws[t]) != 0)
+			break; /* fewer threads: slower, not wrong */
+		rd->started++;
+	}
+	pthread_mutex_lock(&j->mu);
+	j->running -= rd->nthreads - rd->started;
+	pthread_mutex_unlock(&j->mu);
+	if (!rd->started) {
+		/* no thread at all: decode everything here, then the writer finds it all ready */
+		pthread_mutex_lock(&j->mu);
+		j->running = 1;
+		pthread_mutex_unlock(&j->mu);
+		bg_work(&rd->ws[0]);
+	}
+	*out = rd;
+	return CKPT_OK;
+}
+
+/* How much of region r is hashed, in order, while not verified yet: never the whole region,
+ * which only a matching checksum makes ready. */
+static uint64_t hashed_prefix(const struct ckpt_region_meta *r, uint32_t nhashed)
+{
+	if (nhashed >= r->nchunks)
+		nhashed = r->nchunks - 1;
+	return (uint64_t)nhashed * r->chunk_raw;
+}
+
+int tool_read_ready(void *arg, size_t i, uint64_t want, uint64_t *have, struct ckpt_err *err)
+{
+	struct tool_reader *rd = arg;
+	struct job *j = &rd->j;
+	const struct ckpt_region_meta *r = &j->s->idx.regions[i];
+	uint64_t got = 0;
+	int rc = CKPT_OK;
+
+	*have = 0;
+	if (!r->nchunks) {
+		/* no chunk: nothing to wait for; its checksum must still be that of zero bytes */
+		if ((rc = do_region(&rd->ws[0], (uint32_t)i)) < 0) {
+			ckpt_err__copy(err, &rd->ws[0].err);
+			return rc;
+		}
+		*have = r->raw_size;
+		return CKPT_OK;
+	}
+	pthread_mutex_lock(&j->mu);
+	for (;;) {
+		got = j->verified[i] ? r->raw_size : hashed_prefix(r, j->nhashed[i]);
+		if (got >= want || j->rc || !j->running)
+			break;
+		pthread_cond_wait(&j->cv, &j->mu);
+	}
+	if (j->rc) {
+		/* any damage, in this region or a later one, ends the write */
+		rc = j->rc;
+		ckpt_err__copy(err, &j->err);
+	} else if (got < want) {
+		/* every thread ended without decoding it: only after tool_read_cancel */
+		rc = ckpt_err__set(err, CKPT_EIO, "%s: the read of region '%s' was cancelled",
+				   j->s->path, r->name);
+	}
+	pthread_mutex_unlock(&j->mu);
+	if (rc == CKPT_OK)
+		*have = got;
+	return rc;
+}
+
+void tool_read_cancel(struct tool_reader *rd)
+{
+	if (rd)
+		atomic_store(&rd->j.failed, 1);
+}
+
+int tool_read_finish(struct tool_reader *rd, struct ckpt_err *err)
+{
+	int rc;
+
+	if (!rd)
+		return CKPT_OK;
+	for (unsigned t = 0; t < rd->started; t++)
+		pthread_join(rd->ws[t].thread, NULL);
+	if ((rc = rd->j.rc) < 0)
+		ckpt_err__copy(err, &rd->j.err);
+	reader_free(rd);
+	return rc;
+}
+
+int tool_read_shard(struct tool_shard_data *out, struct ckpt_shard *s, unsigned nthreads,
+		    _Atomic uint64_t *progress, struct ckpt_err *err)
+{
+	struct tool_reader *rd;
+	uint64_t have;
+	int rc, rc2;
 
 	if (!out) {
-		rc = verify_windows(&j, ws, nthreads, err);
-		goto out;
+		if ((rc = plan(&rd, NULL, s, nthreads, progress, err)) < 0)
+			return rc;
+		rc = verify_windows(&rd->j, rd->ws, rd->nthreads, err);
+		reader_free(rd);
+		return rc;
 	}
-	run_phase(&j, ws, nthreads, 0, j.nitems);
-	/* Every region with chunks was hashed as they decoded (hash_region); those without chunks
-	 * hold no bytes, and their checksum must still be that of zero bytes. */
-	for (uint32_t i = 0; i < nreg && !j.rc; i++)
-		if (!s->idx.regions[i].nchunks && (rc = do_region(&ws[0], i)) < 0)
-			fail(&j, rc, &ws[0].err);
-	if (j.rc) {
-		rc = j.rc;
-		ckpt_err__copy(err, &j.err);
-	}
-out:
-	for (unsigned t = 0; ws && t < nthreads; t++) {
-		ckpt_codec__free(ws[t].codec);
-		free(ws[t].stored);
-	}
-	free(ws);
-	free(j.items);
-	free(j.region_off);
-	for (uint32_t i = 0; j.rhash && i < nreg; i++)
-		ckpt_codec__hash_free(j.rhash[i]); /* regions left half hashed by a failure */
-	free(j.rhash);
-	free(j.region_item);
-	free(j.nhashed);
-	free(j.hashing);
-	free(j.done);
-	free(j.window);
-	pthread_mutex_destroy(&j.mu);
-	if (rc < 0 && out)
+	if ((rc = tool_read_start(&rd, out, s, nthreads, progress, err)) < 0)
+		return rc;
+	for (uint32_t i = 0; i < s->idx.nregions && rc == CKPT_OK; i++)
+		rc = tool_read_ready(rd, i, s->idx.regions[i].raw_size, &have, err);
+	if (rc < 0)
+		tool_read_cancel(rd);
+	rc2 = tool_read_finish(rd, err);
+	if (rc == CKPT_OK)
+		rc = rc2;
+	if (rc < 0)
 		tool_shard_data_free(out);
 	return rc;
 }
