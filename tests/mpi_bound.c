@@ -96,22 +96,18 @@ static void break_step(uint64_t s, int broken)
 		       strerror(errno)), failures++;
 }
 
-static ckpt_ctx *open_ctx(void)
+static ckpt_ctx *open_ctx(const char *base)
 {
 	ckpt_config *cfg;
 	ckpt_ctx *ctx = NULL;
+	char node[32];
 
-	ckpt_config_new(&cfg);
-	ckpt_config_set(cfg, "local_dir", local);
-	ckpt_config_set(cfg, "shared_dir", shared);
-	ckpt_config_set(cfg, "name", "bound");
-	ckpt_config_set(cfg, "keep_local", "1");
-	ckpt_config_set(cfg, "max_pending", "2");
-	ckpt_config_set(cfg, "stall_wait", "0.2");
-	ckpt_config_set(cfg, "chunk_size", "64K");
-	ckpt_config_set(cfg, "mpi_timeout", "30");
-	ckpt_config_set(cfg, "log_level", getenv("BOUND_VERBOSE") ? "2" : "0");
-	if (ckpt_open_mpi(&ctx, cfg, MPI_COMM_WORLD) != CKPT_OK) {
+	snprintf(node, sizeof(node), "node%d", rank);
+	cfg = th_node_config(base, node, (const char *const[]){
+		"name", "bound", "keep_local", "1", "max_pending", "2", "stall_wait", "0.2",
+		"chunk_size", "64K", "mpi_timeout", "30",
+		"log_level", getenv("BOUND_VERBOSE") ? "2" : "0", NULL });
+	if (!cfg || ckpt_open_mpi(&ctx, cfg, MPI_COMM_WORLD) != CKPT_OK) {
 		fprintf(stderr, "rank %d: ckpt_open_mpi: %s\n", rank, ckpt_errmsg(NULL));
 		MPI_Abort(MPI_COMM_WORLD, 2);
 	}
@@ -159,10 +155,9 @@ int main(int argc, char **argv)
 	}
 	snprintf(local, sizeof(local), "%s/node%d", argv[1], rank);
 	snprintf(shared, sizeof(shared), "%s/shared", argv[1]);
-	th_sh("mkdir -p '%s' '%s'", local, shared);
 	buf = malloc(SIZE);
 	back = malloc(SIZE);
-	ctx = open_ctx();
+	ctx = open_ctx(argv[1]);
 
 	/* step 1 commits */
 	target(save(ctx, 1, buf) == CKPT_OK, "ckpt_save 1");
@@ -259,7 +254,7 @@ int main(int argc, char **argv)
 		for (int s = 2; s <= nsteps; s++)
 			break_step((uint64_t)s, 0);
 	MPI_Barrier(MPI_COMM_WORLD);
-	ctx = open_ctx();
+	ctx = open_ctx(argv[1]);
 	rc = ckpt_wait(ctx, CKPT_STEP_ALL);
 	snprintf(what, sizeof(what), "after the repair the kept steps commit (%s)",
 		 rc ? ckpt_errmsg(ctx) : "ok");

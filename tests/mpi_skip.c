@@ -75,7 +75,7 @@ static double env_d(const char *name, double def)
 
 int main(int argc, char **argv)
 {
-	char local[4096], shared[4096], cls[MAXSTEPS + 1], *all = NULL;
+	char node[32], cls[MAXSTEPS + 1], *all = NULL;
 	size_t big = (size_t)env_d("SKIP_BYTES", 3 << 20);
 	int nsteps = (int)env_d("SKIP_STEPS", 8), provided, rc, nskipped = 0, nfailed = 0;
 	double limit = env_d("SKIP_SAVE_LIMIT", 2), slowest = 0;
@@ -98,21 +98,13 @@ int main(int argc, char **argv)
 		MPI_Finalize();
 		return 2;
 	}
-	snprintf(local, sizeof(local), "%s/node%d", argv[1], rank);
-	snprintf(shared, sizeof(shared), "%s/shared", argv[1]);
-	th_sh("mkdir -p '%s' '%s'", local, shared);
-	ckpt_config_new(&cfg);
-	ckpt_config_set(cfg, "local_dir", local);
-	ckpt_config_set(cfg, "shared_dir", shared);
-	ckpt_config_set(cfg, "name", "skip");
-	ckpt_config_set(cfg, "compress_level", "19");
-	ckpt_config_set(cfg, "drain_threads", "1");
-	ckpt_config_set(cfg, "max_pending", "2");
-	ckpt_config_set(cfg, "stall_wait", "0.05");
-	ckpt_config_set(cfg, "keep_local", "100"); /* every step stays readable for the checks */
-	ckpt_config_set(cfg, "mpi_timeout", "30");
-	ckpt_config_set(cfg, "log_level", "2");
-	if (ckpt_open_mpi(&ctx, cfg, MPI_COMM_WORLD) != CKPT_OK) {
+	snprintf(node, sizeof(node), "node%d", rank);
+	/* keep_local 100: every step stays readable for the checks */
+	cfg = th_node_config(argv[1], node, (const char *const[]){
+		"name", "skip", "compress_level", "19", "drain_threads", "1", "max_pending", "2",
+		"stall_wait", "0.05", "keep_local", "100", "mpi_timeout", "30", "log_level", "2",
+		NULL });
+	if (!cfg || ckpt_open_mpi(&ctx, cfg, MPI_COMM_WORLD) != CKPT_OK) {
 		fprintf(stderr, "rank %d: ckpt_open_mpi: %s\n", rank, ckpt_errmsg(NULL));
 		MPI_Abort(MPI_COMM_WORLD, 2);
 	}
