@@ -56,7 +56,7 @@ for p in libzstd libxxhash; do
 done
 
 # ---- build ----
-# The library's sources without MPI (commit_mpi.c, api_mpi.c) and io_uring (io_uring.c): the
+# The library's sources without MPI (commit_mpi*.c, api_mpi.c) and io_uring (io_uring.c): the
 # targets read files and need neither. build_config.h is what configure would write, reduced to
 # what the sources use (included by its full path: a source tree configured in place has its own).
 version=$(sed -n 's/^AC_INIT(\[libckpt\], \[\([^]]*\)\].*/\1/p' "$srcdir/configure.ac")
@@ -69,7 +69,7 @@ $(pkg-config --cflags libzstd libxxhash)"
 LIBS="$(pkg-config --libs libzstd libxxhash) -lpthread -lm"
 lib_srcs=""
 for f in "$srcdir"/src/*.c "$srcdir"/tools/tool_read.c; do
-	case $(basename "$f") in commit_mpi.c | api_mpi.c | io_uring.c) continue ;; esac
+	case $(basename "$f") in commit_mpi*.c | api_mpi.c | io_uring.c) continue ;; esac
 	lib_srcs="$lib_srcs $f"
 done
 mkdir -p "$build/obj" "$build/logs" "$build/artifacts"

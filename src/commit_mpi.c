@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The MPI vote engine: how ranks agree that a step is committed. The only file that talks MPI for
- * the commit protocol (api_mpi.c holds the collective API above it).
+/* The MPI vote engine: how ranks agree that a step is committed. With commit_mpi_agree.c (the
+ * bounded agreement rounds of the collective calls, above this file) the only code that talks MPI
+ * for the commit protocol; api_mpi.c holds the collective API above both.
  *
  * Protocol. ckpt_save is collective: ranks agree on the step and on a save id chosen by rank 0,
  * write their shard locally, and learn together whether every local write succeeded. Each rank's
@@ -13,8 +14,12 @@
  * library thread when MPI gives MPI_THREAD_MULTIPLE, otherwise inside ckpt_save, ckpt_wait,
  * ckpt_poll, ckpt_latest, ckpt_close and every collective wait.
  *
- * Below: commit.c (the commit point) and the drain's step records. Above: api_mpi.c (open,
- * collectives) and context.c (waiting, closing); this file calls neither.
+ * The engine also carries the agreement rounds' messages: rank 0 files each part it receives in
+ * its round (ckpt_mpi__cround_get), every other rank keeps rank 0's results (mp->cresults), and
+ * commit_mpi_agree.c takes them from there; this file calls nothing of it (commit_mpi_priv.h).
+ *
+ * Below: commit.c (the commit point) and the drain's step records. Above: commit_mpi_agree.c,
+ * api_mpi.c (open, collectives) and context.c (waiting, closing); this file calls none of them.
  */
 #include <assert.h>
 #include <mpi.h>
@@ -25,97 +30,9 @@
 
 #include "commit.h"
 #include "commit_mpi.h"
+#include "commit_mpi_priv.h"
 #include "internal.h"
 #include "retention.h"
-
-#define TAG_VOTE 7401
-#define TAG_OUTCOME 7402
-#define TAG_COLL 7403     /* a rank's part of a collective round, to rank 0 */
-#define TAG_COLL_RES 7404 /* rank 0's result of a round, to each rank */
-#define MSG_LEN 256
-#define CALL_LEN 24
-#define NDEAD 64          /* (step, save id) pairs rank 0 remembers as not to be committed */
-/* How long a rank that gave up on a round (withdrew) still waits for rank 0's verdict: rank 0
- * may have decided just as the deadline passed. Bounds the wait past mpi_timeout. */
-#define GRACE 1.0
-
-struct vote {
-	uint64_t step, save_id, created_ns;
-	uint64_t file_size, index_xxh3, raw_bytes;
-	int32_t rc;
-	uint32_t rank, nregions;
-	uint32_t awaits; /* the voting rank waits for the outcome (its step is pending) */
-	uint32_t skipped; /* the rank skipped the step (superseded, not drained): end the round */
-	char msg[MSG_LEN];
-};
-
-struct outcome {
-	uint64_t step, save_id;
-	int32_t rc;
-	uint32_t failed_rank;
-	uint32_t skipped; /* the ranks skipped the step: not a failure */
-	char msg[MSG_LEN];
-};
-
-/* Bounded collective rounds (ckpt_mpi__agree): point-to-point messages through rank 0 rather
- * than MPI collectives, which can be neither cancelled nor left pending safely (a late rank's
- * next collective would match the abandoned one). Rounds are numbered per context; every rank
- * makes the same collective calls in the same order, so round n is the same call everywhere. */
-struct coll {
-	uint64_t seq;
-	uint64_t key; /* with call, names the call (ckpt_save: its step) */
-	uint64_t v[CKPT_MPI_NV];
-	int32_t rc;
-	uint32_t rank;
-	uint32_t withdraw; /* the rank gave up waiting (its deadline passed): fail the round */
-	char call[CALL_LEN];
-};
-
-struct coll_res {
-	uint64_t seq;
-	uint64_t key;
-	uint64_t v[CKPT_MPI_NV];
-	int32_t rc;     /* CKPT_OK: every rank took part; else why the round failed */
-	int32_t minrc;  /* the lowest rc contributed, and the first rank that gave it */
-	uint32_t who;
-	uint32_t missed; /* the recipient took no part (late, or in another call): resynchronizes */
-	char call[CALL_LEN];
-	char msg[MSG_LEN];
-};
-
-struct sendbuf {
-	MPI_Request req;
-	union {
-		struct vote v;
-		struct outcome o;
-		struct coll c;
-		struct coll_res r;
-	} u;
-	struct sendbuf *next;
-};
-
-/* Rank 0: the parts received for one round. */
-struct cround {
-	uint64_t seq;
-	struct coll *part; /* [size] */
-	uint8_t *have;     /* [size] parts received, then [size] those received at the first
-			    * withdrawal: who the withdrawing rank waited for */
-	uint32_t n, withdrawn;
-	struct cround *next;
-};
-
-/* Every rank but 0: results received from rank 0. */
-struct cres {
-	struct coll_res r;
-	struct cres *next;
-};
-
-struct dead {
-	uint64_t step, save_id;
-	int32_t rc;
-	uint32_t skipped;
-	char msg[MSG_LEN];
-};
 
 /* Rank 0: votes gathered for one (step, save id). */
 struct round {
@@ -138,32 +55,7 @@ struct await {
 	struct await *next;
 };
 
-struct ckpt_mpi {
-	MPI_Comm comm;
-	int rank, size, thread_level;
-	pthread_mutex_t mu;      /* serializes the engine and guards the lists below */
-	struct vote *outbox;
-	size_t nout, capout;
-	struct round *rounds;    /* rank 0 */
-	struct sendbuf *sends;
-	struct await *awaits;
-	pthread_t thread;
-	int thread_on, thread_stop;
-	int broken;
-	uint64_t seq;            /* the next collective round of this rank */
-	uint64_t decided;        /* rank 0: rounds below it are decided (late parts are dropped) */
-	struct cround *crounds;  /* rank 0 */
-	struct cres *cresults;   /* other ranks */
-	struct dead dead[NDEAD]; /* rank 0: saves that must not commit (skipped, failed ckpt_save) */
-	unsigned ndead;
-};
-
 void (*ckpt_mpi__test_hook)(const char *point);
-
-static struct ckpt_mpi *M(struct ckpt_ctx *ctx)
-{
-	return ctx->mpi;
-}
 
 int ckpt_mpi__error(struct ckpt_err *err, int mrc, const char *what)
 {
@@ -176,7 +68,7 @@ int ckpt_mpi__error(struct ckpt_err *err, int mrc, const char *what)
 
 /* ---- the progress engine ---- */
 
-static void send_to(struct ckpt_mpi *mp, int dest, int tag, const void *msg, size_t len)
+void ckpt_mpi__send(struct ckpt_mpi *mp, int dest, int tag, const void *msg, size_t len)
 {
 	struct sendbuf *b = calloc(1, sizeof(*b));
 
@@ -255,7 +147,7 @@ static void finish_round(struct ckpt_ctx *ctx, struct round *r)
 			snprintf(o.msg, sizeof(o.msg), "%s", err.msg);
 	}
 	for (int i = 1; i < mp->size; i++)
-		send_to(mp, i, TAG_OUTCOME, &o, sizeof(o));
+		ckpt_mpi__send(mp, i, TAG_OUTCOME, &o, sizeof(o));
 	apply_outcome(ctx, &o);
 }
 
@@ -326,7 +218,7 @@ static void take_vote(struct ckpt_ctx *ctx, const struct vote *v)
 		if (v->rank == 0)
 			apply_outcome(ctx, &o);
 		else
-			send_to(mp, (int)v->rank, TAG_OUTCOME, &o, sizeof(o));
+			ckpt_mpi__send(mp, (int)v->rank, TAG_OUTCOME, &o, sizeof(o));
 		return;
 	}
 	for (r = mp->rounds; r; r = r->next)
@@ -367,9 +259,9 @@ static void take_vote(struct ckpt_ctx *ctx, const struct vote *v)
 	}
 }
 
-/* ---- bounded collective rounds (ckpt_mpi__agree) ---- */
+/* ---- the agreement rounds' mailbox on rank 0 (the rounds: commit_mpi_agree.c) ---- */
 
-static struct cround *cround_get(struct ckpt_mpi *mp, uint64_t seq)
+struct cround *ckpt_mpi__cround_get(struct ckpt_mpi *mp, uint64_t seq)
 {
 	struct cround *r;
 
@@ -390,7 +282,7 @@ static struct cround *cround_get(struct ckpt_mpi *mp, uint64_t seq)
 	return r;
 }
 
-static void cround_drop(struct ckpt_mpi *mp, struct cround *r)
+void ckpt_mpi__cround_drop(struct ckpt_mpi *mp, struct cround *r)
 {
 	for (struct cround **pr = &mp->crounds; *pr; pr = &(*pr)->next)
 		if (*pr == r) {
@@ -407,7 +299,8 @@ static void take_part(struct ckpt_mpi *mp, const struct coll *c)
 {
 	struct cround *r;
 
-	if (c->seq < mp->decided || c->rank >= (uint32_t)mp->size || !(r = cround_get(mp, c->seq)))
+	if (c->seq < mp->decided || c->rank >= (uint32_t)mp->size ||
+	    !(r = ckpt_mpi__cround_get(mp, c->seq)))
 		return; /* decided: the late rank finds the result already sent to it */
 	if (c->withdraw) {
 		if (!r->withdrawn++)
@@ -417,279 +310,6 @@ static void take_part(struct ckpt_mpi *mp, const struct coll *c)
 		r->part[c->rank] = *c;
 		r->n++;
 	}
-}
-
-/* "ranks 2, 3" from the ranks whose have[] is 0 (rank 0 included). */
-static void list_missing(char *buf, size_t len, const uint8_t *have, int size)
-{
-	int k = 0, shown = 0;
-	size_t o;
-
-	for (int i = 0; i < size; i++)
-		k += !have[i];
-	if (!k) { /* every part came just as the deadline passed */
-		snprintf(buf, len, "a rank");
-		return;
-	}
-	o = (size_t)snprintf(buf, len, "rank%s ", k > 1 ? "s" : "");
-	for (int i = 0; i < size && o < len; i++) {
-		if (have[i])
-			continue;
-		if (shown == 8) {
-			snprintf(buf + o, len - o, " and %d more", k - shown);
-			return;
-		}
-		o += (size_t)snprintf(buf + o, len - o, "%s%d", shown ? ", " : "", i);
-		shown++;
-	}
-}
-
-/* Rank 0 (mp->mu held): decide round r for `call` and send the result to every other rank. */
-static void decide(struct ckpt_ctx *ctx, struct cround *r, const char *call, uint64_t key,
-		   const uint8_t *ops, size_t n, struct coll_res *res)
-{
-	struct ckpt_mpi *mp = M(ctx);
-	char who[160];
-	int odd = -1;
-
-	memset(res, 0, sizeof(*res));
-	res->seq = r->seq;
-	res->key = key;
-	snprintf(res->call, sizeof(res->call), "%s", call);
-	res->minrc = 0;
-	for (int i = 0; i < mp->size; i++)
-		if (r->have[i] && strcmp(r->part[i].call, call)) {
-			odd = i;
-			break;
-		}
-	if (r->n < (uint32_t)mp->size || r->withdrawn) {
-		/* A withdrawal fails the round even when every part is in by now: the rank that
-		 * withdrew has returned, or returns within GRACE, with a failure. */
-		list_missing(who, sizeof(who), r->withdrawn ? r->have + mp->size : r->have, mp->size);
-		res->rc = CKPT_ETIMEDOUT;
-		snprintf(res->msg, sizeof(res->msg), "%s did not answer within mpi_timeout=%g s", who,
-			 ctx->cfg->mpi_timeout);
-	} else if (odd >= 0) {
-		res->rc = CKPT_EMPI;
-		snprintf(res->msg, sizeof(res->msg), "rank %d called %s while rank 0 called %s: the "
-			 "ranks are out of step (every collective call must be made by every rank)",
-			 odd, r->part[odd].call, call);
-	} else {
-		for (size_t j = 0; j < n; j++) {
-			res->v[j] = r->part[0].v[j];
-			for (int i = 1; i < mp->size; i++) {
-				uint64_t x = r->part[i].v[j];
-
-				if (ops[j] == CKPT_MPI_MIN && x < res->v[j])
-					res->v[j] = x;
-				else if (ops[j] == CKPT_MPI_MAX && x > res->v[j])
-					res->v[j] = x;
-			}
-		}
-		res->minrc = r->part[0].rc;
-		for (int i = 1; i < mp->size; i++)
-			if (r->part[i].rc < res->minrc) {
-				res->minrc = r->part[i].rc;
-				res->who = (uint32_t)i;
-			}
-	}
-	for (int i = 1; i < mp->size; i++) {
-		/* a rank that took no part, or took part in another call, learns it: it catches up */
-		res->missed = !r->have[i] || strcmp(r->part[i].call, call) != 0;
-		send_to(mp, i, TAG_COLL_RES, res, sizeof(*res));
-	}
-	res->missed = 0;
-	mp->decided = r->seq + 1;
-	cround_drop(mp, r);
-}
-
-/* The call that most parts of round r name (ties: rank 0's, `mine`): the others are out of step.
- * The string lives in r. */
-static const char *majority_call(const struct ckpt_mpi *mp, const struct cround *r,
-				 const char *mine)
-{
-	const char *best = mine;
-	int nbest = 0;
-
-	for (int i = 0; i < mp->size; i++) {
-		int k = 0;
-
-		if (!r->have[i])
-			continue;
-		for (int j = 0; j < mp->size; j++)
-			k += r->have[j] && !strcmp(r->part[j].call, r->part[i].call);
-		if (k > nbest || (k == nbest && !strcmp(r->part[i].call, mine))) {
-			best = r->part[i].call;
-			nbest = k;
-		}
-	}
-	return best;
-}
-
-static int agree_root(struct ckpt_ctx *ctx, const struct coll *mine, const uint8_t *ops, size_t n,
-		      double deadline, struct coll_res *res)
-{
-	struct ckpt_mpi *mp = M(ctx);
-	struct timespec ts = { 0, 100000 };
-	struct cround *r;
-	int other;
-
-	/* what the others sent while this rank was away comes first: a withdrawal names who was
-	 * missing when it was made, this rank included */
-	if (!mp->thread_on)
-		ckpt_mpi__progress(ctx);
-	for (;;) {
-		pthread_mutex_lock(&mp->mu);
-		if (!(r = cround_get(mp, mp->seq))) {
-			pthread_mutex_unlock(&mp->mu);
-			return CKPT_ENOMEM;
-		}
-		if (!r->have[0]) {
-			r->have[0] = 1;
-			r->part[0] = *mine;
-			r->part[0].seq = r->seq;
-			r->n++;
-		}
-		/* The others gave up on this round, and none of them made this call: it was an
-		 * earlier call that this rank never made (or made too late). Fail it for them, and
-		 * take part in the next round. */
-		other = 0;
-		for (int i = 1; i < mp->size; i++)
-			other |= r->have[i] && !strcmp(r->part[i].call, mine->call) &&
-				 r->part[i].key == mine->key;
-		if (r->withdrawn && !other && r->n > 1) {
-			r->have[0] = 0;
-			r->n--;
-			for (int i = 1; i < mp->size; i++)
-				if (r->have[i]) {
-					decide(ctx, r, r->part[i].call, r->part[i].key, ops,
-					       0, res);
-					break;
-				}
-			mp->seq++;
-			pthread_mutex_unlock(&mp->mu);
-			continue;
-		}
-		if (r->n == (uint32_t)mp->size || r->withdrawn || MPI_Wtime() >= deadline) {
-			char call[CALL_LEN];
-			uint64_t key = mine->key;
-
-			snprintf(call, sizeof(call), "%s", majority_call(mp, r, mine->call));
-			for (int i = 1; strcmp(call, mine->call) && i < mp->size; i++)
-				if (r->have[i] && !strcmp(r->part[i].call, call)) {
-					key = r->part[i].key;
-					break;
-				}
-			decide(ctx, r, call, key, ops, n, res);
-			mp->seq++;
-			if (strcmp(call, mine->call)) {
-				/* rank 0 alone made another call: it is the one out of step */
-				pthread_mutex_unlock(&mp->mu);
-				continue;
-			}
-			pthread_mutex_unlock(&mp->mu);
-			return CKPT_OK;
-		}
-		pthread_mutex_unlock(&mp->mu);
-		if (!mp->thread_on)
-			ckpt_mpi__progress(ctx);
-		nanosleep(&ts, NULL);
-	}
-}
-
-static int agree_other(struct ckpt_ctx *ctx, struct coll *mine, double deadline,
-		       struct coll_res *res)
-{
-	struct ckpt_mpi *mp = M(ctx);
-	struct timespec ts = { 0, 100000 };
-	int sent = 0, withdrawn = 0;
-
-	for (;;) {
-		struct cres **pr, *r, *found = NULL;
-		double now = MPI_Wtime();
-
-		pthread_mutex_lock(&mp->mu);
-		for (pr = &mp->cresults; (r = *pr);) {
-			if (r->r.seq < mp->seq) { /* of a round this rank gave up or skipped */
-				*pr = r->next;
-				free(r);
-				continue;
-			}
-			if (r->r.seq == mp->seq)
-				found = r;
-			pr = &r->next;
-		}
-		if (found) {
-			if (found->r.missed && (strcmp(found->r.call, mine->call) ||
-						found->r.key != mine->key)) {
-				/* a round of a call that this rank never made: catch up */
-				mp->seq++;
-				sent = withdrawn = 0;
-				pthread_mutex_unlock(&mp->mu);
-				continue;
-			}
-			*res = found->r;
-			mp->seq++;
-			pthread_mutex_unlock(&mp->mu);
-			return CKPT_OK; /* freed with the next round's stale results, or at close */
-		}
-		mine->seq = mp->seq;
-		if (!sent) {
-			send_to(mp, 0, TAG_COLL, mine, sizeof(*mine));
-			sent = 1;
-		} else if (!withdrawn && now >= deadline) {
-			struct coll w = *mine;
-
-			w.withdraw = 1;
-			send_to(mp, 0, TAG_COLL, &w, sizeof(w));
-			withdrawn = 1;
-		} else if (withdrawn && now >= deadline + GRACE) {
-			memset(res, 0, sizeof(*res));
-			res->rc = CKPT_ETIMEDOUT;
-			snprintf(res->msg, sizeof(res->msg), "rank 0 did not answer within "
-				 "mpi_timeout=%g s", ctx->cfg->mpi_timeout);
-			mp->seq++; /* its late verdict on this round is dropped */
-			pthread_mutex_unlock(&mp->mu);
-			return CKPT_OK;
-		}
-		pthread_mutex_unlock(&mp->mu);
-		if (!mp->thread_on)
-			ckpt_mpi__progress(ctx);
-		nanosleep(&ts, NULL);
-	}
-}
-
-int ckpt_mpi__agree(struct ckpt_ctx *ctx, const char *call, uint64_t key, int rc,
-		    const uint64_t *in, const uint8_t *ops, size_t n, uint64_t *out, int *minrc,
-		    int *who, struct ckpt_err *err)
-{
-	struct ckpt_mpi *mp = M(ctx);
-	struct coll mine;
-	struct coll_res res;
-	double deadline = MPI_Wtime() + ctx->cfg->mpi_timeout;
-	int xrc;
-
-	assert(n <= CKPT_MPI_NV);
-	memset(&mine, 0, sizeof(mine));
-	if (n)
-		memcpy(mine.v, in, n * sizeof(*in));
-	mine.rc = rc;
-	mine.key = key;
-	mine.rank = (uint32_t)mp->rank;
-	snprintf(mine.call, sizeof(mine.call), "%s", call);
-	if (mp->rank == 0)
-		xrc = agree_root(ctx, &mine, ops, n, deadline, &res);
-	else
-		xrc = agree_other(ctx, &mine, deadline, &res);
-	if (xrc < 0)
-		return ckpt_err__set(err, xrc, "%s: out of memory for a collective round", call);
-	if (res.rc < 0)
-		return ckpt_err__set(err, res.rc, "%s: %s", call, res.msg);
-	if (n)
-		memcpy(out, res.v, n * sizeof(*out));
-	*minrc = res.minrc;
-	*who = (int)res.who;
-	return CKPT_OK;
 }
 
 void ckpt_mpi__abandon(struct ckpt_ctx *ctx, uint64_t step, uint64_t save_id, int rc,
@@ -767,7 +387,7 @@ void ckpt_mpi__progress(struct ckpt_ctx *ctx)
 		if (mp->rank == 0)
 			take_vote(ctx, &out[i]);
 		else
-			send_to(mp, 0, TAG_VOTE, &out[i], sizeof(out[i]));
+			ckpt_mpi__send(mp, 0, TAG_VOTE, &out[i], sizeof(out[i]));
 	}
 	free(out);
 	/* 2. messages from other ranks */
@@ -1026,7 +646,7 @@ void ckpt_mpi__free(struct ckpt_mpi *mp)
 		return;
 	free(mp->outbox);
 	while (mp->crounds)
-		cround_drop(mp, mp->crounds);
+		ckpt_mpi__cround_drop(mp, mp->crounds);
 	for (struct cres *r = mp->cresults, *nr; r; r = nr) {
 		nr = r->next;
 		free(r);
@@ -1058,13 +678,10 @@ void ckpt_mpi__open_failed(struct ckpt_ctx *ctx)
 	M(ctx)->broken = 1;
 }
 
-int ckpt_mpi__close(struct ckpt_ctx *ctx)
+void ckpt_mpi__stop(struct ckpt_ctx *ctx)
 {
 	struct ckpt_mpi *mp = M(ctx);
-	int rc = CKPT_OK;
 
-	if (!mp)
-		return CKPT_OK;
 	if (mp->thread_on) {
 		pthread_mutex_lock(&mp->mu);
 		mp->thread_stop = 1;
@@ -1074,20 +691,12 @@ int ckpt_mpi__close(struct ckpt_ctx *ctx)
 	}
 	/* Let every rank finish its exchanges before the communicator goes away. */
 	ckpt_mpi__progress(ctx);
-	if (!mp->broken) {
-		struct ckpt_err err = { "" };
-		int minrc, who;
+}
 
-		/* Bounded: a silent or dead rank must not hang the others in ckpt_close. A round
-		 * of point-to-point messages, not a barrier: nothing stays pending for MPI_Finalize
-		 * when a rank does not come (an abandoned MPI_Ibarrier can be neither cancelled
-		 * nor freed, and freeing its communicator crashed MPI_Finalize: issue 13). */
-		rc = ckpt_mpi__agree(ctx, "ckpt_close", 0, CKPT_OK, NULL, NULL, 0, NULL, &minrc, &who,
-				     &err);
-		if (rc < 0)
-			ckpt_config__log(ctx->cfg, 1, "rank %d: %s: closed without them", mp->rank,
-					 err.msg);
-	}
+void ckpt_mpi__end(struct ckpt_ctx *ctx)
+{
+	struct ckpt_mpi *mp = M(ctx);
+
 	ckpt_mpi__progress(ctx);
 	for (struct sendbuf *b = mp->sends, *nb; b; b = nb) {
 		int done = 0;
@@ -1112,8 +721,8 @@ int ckpt_mpi__close(struct ckpt_ctx *ctx)
 	}
 	ckpt_mpi__free(mp); /* the outbox, the rounds of agree, the communicator */
 	ctx->mpi = NULL;
-	return rc;
 }
+
 
 /* Wait for this rank's pending commits before close, driving the engine. */
 void ckpt_mpi__drain_before_close(struct ckpt_ctx *ctx, double timeout)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The MPI vote engine (commit_mpi.c), private: the commit protocol between ranks. Used by
+/* The MPI commit protocol, private: the vote engine (commit_mpi.c) and the bounded agreement
+ * rounds of the collective calls (commit_mpi_agree.c: ckpt_mpi__agree, ckpt_mpi__close). Used by
  * api_mpi.c (open, collectives) and by context.c (waiting, closing). */
 #ifndef CKPT_COMMIT_MPI_H
 #define CKPT_COMMIT_MPI_H

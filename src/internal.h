@@ -14,7 +14,10 @@
  *             after a shutdown with stuck threads its last thread frees what the context left
  *   commit    commit.c (commit.h): the writer lease, the commit point (the one function that
  *             writes a MANIFEST), the single-process commit and the drain's entry points, which
- *             dispatch on ctx->with_mpi; commit_mpi.c (commit_mpi.h): the MPI vote engine
+ *             dispatch on ctx->with_mpi; commit_mpi.c (commit_mpi.h): the MPI vote engine;
+ *             commit_mpi_agree.c: the bounded agreement rounds of the collective calls and the
+ *             closing round, above the engine (commit_mpi_priv.h, the state both share; the
+ *             engine calls nothing of it)
  *   retention retention.c (retention.h): the step records (ckpt_retention__rec), keep_local,
  *             keep_shared, read_grace and the trash
  *   ctx       this header: struct ckpt_ctx, the step record, what a drain hands to the commit
