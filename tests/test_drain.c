@@ -732,6 +732,27 @@ static struct ckpt_shard *open_ckz(uint64_t step)
 	return sh;
 }
 
+/* The end of the transform tests: with chunk_transform=none (CTX open so), step `step` of the
+ * xregions r loads bit-exact from the shared tier and every region of its shard is untransformed
+ * (transform 0); then CTX is closed and the xregions' data freed. */
+static void save_untransformed(uint64_t step, const ckpt_region *r)
+{
+	struct ckpt_shard *sh;
+
+	CU_ASSERT_FATAL(ckpt_save(CTX, step, r, NX) == CKPT_OK);
+	CU_ASSERT_FATAL(ckpt_wait(CTX, step) == CKPT_OK);
+	CU_ASSERT(xload_shared(step));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sh = open_ckz(step));
+	for (uint32_t i = 0; i < sh->idx.nregions; i++)
+		CU_ASSERT_EQUAL(sh->idx.regions[i].transform, 0);
+	ckpt_shard__close(sh);
+	CU_ASSERT(close_ctx() == CKPT_OK);
+	for (size_t i = 0; i < NX; i++) {
+		free(xregions[i].data);
+		xregions[i].data = NULL;
+	}
+}
+
 /* The (xform, width) of chunk c of region `name`, as xform * 16 + width; -1 if absent. */
 static int chunk_code(const struct ckpt_shard *sh, const char *name, uint32_t c)
 {
@@ -796,18 +817,7 @@ static void test_transform_roundtrip(void)
 	CU_ASSERT(close_ctx() == CKPT_OK);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
 		"chunk_size", "64K", "chunk_transform", "none", "drain_threads", "1", NULL }));
-	CU_ASSERT_FATAL(ckpt_save(CTX, 3, r, NX) == CKPT_OK);
-	CU_ASSERT_FATAL(ckpt_wait(CTX, 3) == CKPT_OK);
-	CU_ASSERT(xload_shared(3));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(sh = open_ckz(3));
-	for (uint32_t i = 0; i < sh->idx.nregions; i++)
-		CU_ASSERT_EQUAL(sh->idx.regions[i].transform, 0);
-	ckpt_shard__close(sh);
-	CU_ASSERT(close_ctx() == CKPT_OK);
-	for (size_t i = 0; i < NX; i++) {
-		free(xregions[i].data);
-		xregions[i].data = NULL;
-	}
+	save_untransformed(3, r);
 }
 
 /* ckpt_region_hint: a region's hint decides the width of its chunks (over detection and over the
@@ -889,18 +899,7 @@ static void test_region_hint(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(CTX = open_kv((const char *const[]){
 		"chunk_size", "64K", "chunk_transform", "none", NULL }));
 	CU_ASSERT(ckpt_region_hint(CTX, "fp32", 4) == CKPT_OK);
-	CU_ASSERT_FATAL(ckpt_save(CTX, 4, r, NX) == CKPT_OK);
-	CU_ASSERT_FATAL(ckpt_wait(CTX, 4) == CKPT_OK);
-	CU_ASSERT(xload_shared(4));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(sh = open_ckz(4));
-	for (uint32_t i = 0; i < sh->idx.nregions; i++)
-		CU_ASSERT_EQUAL(sh->idx.regions[i].transform, 0);
-	ckpt_shard__close(sh);
-	CU_ASSERT(close_ctx() == CKPT_OK);
-	for (size_t i = 0; i < NX; i++) {
-		free(xregions[i].data);
-		xregions[i].data = NULL;
-	}
+	save_untransformed(4, r);
 }
 
 int main(void)
