@@ -47,27 +47,27 @@ int ckpt_shard__write_staged(struct ckpt_writer *w, const char *stepdir, const c
 			     const uint64_t *xxh3, const unsigned char *hashed,
 			     const char *fault_kill_at, struct ckpt_err *err);
 
-/* Called by ckpt_shard__write_local_ready before it writes any byte of region i: block until the
- * first `want` bytes of region i (want <= its size) are final, then set *have to how many are
- * (want <= *have <= size), and to the full size only once the whole region is verified (its bytes
- * hash to the XXH3 given for it). It is called with want == size after the region's last write,
- * also for an empty region. A negative return (a CKPT_E* code, err set) aborts the write: the
- * temporary file is removed, the code returned and err left as the callback set it. */
-typedef int (*ckpt_shard_ready_fn)(void *arg, size_t i, uint64_t want, uint64_t *have,
-				   struct ckpt_err *err);
+/* Called by ckpt_shard__write_local_stream for the bytes of region i from offset `off` on (0, then
+ * the end of what it returned last): block until some are final, set *p and *len (> 0) to them,
+ * valid until the next call. Once the region is whole and its bytes hash to the XXH3 given for it,
+ * *len = 0 (also for an empty region, whose checksum is still checked). A negative return (a
+ * CKPT_E* code, err set) aborts the write: the temporary file is removed and the code returned,
+ * with err as the callback set it. */
+typedef int (*ckpt_shard_next_fn)(void *arg, size_t i, uint64_t off, const void **p, size_t *len,
+				  struct ckpt_err *err);
 
-/* ckpt_shard__write_staged for regions still being filled in (the restore tool decodes while it
- * writes): regs[i].data is CKPT_ALIGN-aligned, its bytes up to the next CKPT_ALIGN multiple past
- * the region end are zero, and bytes that ready() has reported final stay unchanged until the
- * call returns. xxh3[i] is region i's XXH3-64, not computed again here: ready() vouches for it.
- * Each region is written as ready() reports its bytes, in blocks, while the caller's threads
- * fill in the rest; the file is fdatasync'ed and renamed only after ready() has verified every
- * region. Same file, same durability steps and crash points as ckpt_shard__write_local. */
-int ckpt_shard__write_local_ready(struct ckpt_writer *w, const char *stepdir,
-				  const char *final_base, const struct ckpt_header *h,
-				  const ckpt_region *regs, size_t n, const uint64_t *xxh3,
-				  ckpt_shard_ready_fn ready, void *ready_arg,
-				  const char *fault_kill_at, struct ckpt_err *err);
+/* A local shard of regions that arrive piece by piece (the restore tool decodes while it writes):
+ * regs[i] gives each region's name and size (data unused), xxh3[i] its XXH3-64, not computed
+ * again here: next() vouches for it. The same file as ckpt_shard__write_local, byte for byte,
+ * written with buffered pwrite from next()'s pieces; renamed only after next() has verified every
+ * region, with the same crash points. durable: fdatasync before the rename, fsync of stepdir
+ * after, as ckpt_save. Not durable: neither; the file is a cache copy of a step durable elsewhere
+ * (committed on the shared tier), written back by the kernel after the call returns.
+ * On failure nothing is left under final_base (the temporary file is removed). */
+int ckpt_shard__write_local_stream(const char *stepdir, const char *final_base,
+				   const struct ckpt_header *h, const ckpt_region *regs, size_t n,
+				   const uint64_t *xxh3, ckpt_shard_next_fn next, void *next_arg,
+				   int durable, const char *fault_kill_at, struct ckpt_err *err);
 
 /* An open, structurally validated shard (header, trailer and index checksums verified). */
 struct ckpt_shard {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The local shard writer. It streams each region through aligned buffers into O_DIRECT writes with
- * several in flight, hashing as it copies, so ckpt_save costs about what the device takes. */
+ * several in flight, hashing as it copies, so ckpt_save costs about what the device takes; and,
+ * for the restore tool, the same file from pieces a decoder hands over (write_local_stream). */
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -68,28 +69,7 @@ struct wjob {
 	unsigned *freelist;
 	struct ckpt_err *err;
 	int in_place;       /* staged regions: aligned and zero-padded, written from where they are */
-	ckpt_shard_ready_fn ready; /* regions filled in while they are written (write_local_ready) */
-	void *ready_arg;
-	int ready_failed;   /* the failure is the caller's (ready), its message kept as it is */
 };
-
-/* write_local_ready: wait until the first `want` bytes of region i are final; *avail gets how many
- * are (a multiple of CKPT_ALIGN, or all of them). */
-static int wait_ready(struct wjob *j, size_t i, uint64_t size, uint64_t want, uint64_t *avail)
-{
-	uint64_t have = 0;
-	int rc = j->ready(j->ready_arg, i, want, &have, j->err);
-
-	if (rc < 0) {
-		j->ready_failed = 1;
-		return rc;
-	}
-	assert(have >= want && have <= size);
-	/* the bytes past the last whole block may still be changing: never written before the
-	 * rest of their block */
-	*avail = have == size ? size : have & ~(uint64_t)(CKPT_ALIGN - 1);
-	return CKPT_OK;
-}
 
 static int get_slot(struct wjob *j, unsigned *slot)
 {
@@ -100,15 +80,13 @@ static int get_slot(struct wjob *j, unsigned *slot)
 	return ckpt_io__reap(j->w->io, slot, j->err); /* the slot is free even when the write failed */
 }
 
-/* hashed: *hash already holds the region's XXH3 (computed while it was staged, or given to
- * write_local_ready). With j->ready, region i is written as its bytes become final. */
-static int write_region(struct wjob *j, const ckpt_region *r, size_t i, uint64_t off,
-			uint64_t *hash, int hashed)
+/* hashed: *hash already holds the region's XXH3 (computed while it was staged). */
+static int write_region(struct wjob *j, const ckpt_region *r, uint64_t off, uint64_t *hash,
+			int hashed)
 {
 	struct ckpt_hash *h = j->w->hash;
 	const char *p = r->data;
 	size_t left = r->size;
-	uint64_t done = 0, avail = j->ready ? 0 : r->size;
 	unsigned slot;
 	int rc;
 
@@ -117,16 +95,9 @@ static int write_region(struct wjob *j, const ckpt_region *r, size_t i, uint64_t
 		const void *src;
 		size_t piece, len;
 
-		if (done == avail) {
-			/* at least one more block (or the region's end), then whatever is ready */
-			uint64_t want = r->size - done > CKPT_ALIGN ? done + CKPT_ALIGN : r->size;
-
-			if ((rc = wait_ready(j, i, r->size, want, &avail)) < 0)
-				return rc;
-		}
 		if ((rc = get_slot(j, &slot)) < 0)
 			return rc;
-		piece = avail - done < j->w->bufsize ? (size_t)(avail - done) : j->w->bufsize;
+		piece = left < j->w->bufsize ? left : j->w->bufsize;
 		if (j->in_place) {
 			/* Staging memory (stage.c): CKPT_ALIGN-aligned, its padding zeroed, and no
 			 * longer the caller's, so nothing can change it: no bounce copy. */
@@ -160,31 +131,71 @@ static int write_region(struct wjob *j, const ckpt_region *r, size_t i, uint64_t
 		p += piece;
 		off += len;
 		left -= piece;
-		done += piece;
 	}
-	/* The whole region, verified: only now may the file ever get its final name. An empty
-	 * region is asked too (its checksum is still checked). */
-	if (j->ready && (rc = wait_ready(j, i, r->size, r->size, &avail)) < 0)
-		return rc;
 	if (!hashed)
 		*hash = ckpt_codec__hash_digest(h);
 	return CKPT_OK;
 }
 
+/* The index entry of a region written whole at off (one chunk, or none when it is empty). */
+static void region_meta(struct ckpt_region_meta *m, struct ckpt_chunk *chunk, const char *name,
+			uint64_t size, uint64_t off, uint64_t xxh3)
+{
+	m->name_len = (uint16_t)strlen(name);
+	memcpy(m->name, name, m->name_len);
+	m->codec = CKPT_CODEC_NONE;
+	m->raw_size = size;
+	m->chunk_raw = size;
+	m->nchunks = size ? 1 : 0;
+	m->raw_xxh3 = xxh3;
+	m->chunks = chunk;
+	*chunk = (struct ckpt_chunk){ off, size, xxh3, 0, 0 };
+}
+
+/* The last block(s) of a local shard, index and trailer, for regions ending at off: tail_len
+ * bytes (a CKPT_ALIGN multiple) at tail, zero where nothing is encoded. */
+static size_t tail_size(const struct ckpt_region_meta *meta, size_t n)
+{
+	return (size_t)align_up(ckpt_fmt__index_size(meta, (uint32_t)n) + CKPT_TRAILER_SIZE);
+}
+
+static void encode_tail(void *tail, size_t tail_len, const struct ckpt_region_meta *meta, size_t n,
+			uint64_t off, uint64_t raw_total, uint64_t save_id)
+{
+	size_t index_size = ckpt_fmt__index_size(meta, (uint32_t)n);
+	struct ckpt_trailer trl;
+
+	memset(tail, 0, tail_len);
+	ckpt_fmt__encode_index(tail, meta, (uint32_t)n);
+	trl = (struct ckpt_trailer){ off, index_size, ckpt_codec__xxh3(tail, index_size), raw_total,
+				     off + tail_len, save_id };
+	ckpt_fmt__encode_trailer((uint8_t *)tail + tail_len - CKPT_TRAILER_SIZE, &trl);
+}
+
+/* A failed write names its file (the io backends know offsets, not paths), unless the failure
+ * was someone else's (the caller's callback) or the message names the directory already. */
+static void name_file(struct ckpt_err *err, int rc, const char *tmp, const char *stepdir)
+{
+	char msg[CKPT_ERRMSG_MAX];
+
+	if (!err || strstr(err->msg, stepdir))
+		return;
+	memcpy(msg, err->msg, sizeof(msg));
+	ckpt_err__set(err, rc, "%s: %s", tmp, msg);
+}
+
 static int write_local(struct ckpt_writer *w, const char *stepdir, const char *final_base,
 		       const struct ckpt_header *h, const ckpt_region *regs, size_t n,
 		       const uint64_t *xxh3, const unsigned char *hashed, int in_place,
-		       ckpt_shard_ready_fn ready, void *ready_arg, const char *fault_kill_at,
-		       struct ckpt_err *err)
+		       const char *fault_kill_at, struct ckpt_err *err)
 {
 	struct ckpt_region_meta *meta = NULL;
 	struct ckpt_chunk *chunks = NULL;
 	struct ckpt_header hdr = *h;
-	struct ckpt_trailer trl;
-	struct wjob j = { w, -1, 1, 0, NULL, err, in_place, ready, ready_arg, 0 };
+	struct wjob j = { w, -1, 1, 0, NULL, err, in_place };
 	char tmp[CKPT_PATH_MAX];
 	uint64_t off, raw_total = 0;
-	size_t index_size, tail_len;
+	size_t tail_len;
 	void *tail = NULL;
 	unsigned slot;
 	int rc, tail_owned = 0;
@@ -224,42 +235,28 @@ static int write_local(struct ckpt_writer *w, const char *stepdir, const char *f
 		goto out;
 	off = CKPT_ALIGN;
 	for (size_t i = 0; i < n; i++) {
-		struct ckpt_region_meta *m = &meta[i];
+		int have = in_place && hashed && hashed[i];
+		uint64_t hash = have ? xxh3[i] : 0;
 
-		m->name_len = (uint16_t)strlen(regs[i].name);
-		memcpy(m->name, regs[i].name, m->name_len);
-		m->codec = CKPT_CODEC_NONE;
-		m->raw_size = regs[i].size;
-		m->chunk_raw = regs[i].size;
-		m->nchunks = regs[i].size ? 1 : 0;
-		m->chunks = &chunks[i];
-		if (in_place && hashed && hashed[i])
-			m->raw_xxh3 = xxh3[i];
-		if ((rc = write_region(&j, &regs[i], i, off, &m->raw_xxh3,
-				       in_place && hashed && hashed[i])) < 0)
+		if ((rc = write_region(&j, &regs[i], off, &hash, have)) < 0)
 			goto out;
-		chunks[i] = (struct ckpt_chunk){ off, regs[i].size, m->raw_xxh3, 0, 0 };
+		region_meta(&meta[i], &chunks[i], regs[i].name, regs[i].size, off, hash);
 		raw_total += regs[i].size;
 		off += align_up(regs[i].size);
 	}
-	index_size = ckpt_fmt__index_size(meta, (uint32_t)n);
-	tail_len = (size_t)align_up(index_size + CKPT_TRAILER_SIZE);
+	tail_len = tail_size(meta, n);
 	if ((rc = get_slot(&j, &slot)) < 0)
 		goto out;
 	if (tail_len <= w->bufsize) {
 		tail = w->bufs[slot];
 	} else if (posix_memalign(&tail, CKPT_ALIGN, tail_len)) {
 		tail = NULL;
-		rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory for a %zu-byte index", index_size);
+		rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory for a %zu-byte index", tail_len);
 		goto out;
 	} else {
 		tail_owned = 1;
 	}
-	memset(tail, 0, tail_len);
-	ckpt_fmt__encode_index(tail, meta, (uint32_t)n);
-	trl = (struct ckpt_trailer){ off, index_size, ckpt_codec__xxh3(tail, index_size), raw_total,
-				     off + tail_len, hdr.save_id };
-	ckpt_fmt__encode_trailer((uint8_t *)tail + tail_len - CKPT_TRAILER_SIZE, &trl);
+	encode_tail(tail, tail_len, meta, n, off, raw_total, hdr.save_id);
 	if ((rc = ckpt_io__submit(w->io, j.fd, tail, tail_len, off, slot, err)) < 0)
 		goto out;
 	if ((rc = ckpt_io__reap_all(w->io, err)) < 0)
@@ -285,14 +282,7 @@ out:
 	if (j.fd >= 0)
 		close(j.fd);
 	if (rc < 0) {
-		/* the io backends know offsets, not paths: name the file here (not in a message of
-		 * the ready callback's: the failure was not this file's) */
-		if (err && !j.ready_failed && !strstr(err->msg, stepdir)) {
-			char msg[CKPT_ERRMSG_MAX];
-
-			memcpy(msg, err->msg, sizeof(msg));
-			ckpt_err__set(err, rc, "%s: %s", tmp, msg);
-		}
+		name_file(err, rc, tmp, stepdir);
 		unlink(tmp);
 	}
 	if (tail_owned)
@@ -307,8 +297,7 @@ int ckpt_shard__write_local(struct ckpt_writer *w, const char *stepdir, const ch
 			    const struct ckpt_header *h, const ckpt_region *regs, size_t n,
 			    const char *fault_kill_at, struct ckpt_err *err)
 {
-	return write_local(w, stepdir, final_base, h, regs, n, NULL, NULL, 0, NULL, NULL,
-			   fault_kill_at, err);
+	return write_local(w, stepdir, final_base, h, regs, n, NULL, NULL, 0, fault_kill_at, err);
 }
 
 int ckpt_shard__write_staged(struct ckpt_writer *w, const char *stepdir, const char *final_base,
@@ -316,26 +305,117 @@ int ckpt_shard__write_staged(struct ckpt_writer *w, const char *stepdir, const c
 			     const uint64_t *xxh3, const unsigned char *hashed,
 			     const char *fault_kill_at, struct ckpt_err *err)
 {
-	return write_local(w, stepdir, final_base, h, regs, n, xxh3, hashed, 1, NULL, NULL,
-			   fault_kill_at, err);
+	return write_local(w, stepdir, final_base, h, regs, n, xxh3, hashed, 1, fault_kill_at,
+			   err);
 }
 
-int ckpt_shard__write_local_ready(struct ckpt_writer *w, const char *stepdir,
-				  const char *final_base, const struct ckpt_header *h,
-				  const ckpt_region *regs, size_t n, const uint64_t *xxh3,
-				  ckpt_shard_ready_fn ready, void *ready_arg,
-				  const char *fault_kill_at, struct ckpt_err *err)
+int ckpt_shard__write_local_stream(const char *stepdir, const char *final_base,
+				   const struct ckpt_header *h, const ckpt_region *regs, size_t n,
+				   const uint64_t *xxh3, ckpt_shard_next_fn next, void *next_arg,
+				   int durable, const char *fault_kill_at, struct ckpt_err *err)
 {
-	unsigned char *hashed;
-	int rc;
+	struct ckpt_region_meta *meta = NULL;
+	struct ckpt_chunk *chunks = NULL;
+	struct ckpt_header hdr = *h;
+	char tmp[CKPT_PATH_MAX];
+	uint64_t off, raw_total = 0;
+	size_t tail_len;
+	void *block = NULL;
+	int fd = -1, rc, theirs = 0;
 
-	/* every region's XXH3 is the caller's: each region's bytes are hashed once, by the
-	 * caller, as they are checked */
-	if (!(hashed = malloc(n ? n : 1)))
-		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory saving %zu regions", n);
-	memset(hashed, 1, n ? n : 1);
-	rc = write_local(w, stepdir, final_base, h, regs, n, xxh3, hashed, 1, ready, ready_arg,
-			 fault_kill_at, err);
-	free(hashed);
+	if ((rc = ckpt_store__tmp_path(tmp, sizeof(tmp), stepdir, final_base)) < 0)
+		return ckpt_err__set(err, rc, "path too long under %s", stepdir);
+	meta = calloc(n ? n : 1, sizeof(*meta));
+	chunks = calloc(n ? n : 1, sizeof(*chunks));
+	if (!meta || !chunks) {
+		rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory restoring %zu regions", n);
+		goto out;
+	}
+	/* The layout first (the index holds the checksums next() verifies): each region at an
+	 * aligned offset after the header block, as write_local lays it out. */
+	off = CKPT_ALIGN;
+	for (size_t i = 0; i < n; i++) {
+		region_meta(&meta[i], &chunks[i], regs[i].name, regs[i].size, off, xxh3[i]);
+		raw_total += regs[i].size;
+		off += align_up(regs[i].size);
+	}
+	tail_len = tail_size(meta, n);
+	if (!(block = malloc(tail_len > CKPT_ALIGN ? tail_len : CKPT_ALIGN))) {
+		rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory for a %zu-byte index", tail_len);
+		goto out;
+	}
+
+	/* 1. create the temporary file, buffered: the bytes come from a decoder chunk by chunk
+	 *    and the program that waits for this restore reads them next, from the page cache. */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (fd < 0) {
+		rc = ckpt_err__errno(err, errno, "create %s", tmp);
+		goto out;
+	}
+
+	/* 2. write the header block, each region as next() hands it over (the padding up to the
+	 *    next region is never written: it reads as zeros), the index block with the trailer */
+	hdr.data_offset = CKPT_ALIGN;
+	hdr.nregions = (uint32_t)n;
+	memset(block, 0, CKPT_ALIGN);
+	ckpt_fmt__encode_header(block, &hdr);
+	if ((rc = ckpt_io__pwrite_full(fd, block, CKPT_ALIGN, 0, err, tmp)) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t done = 0;
+
+		for (;;) {
+			const void *p;
+			size_t len;
+
+			if ((rc = next(next_arg, i, done, &p, &len, err)) < 0) {
+				theirs = 1;
+				goto out;
+			}
+			if (!len)
+				break; /* the whole region, verified */
+			if ((rc = ckpt_io__pwrite_full(fd, p, len, chunks[i].offset + done, err,
+						       tmp)) < 0)
+				goto out;
+			done += len;
+		}
+	}
+	encode_tail(block, tail_len, meta, n, off, raw_total, hdr.save_id);
+	if ((rc = ckpt_io__pwrite_full(fd, block, tail_len, off, err, tmp)) < 0)
+		goto out;
+	ckpt_config__fault(fault_kill_at, "save.written");
+
+	/* 3. durable: fdatasync, data and file size on the device before the file gets its final
+	 *    name. Otherwise none: a cache copy of a step that stays durable elsewhere (committed
+	 *    on the shared tier) is left to the kernel's writeback, so that the job waiting for
+	 *    the restore waits for the decoder, not for the device. A power loss before the
+	 *    writeback may leave it short or zeroed under its final name: every reader verifies a
+	 *    local shard (its structure at open, each region's XXH3 as it loads; ckpt restore a
+	 *    present copy whole) and replaces it, or reads the shared tier. */
+	if (durable && fdatasync(fd) < 0) {
+		rc = ckpt_err__errno(err, errno, "fdatasync %s", tmp);
+		goto out;
+	}
+	ckpt_config__fault(fault_kill_at, "save.synced"); /* also without: the same crash points */
+	close(fd);
+	fd = -1;
+	/* 4. rename into place; durable: fsync the step directory (a crash before it may lose
+	 *    the new name: never a partial file). A cache copy's name reaches the device with the
+	 *    writeback too (a crash may forget it: the next restore writes it again). */
+	rc = durable ? ckpt_store__publish(tmp, stepdir, final_base, err)
+		     : ckpt_store__rename(tmp, stepdir, final_base, err);
+	if (rc == CKPT_OK)
+		ckpt_config__fault(fault_kill_at, "save.published");
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rc < 0) {
+		if (!theirs)
+			name_file(err, rc, tmp, stepdir);
+		unlink(tmp);
+	}
+	free(block);
+	free(chunks);
+	free(meta);
 	return rc;
 }

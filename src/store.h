@@ -42,6 +42,9 @@ int ckpt_store__same_dir(const char *dir, uint64_t dev, uint64_t ino, struct ckp
 int ckpt_store__mkdirs(const char *path, struct ckpt_err *err);
 /* fsync a directory so that entries created or renamed in it survive a crash. */
 int ckpt_store__fsync_dir(const char *path, struct ckpt_err *err);
+/* rename(tmp, dir/final_base) only: the new name is visible, not yet durable. */
+int ckpt_store__rename(const char *tmp, const char *dir, const char *final_base,
+		       struct ckpt_err *err);
 /* rename(tmp, dir/final_base) then fsync(dir): after this returns the new name is durable. */
 int ckpt_store__publish(const char *tmp, const char *dir, const char *final_base,
 			struct ckpt_err *err);

@@ -104,8 +104,8 @@ int ckpt_store__mkdirs(const char *path, struct ckpt_err *err)
 	return ckpt_store__fsync_dir(slash ? "/" : ".", err);
 }
 
-int ckpt_store__publish(const char *tmp, const char *dir, const char *final_base,
-			struct ckpt_err *err)
+int ckpt_store__rename(const char *tmp, const char *dir, const char *final_base,
+		       struct ckpt_err *err)
 {
 	char final[CKPT_PATH_MAX];
 
@@ -114,8 +114,16 @@ int ckpt_store__publish(const char *tmp, const char *dir, const char *final_base
 	/* rename is atomic: a reader sees the old file or the complete new one, never a mix. */
 	if (rename(tmp, final) < 0)
 		return ckpt_err__errno(err, errno, "rename %s to %s", tmp, final);
+	return CKPT_OK;
+}
+
+int ckpt_store__publish(const char *tmp, const char *dir, const char *final_base,
+			struct ckpt_err *err)
+{
+	int rc = ckpt_store__rename(tmp, dir, final_base, err);
+
 	/* Until the directory is fsync'd, a crash may forget the rename: fsync makes it durable. */
-	return ckpt_store__fsync_dir(dir, err);
+	return rc < 0 ? rc : ckpt_store__fsync_dir(dir, err);
 }
 
 int ckpt_store__write_durable(const char *dir, const char *final_base, const void *buf, size_t len,

@@ -48,6 +48,7 @@ static const struct {
 	{ "min-age", required_argument, OPT_MIN_AGE },
 	{ "set", required_argument, OPT_SET },
 	{ "bytes", required_argument, OPT_BYTES },
+	{ "durable", no_argument, OPT_DURABLE },
 	{ "json", no_argument, OPT_JSON },
 	{ "quiet", no_argument, OPT_QUIET },
 	{ "help", no_argument, OPT_HELP },
@@ -238,6 +239,7 @@ static int take_option(struct tool_ctx *t, enum tool_opt id, const char *arg)
 			return tool_usage_error(t, "bad --bytes '%s' (a size such as 64M, at most 64G; "
 						"0 skips the measurement)", arg);
 		break;
+	case OPT_DURABLE: o->durable = 1; break;
 	case OPT_JSON: o->json = 1; break;
 	case OPT_QUIET: o->quiet = 1; break;
 	case OPT_HELP:

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* `ckpt restore` (also installed as ckpt-restore): bring a committed step back from the shared
  * tier to the local tier, in the library's local format. Local shards are written by the
- * library's own writer (ckpt_shard__write_local_ready, the local writer fed while it decodes), so
+ * library's own writer (ckpt_shard__write_local_stream, fed chunk by chunk while it decodes), so
  * a restored file is byte for byte what ckpt_save wrote. */
 #include <errno.h>
 #include <inttypes.h>
@@ -50,7 +50,7 @@ static enum local_state local_state(struct tool_ctx *t, const struct ckpt_manife
  * does not hold part of a step that will not be restored. *write_failed tells a failure of the
  * local tier (always an I/O error) from one of the shared tier. */
 static int restore_step(struct tool_ctx *t, const struct ckpt_manifest *m,
-			struct tool_restore *res, struct ckpt_writer *w, struct ckpt_codec *codec,
+			struct tool_restore *res, struct ckpt_codec *codec,
 			int *write_failed, struct ckpt_err *err)
 {
 	const struct tool_opts *o = &t->o;
@@ -79,7 +79,8 @@ static int restore_step(struct tool_ctx *t, const struct ckpt_manifest *m,
 	for (uint32_t r = 0; r < m->nranks; r++) {
 		struct tool_restore_rank *rr;
 		struct ckpt_shard *sh = NULL;
-		struct tool_shard_data data;
+		ckpt_region *regs = NULL;
+		uint64_t *xxh3 = NULL;
 		struct tool_reader *rd;
 		struct ckpt_err werr = { "" };
 		struct ckpt_header h;
@@ -137,21 +138,40 @@ static int restore_step(struct tool_ctx *t, const struct ckpt_manifest *m,
 			*write_failed = 1;
 			break;
 		}
-		/* Decoding (background threads) and writing (this thread) overlap: each block of
-		 * a region goes to the device as soon as it is decoded, in order, and hashed; the
-		 * file is renamed only after every region's checksum matched. write_local_ready:
-		 * temporary name, O_DIRECT writes, fdatasync, rename, fsync of the directory; on
-		 * damage (or any failure) the temporary file is removed, so nothing of this rank is
-		 * left under its final name. A kill before the rename leaves only a .tmp file of a
-		 * dead process, which nothing reads and the next run (or ckpt_open) removes. */
-		if ((rc = tool_read_start(&rd, &data, sh, o->threads, &pg->done, err)) < 0) {
+		/* Decoding (background threads) and writing (this thread) overlap: each chunk goes
+		 * to the file as soon as it is decoded and hashed, in order; the file is renamed
+		 * only after every region's checksum matched. write_local_stream: temporary name,
+		 * buffered writes, rename. The copy of a committed step is a cache of the shared
+		 * tier's, which stays the durable copy: it is left to the kernel's writeback, so
+		 * that the job waiting for this restore waits for the decoder, not for the device
+		 * (with --durable: fdatasync, rename, fsync of the directory, as ckpt_save). A copy
+		 * a power loss left short or zeroed is found by its checksums (here by local_state,
+		 * in the library as it loads) and replaced, or read from the shared tier. On damage
+		 * (or any failure) the temporary file is removed, so nothing of this rank is left
+		 * under its final name. A kill before the rename leaves only a .tmp file of a dead
+		 * process, which nothing reads and the next run (or ckpt_open) removes. */
+		if (!(regs = calloc(h.nregions ? h.nregions : 1, sizeof(*regs))) ||
+		    !(xxh3 = calloc(h.nregions ? h.nregions : 1, sizeof(*xxh3)))) {
+			free(regs);
+			ckpt_shard__close(sh);
+			rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory");
+			break;
+		}
+		for (uint32_t i = 0; i < h.nregions; i++) {
+			regs[i] = (ckpt_region){ sh->idx.regions[i].name, NULL,
+						 (size_t)sh->idx.regions[i].raw_size };
+			xxh3[i] = sh->idx.regions[i].raw_xxh3;
+		}
+		if ((rc = tool_read_start(&rd, sh, o->threads, &pg->done, err)) < 0) {
+			free(regs);
+			free(xxh3);
 			ckpt_shard__close(sh);
 			break;
 		}
 		tool_progress_track_writes(pg, rr->raw);
-		wrc = ckpt_shard__write_local_ready(w, dir, base, &h, data.regs, data.n, data.xxh3,
-						    tool_read_ready, rd, o->cfg->fault_kill_at,
-						    &werr);
+		wrc = ckpt_shard__write_local_stream(dir, base, &h, regs, h.nregions, xxh3,
+						     tool_read_next, rd, o->durable,
+						     o->cfg->fault_kill_at, &werr);
 		tool_progress_untrack(pg);
 		if (wrc < 0)
 			tool_read_cancel(rd); /* the write is over: stop decoding */
@@ -165,7 +185,8 @@ static int restore_step(struct tool_ctx *t, const struct ckpt_manifest *m,
 			*write_failed = 1;
 		}
 		atomic_fetch_add(&pg->done, rr->raw);
-		tool_shard_data_free(&data);
+		free(regs);
+		free(xxh3);
 		ckpt_shard__close(sh);
 		if (rc < 0)
 			break;
@@ -190,6 +211,7 @@ static int restore_step(struct tool_ctx *t, const struct ckpt_manifest *m,
 		rmdir(dir); /* created for a rank that then failed: nothing in it */
 	}
 	res->secs = tool_now() - t0;
+	res->durable = writing && o->durable;
 	free(published);
 	return rc;
 }
@@ -223,7 +245,7 @@ static int prepare_local(struct tool_ctx *t, struct tool_restore *res)
 /* Newest first: the first committed step that restores intact wins. Returns the exit status,
  * or -1 when no committed step was found. */
 static int restore_newest(struct tool_ctx *t, const uint64_t *steps, size_t nsteps,
-			  struct tool_restore *res, struct ckpt_writer *w, struct ckpt_codec *codec)
+			  struct tool_restore *res, struct ckpt_codec *codec)
 {
 	const struct tool_opts *o = &t->o;
 	struct ckpt_err err = { "" };
@@ -249,7 +271,7 @@ static int restore_newest(struct tool_ctx *t, const uint64_t *steps, size_t nste
 			res->step = step;
 			res->save_id = m.save_id;
 			res->nranks = m.nranks;
-			rc = restore_step(t, &m, res, w, codec, &wf, &err);
+			rc = restore_step(t, &m, res, codec, &wf, &err);
 			ckpt_fmt__manifest_free(&m);
 			if (rc == CKPT_OK)
 				return TOOL_EXIT_OK;
@@ -290,7 +312,6 @@ static int run(struct tool_ctx *t, struct tool_result *out)
 {
 	const struct tool_opts *o = &t->o;
 	struct tool_restore *res = &out->u.restore;
-	struct ckpt_writer *w = NULL;
 	struct ckpt_codec *codec = NULL;
 	struct ckpt_err err = { "" };
 	uint64_t *steps = NULL;
@@ -332,8 +353,7 @@ static int run(struct tool_ctx *t, struct tool_result *out)
 		goto out;
 	}
 	if (!o->verify_only && !o->dry_run) {
-		if (ckpt_store__mkdirs(o->local_job, &err) < 0 ||
-		    ckpt_shard__writer_new(&w, o->cfg->io_backend, o->cfg->io_depth, &err) < 0) {
+		if (ckpt_store__mkdirs(o->local_job, &err) < 0) {
 			code = TOOL_EXIT_IO;
 			snprintf(res->error, sizeof(res->error), "%s", err.msg);
 			goto out;
@@ -341,7 +361,7 @@ static int run(struct tool_ctx *t, struct tool_result *out)
 		/* What restores (or saves) killed on this host left behind. */
 		ckpt_store__cleanup_tmp(o->local_job);
 	}
-	code = restore_newest(t, steps, nsteps, res, w, codec);
+	code = restore_newest(t, steps, nsteps, res, codec);
 	/* Nothing committed found, while a writer committed step N+1 after we passed it and retired
 	 * step N before we reached it: a committed step existed throughout. When the listing
 	 * changed meanwhile, look again (bounded), so that "no committed step" (exit 1, which an
@@ -364,7 +384,7 @@ static int run(struct tool_ctx *t, struct tool_result *out)
 		nsteps = nagain;
 		if (same)
 			break;
-		code = restore_newest(t, steps, nsteps, res, w, codec);
+		code = restore_newest(t, steps, nsteps, res, codec);
 	}
 	if (code < 0 && res->nd) {
 		code = TOOL_EXIT_DAMAGED;
@@ -388,7 +408,6 @@ out:
 		out->report = 0;
 	else if (code != TOOL_EXIT_OK && res->error[0])
 		tool_say(t, "%s", res->error);
-	ckpt_shard__writer_free(w);
 	ckpt_codec__free(codec);
 	free(steps);
 	return code;
@@ -398,10 +417,11 @@ const struct tool_cmd tool_cmd_restore = {
 	.name = "restore",
 	.run = run,
 	.opts = TOOL_OPT(SHARED_DIR) | TOOL_OPT(LOCAL_DIR) | TOOL_OPT(NAME) | TOOL_OPT(STEP) |
-		TOOL_OPT(RANK) | TOOL_OPT(THREADS) | TOOL_OPT(VERIFY_ONLY) | TOOL_OPT(DRY_RUN),
+		TOOL_OPT(RANK) | TOOL_OPT(THREADS) | TOOL_OPT(VERIFY_ONLY) | TOOL_OPT(DRY_RUN) |
+		TOOL_OPT(DURABLE),
 	.synopsis = "--shared-dir DIR --local-dir DIR [--name NAME] [--step N]\n"
-		    "[--rank R[,R-R...]|auto] [--threads N] [--verify-only] [--dry-run] [--json]\n"
-		    "[--quiet]",
+		    "[--rank R[,R-R...]|auto] [--threads N] [--durable] [--verify-only] [--dry-run]\n"
+		    "[--json] [--quiet]",
 	.summary = "bring a committed step back to the local directory (also: ckpt-restore)",
 	.help = "Brings the newest committed step (or step N) of job NAME from the shared volume\n"
 		"back to the local directory in the library's local format, verifying every\n"
@@ -409,6 +429,10 @@ const struct tool_cmd tool_cmd_restore = {
 		"local_dir and its parents are created when missing; shared_dir must exist.\n"
 		"--rank auto means this process's rank, from the launcher's environment\n"
 		"(OMPI_COMM_WORLD_RANK, PMI_RANK, MV2_COMM_WORLD_RANK, PMIX_RANK, SLURM_PROCID).\n"
+		"The local copy is written through the page cache and left to the kernel's\n"
+		"writeback (the shared copy stays the durable one; a copy a power loss damaged\n"
+		"is found by its checksums); --durable waits until it is on the device\n"
+		"(O_DIRECT, fdatasync, directory fsync), as ckpt_save does.\n"
 		"--verify-only checks and writes nothing; --dry-run says what it would do.\n",
 	.exits = "Exit status: 0 success; 1 nothing to restore; 2 damaged; 3 I/O error;\n"
 		"64 bad usage. See ckpt-restore(1).\n",

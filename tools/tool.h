@@ -56,19 +56,22 @@ int tool_read_shard(struct tool_shard_data *out, struct ckpt_shard *s, unsigned 
 void tool_shard_data_free(struct tool_shard_data *d); /* empty or NULL: no-op */
 
 /*
- * The restore's read, in the background: tool_read_start maps *data as tool_read_shard does and
- * starts `nthreads` threads decoding it, region after region, while the caller writes what is
- * ready; tool_read_ready (a ckpt_shard_ready_fn, arg the reader) waits for region bytes: the
- * hashed prefix of a region, and the whole region only once its checksum matched. Any damage
- * anywhere in the shard makes every later tool_read_ready fail with it. tool_read_cancel stops
- * the threads early (the writer failed). tool_read_finish joins them, frees the reader and
- * returns the first decoding failure (err), or CKPT_OK (also after a cancel); *data stays the
- * caller's to free with tool_shard_data_free. On a start failure *data is empty.
+ * The restore's read, in the background: tool_read_start starts `nthreads` threads decoding the
+ * shard's chunks in order into a ring of a few chunk-sized slots (memory bounded whatever the
+ * shard's size), while the caller writes what is ready. tool_read_next (a ckpt_shard_next_fn,
+ * arg the reader) hands over region i's bytes from offset off on, up to the end of their chunk,
+ * once they are hashed in order; the region's last chunk only once its checksum matched; len 0
+ * once the region is whole. Asking for region bytes hands back every slot before them, so the
+ * caller asks in order (regions in order, each from 0 to its end). Any damage anywhere in the
+ * shard makes every later tool_read_next fail with it. tool_read_cancel stops the threads early
+ * (the writer failed). tool_read_finish joins them, frees the reader and returns the first
+ * decoding failure (err), or CKPT_OK (also after a cancel).
  */
 struct tool_reader;
-int tool_read_start(struct tool_reader **out, struct tool_shard_data *data, struct ckpt_shard *s,
-		    unsigned nthreads, _Atomic uint64_t *progress, struct ckpt_err *err);
-int tool_read_ready(void *reader, size_t i, uint64_t want, uint64_t *have, struct ckpt_err *err);
+int tool_read_start(struct tool_reader **out, struct ckpt_shard *s, unsigned nthreads,
+		    _Atomic uint64_t *progress, struct ckpt_err *err);
+int tool_read_next(void *reader, size_t i, uint64_t off, const void **p, size_t *len,
+		   struct ckpt_err *err);
 void tool_read_cancel(struct tool_reader *rd);
 int tool_read_finish(struct tool_reader *rd, struct ckpt_err *err);
 
@@ -172,7 +175,7 @@ void tool_progress_msg(struct tool_progress *p, const char *fmt, ...)
 enum tool_opt {
 	OPT_SHARED_DIR, OPT_LOCAL_DIR, OPT_NAME, OPT_STEP, OPT_ALL, OPT_RANK, OPT_THREADS,
 	OPT_VERIFY_ONLY, OPT_DRY_RUN, OPT_KEEP_SHARED, OPT_KEEP_LOCAL, OPT_MIN_AGE, OPT_SET,
-	OPT_BYTES, OPT_JSON, OPT_QUIET, OPT_HELP, OPT_VERSION,
+	OPT_BYTES, OPT_DURABLE, OPT_JSON, OPT_QUIET, OPT_HELP, OPT_VERSION,
 	OPT__COUNT
 };
 #define TOOL_OPT(o) (1u << OPT_##o)
@@ -196,6 +199,7 @@ struct tool_opts {
 	size_t nranges;
 	unsigned threads;
 	int all, verify_only, dry_run, json, quiet;
+	int durable;                     /* restore: wait until the local copy is on the device */
 	int have_keep_shared, have_keep_local;
 	unsigned keep_shared, keep_local;
 	double min_age;                  /* seconds */
@@ -354,6 +358,7 @@ struct tool_restore {
 	size_t nd;
 	uint64_t raw, written;
 	double secs;
+	int durable;          /* --durable: the written copies were fdatasync'ed before exit */
 	char error[2 * CKPT_ERRMSG_MAX];
 };
 

@@ -474,6 +474,7 @@ static void restore_json(const struct tool_ctx *t, const struct tool_result *r)
 	tool_json_end(&j, ']');
 	tool_json_u64(&j, "raw_bytes", res->raw);
 	tool_json_u64(&j, "written_bytes", res->written);
+	tool_json_bool(&j, "durable", res->durable);
 	tool_json_num(&j, "seconds", res->secs);
 	tool_json_arr(&j, "damaged");
 	for (size_t i = 0; i < res->nd; i++) {

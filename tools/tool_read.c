@@ -8,10 +8,12 @@
  * decoded and nobody hashing that region (as the library's reader, ckpt_shard__read_region, does
  * for one region), so no hashing pass is left once the last chunk is decoded.
  *
- * A restore decodes on background threads while the caller writes (tool_read_start): the hashed
- * prefix of each region is what the writer may send to the device, and a region counts as whole
- * only once its checksum matched (tool_read_ready). Threads claim chunks in region order, so the
- * writer follows right behind them.
+ * A restore decodes on background threads while the caller writes (tool_read_start): chunks
+ * decode into a ring of a few chunk-sized slots, the writer takes each chunk once it is hashed in
+ * order (the region's last chunk once its checksum matched) and hands its slot back by asking for
+ * the next one (tool_read_next). Threads claim chunks in region order and wait for a free slot, so
+ * memory stays bounded by the ring whatever the shard's size, the slots stay warm in the caches,
+ * and each page of them is faulted in once, not once per page of the shard.
  *
  * Verifying without restoring keeps memory bounded: a region is decoded window by window (a few
  * chunks per thread, in parallel) and each window is hashed in order into the region's running
@@ -29,6 +31,9 @@
  * to WINDOW_MAX. */
 #define WINDOW_BYTES (256ull << 20)
 #define WINDOW_MAX (2ull << 30)
+/* Restore: chunk slots per decoding thread in the ring, and two more: one the writer holds, one
+ * for the thread that decodes ahead while the next-in-order chunk is still decoding. */
+#define SLOTS_PER_THREAD 2
 
 struct item {
 	uint32_t region, chunk;
@@ -36,8 +41,12 @@ struct item {
 
 struct job {
 	struct ckpt_shard *s;
-	struct tool_shard_data *out; /* NULL: verify only */
-	uint64_t *region_off;        /* offset of each region in out->mem */
+	int stream;                  /* restore (tool_read_start); else verify only */
+	/* restore: chunk k decodes into slot k % nslots, free again once the writer has asked for
+	 * a later chunk (consumed > k, under mu) */
+	uint8_t *ring;
+	size_t slot_size, nslots;
+	size_t consumed;             /* chunks (items) the writer is done with */
 	/* restore: the running hash of each region, in chunk order (under mu) */
 	size_t *region_item;         /* index of each region's first item */
 	uint32_t *nhashed;           /* chunks of each region hashed so far */
@@ -76,9 +85,9 @@ struct tool_reader {
 	unsigned started;            /* background threads to join */
 };
 
-static uint64_t align_up(uint64_t v)
+static uint8_t *slot(const struct job *j, size_t item)
 {
-	return (v + CKPT_ALIGN - 1) & ~(uint64_t)(CKPT_ALIGN - 1);
+	return j->ring + (item % j->nslots) * j->slot_size;
 }
 
 /* The first failure wins; the others stop claiming work. */
@@ -102,7 +111,6 @@ static int hash_region(struct worker *w, const struct item *it)
 	struct job *j = w->job;
 	uint32_t i = it->region;
 	const struct ckpt_region_meta *r = &j->s->idx.regions[i];
-	const uint8_t *base = (const uint8_t *)j->out->mem + j->region_off[i];
 	int rc = CKPT_OK;
 
 	pthread_mutex_lock(&j->mu);
@@ -122,7 +130,7 @@ static int hash_region(struct worker *w, const struct item *it)
 		uint32_t c = j->nhashed[i];
 
 		pthread_mutex_unlock(&j->mu);
-		ckpt_codec__hash_update(j->rhash[i], base + (uint64_t)c * r->chunk_raw,
+		ckpt_codec__hash_update(j->rhash[i], slot(j, j->region_item[i] + c),
 					(size_t)ckpt_fmt__chunk_raw(r, c));
 		pthread_mutex_lock(&j->mu);
 		j->nhashed[i]++;
@@ -157,9 +165,8 @@ static int do_chunk(struct worker *w, const struct item *it)
 	if ((rc = ckpt_io__pread_full(j->s->fd, w->stored, ch->stored_size, ch->offset, &w->err,
 				      j->s->path)) < 0)
 		return rc;
-	dst = j->out ? (uint8_t *)j->out->mem + j->region_off[it->region] +
-			       (uint64_t)it->chunk * r->chunk_raw
-		     : j->window + (uint64_t)(it->chunk - j->win_c0) * r->chunk_raw;
+	dst = j->stream ? slot(j, (size_t)(it - j->items))
+			: j->window + (uint64_t)(it->chunk - j->win_c0) * r->chunk_raw;
 	/* The library's chunk check, without the region hash: chunks decode here in any order, and
 	 * the region's raw bytes are hashed in order as they come (hash_region, verify_windows). */
 	if ((rc = ckpt_codec__check_chunk(w->codec, r, it->chunk, w->stored, dst, NULL,
@@ -171,19 +178,21 @@ static int do_chunk(struct worker *w, const struct item *it)
 	}
 	if (j->progress)
 		atomic_fetch_add(j->progress, raw);
-	return j->out ? hash_region(w, it) : CKPT_OK;
+	return j->stream ? hash_region(w, it) : CKPT_OK;
 }
 
-/* A region without chunks: its checksum must be that of its (zero) bytes. */
-static int do_region(struct worker *w, uint32_t i)
+/* Restore: wait until item i's slot is free (the writer is done with item i - nslots); 0 when
+ * the read failed or was cancelled meanwhile. */
+static int wait_slot(struct job *j, size_t i)
 {
-	struct job *j = w->job;
-	const struct ckpt_region_meta *r = &j->s->idx.regions[i];
+	int ok;
 
-	if (ckpt_codec__xxh3((uint8_t *)j->out->mem + j->region_off[i], r->raw_size) != r->raw_xxh3)
-		return ckpt_err__set(&w->err, CKPT_ECORRUPT, "%s: region '%s' checksum mismatch",
-				     j->s->path, r->name);
-	return CKPT_OK;
+	pthread_mutex_lock(&j->mu);
+	while (i >= j->consumed + j->nslots && !atomic_load(&j->failed))
+		pthread_cond_wait(&j->cv, &j->mu);
+	ok = !atomic_load(&j->failed);
+	pthread_mutex_unlock(&j->mu);
+	return ok;
 }
 
 static void *work(void *arg)
@@ -194,6 +203,8 @@ static void *work(void *arg)
 	int rc;
 
 	while (!atomic_load(&j->failed) && (i = atomic_fetch_add(&j->next, 1)) < n) {
+		if (j->stream && !wait_slot(j, i))
+			break;
 		rc = do_chunk(w, &j->items[i]);
 		if (rc < 0) {
 			fail(j, rc, &w->err);
@@ -297,7 +308,8 @@ static void reader_free(struct tool_reader *rd)
 	}
 	free(rd->ws);
 	free(j->items);
-	free(j->region_off);
+	if (j->ring)
+		munmap(j->ring, j->nslots * j->slot_size);
 	for (uint32_t i = 0; j->rhash && i < j->s->idx.nregions; i++)
 		ckpt_codec__hash_free(j->rhash[i]); /* regions left half hashed by a failure */
 	free(j->rhash);
@@ -312,20 +324,19 @@ static void reader_free(struct tool_reader *rd)
 	free(rd);
 }
 
-/* Plan the read of s (one item per chunk, region by region), and with out set map the memory
- * that the regions decode into; workers for nthreads threads (fewer when there are fewer chunks). */
-static int plan(struct tool_reader **rdp, struct tool_shard_data *out, struct ckpt_shard *s,
-		unsigned nthreads, _Atomic uint64_t *progress, struct ckpt_err *err)
+/* Plan the read of s (one item per chunk, region by region), and with stream set the ring the
+ * chunks decode into, else the verify window; workers for nthreads threads (fewer when there are
+ * fewer chunks). */
+static int plan(struct tool_reader **rdp, int stream, struct ckpt_shard *s, unsigned nthreads,
+		_Atomic uint64_t *progress, struct ckpt_err *err)
 {
 	struct tool_reader *rd;
 	struct job *j;
-	uint64_t total = 0, window = 0;
+	uint64_t window = 0, slot_size = 0;
 	uint32_t nreg = s->idx.nregions;
 	int rc;
 
 	*rdp = NULL;
-	if (out)
-		memset(out, 0, sizeof(*out));
 	if (!(s->hdr.flags & CKPT_FLAG_COMPRESSED))
 		return ckpt_err__set(err, CKPT_EINVAL, "%s is not a shared-tier shard", s->path);
 	if (!(rd = calloc(1, sizeof(*rd))))
@@ -335,21 +346,19 @@ static int plan(struct tool_reader **rdp, struct tool_shard_data *out, struct ck
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, NULL);
 	j->s = s;
-	j->out = out;
+	j->stream = stream;
 	j->progress = progress;
 	if (nthreads < 1)
 		nthreads = 1;
 
-	/* Plan: one item per chunk, region by region; each region at an aligned offset. */
+	/* Plan: one item per chunk, region by region. */
 	rc = ckpt_err__set(err, CKPT_ENOMEM, "out of memory planning the read of %s", s->path);
-	if (!(j->region_off = calloc(nreg ? nreg : 1, sizeof(*j->region_off))))
-		goto fail;
 	for (uint32_t i = 0; i < nreg; i++) {
 		const struct ckpt_region_meta *r = &s->idx.regions[i];
 
-		j->region_off[i] = total;
-		total += align_up(r->raw_size);
 		j->nitems += r->nchunks;
+		if (r->nchunks && ckpt_fmt__chunk_raw(r, 0) > slot_size)
+			slot_size = ckpt_fmt__chunk_raw(r, 0); /* the first chunk is the largest */
 		for (uint32_t c = 0; c < r->nchunks; c++)
 			if (r->chunks[c].stored_size > j->max_stored)
 				j->max_stored = (size_t)r->chunks[c].stored_size;
@@ -377,33 +386,21 @@ static int plan(struct tool_reader **rdp, struct tool_shard_data *out, struct ck
 		for (uint32_t c = 0; c < s->idx.regions[i].nchunks; c++)
 			j->items[k++] = (struct item){ i, c };
 	}
-	if (out) {
-		if (total > SIZE_MAX) {
-			rc = ckpt_err__set(err, CKPT_ENOMEM, "%s: %llu bytes do not fit in memory",
-					   s->path, (unsigned long long)total);
+	if (stream) {
+		/* Address space only until a chunk decodes into it (mmap, not malloc: a shard
+		 * that claims huge chunks fails at its first read, not here; tests/test_hostile) */
+		j->nslots = (size_t)(nthreads < 1024 ? nthreads : 1024) * SLOTS_PER_THREAD + 2;
+		if (j->nslots > j->nitems)
+			j->nslots = j->nitems ? j->nitems : 1;
+		j->slot_size = slot_size ? (size_t)slot_size : 1;
+		if (slot_size > SIZE_MAX / j->nslots ||
+		    (j->ring = mmap(NULL, j->nslots * j->slot_size, PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)) == MAP_FAILED) {
+			j->ring = NULL;
+			rc = ckpt_err__set(err, CKPT_ENOMEM, "%s: no memory for %zu chunks of %llu "
+					   "bytes", s->path, j->nslots,
+					   (unsigned long long)slot_size);
 			goto fail;
-		}
-		out->len = total ? (size_t)total : CKPT_ALIGN;
-		/* An anonymous mapping: page-aligned, zero where no region byte goes (the padding
-		 * of each region to CKPT_ALIGN, which the local writer sends as it is), and returned
-		 * to the system at once by munmap however big the shard. */
-		out->mem = mmap(NULL, out->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-				-1, 0);
-		if (out->mem == MAP_FAILED) {
-			out->mem = NULL;
-			rc = ckpt_err__errno(err, errno, "memory for the %llu bytes of %s",
-					     (unsigned long long)total, s->path);
-			goto fail;
-		}
-		if (!(out->regs = calloc(nreg ? nreg : 1, sizeof(*out->regs))) ||
-		    !(out->xxh3 = calloc(nreg ? nreg : 1, sizeof(*out->xxh3))))
-			goto fail;
-		out->n = nreg;
-		for (uint32_t i = 0; i < nreg; i++) {
-			out->regs[i] = (ckpt_region){ s->idx.regions[i].name,
-						      (uint8_t *)out->mem + j->region_off[i],
-						      (size_t)s->idx.regions[i].raw_size };
-			out->xxh3[i] = s->idx.regions[i].raw_xxh3;
 		}
 	} else if (window > SIZE_MAX || !(j->window = malloc((size_t)window + 1))) {
 		goto fail;
@@ -424,7 +421,6 @@ static int plan(struct tool_reader **rdp, struct tool_shard_data *out, struct ck
 	return CKPT_OK;
 fail:
 	reader_free(rd);
-	tool_shard_data_free(out);
 	return rc;
 }
 
@@ -443,15 +439,15 @@ static void *bg_work(void *arg)
 	return NULL;
 }
 
-int tool_read_start(struct tool_reader **out, struct tool_shard_data *data, struct ckpt_shard *s,
-		    unsigned nthreads, _Atomic uint64_t *progress, struct ckpt_err *err)
+int tool_read_start(struct tool_reader **out, struct ckpt_shard *s, unsigned nthreads,
+		    _Atomic uint64_t *progress, struct ckpt_err *err)
 {
 	struct tool_reader *rd;
 	struct job *j;
 	int rc;
 
 	*out = NULL;
-	if ((rc = plan(&rd, data, s, nthreads, progress, err)) < 0)
+	if ((rc = plan(&rd, 1, s, nthreads, progress, err)) < 0)
 		return rc;
 	j = &rd->j;
 	j->hi = j->nitems;
@@ -468,47 +464,44 @@ int tool_read_start(struct tool_reader **out, struct tool_shard_data *data, stru
 	j->running -= rd->nthreads - rd->started;
 	pthread_mutex_unlock(&j->mu);
 	if (!rd->started) {
-		/* no thread at all: decode everything here, then the writer finds it all ready */
-		pthread_mutex_lock(&j->mu);
-		j->running = 1;
-		pthread_mutex_unlock(&j->mu);
-		bg_work(&rd->ws[0]);
+		/* no thread at all (the ring would stall a decoder in this thread): give up */
+		reader_free(rd);
+		return ckpt_err__errno(err, EAGAIN, "no thread to decode %s", s->path);
 	}
 	*out = rd;
 	return CKPT_OK;
 }
 
-/* How much of region r is hashed, in order, while not verified yet: never the whole region,
- * which only a matching checksum makes ready. */
-static uint64_t hashed_prefix(const struct ckpt_region_meta *r, uint32_t nhashed)
-{
-	if (nhashed >= r->nchunks)
-		nhashed = r->nchunks - 1;
-	return (uint64_t)nhashed * r->chunk_raw;
-}
-
-int tool_read_ready(void *arg, size_t i, uint64_t want, uint64_t *have, struct ckpt_err *err)
+int tool_read_next(void *arg, size_t i, uint64_t off, const void **p, size_t *len,
+		   struct ckpt_err *err)
 {
 	struct tool_reader *rd = arg;
 	struct job *j = &rd->j;
 	const struct ckpt_region_meta *r = &j->s->idx.regions[i];
-	uint64_t got = 0;
-	int rc = CKPT_OK;
+	uint32_t c;
+	size_t k;
+	int rc = CKPT_OK, ok = 0;
 
-	*have = 0;
+	*p = NULL;
+	*len = 0;
 	if (!r->nchunks) {
-		/* no chunk: nothing to wait for; its checksum must still be that of zero bytes */
-		if ((rc = do_region(&rd->ws[0], (uint32_t)i)) < 0) {
-			ckpt_err__copy(err, &rd->ws[0].err);
-			return rc;
-		}
-		*have = r->raw_size;
+		/* no chunk: nothing to wait for; its checksum must still be that of its (no) bytes */
+		if (r->raw_size || ckpt_codec__xxh3("", 0) != r->raw_xxh3)
+			return ckpt_err__set(err, CKPT_ECORRUPT, "%s: region '%s' checksum mismatch",
+					     j->s->path, r->name);
 		return CKPT_OK;
 	}
+	c = off >= r->raw_size ? r->nchunks : (uint32_t)(off / r->chunk_raw);
+	k = j->region_item[i] + c;
 	pthread_mutex_lock(&j->mu);
+	if (k > j->consumed) {
+		j->consumed = k; /* every chunk before k is written: its slot is free */
+		pthread_cond_broadcast(&j->cv);
+	}
 	for (;;) {
-		got = j->verified[i] ? r->raw_size : hashed_prefix(r, j->nhashed[i]);
-		if (got >= want || j->rc || !j->running)
+		/* chunk c hashed in order; the region's last one (and its end) once verified */
+		ok = c + 1 < r->nchunks ? j->nhashed[i] > c : j->verified[i];
+		if (ok || j->rc || !j->running)
 			break;
 		pthread_cond_wait(&j->cv, &j->mu);
 	}
@@ -516,21 +509,28 @@ int tool_read_ready(void *arg, size_t i, uint64_t want, uint64_t *have, struct c
 		/* any damage, in this region or a later one, ends the write */
 		rc = j->rc;
 		ckpt_err__copy(err, &j->err);
-	} else if (got < want) {
+	} else if (!ok) {
 		/* every thread ended without decoding it: only after tool_read_cancel */
 		rc = ckpt_err__set(err, CKPT_EIO, "%s: the read of region '%s' was cancelled",
 				   j->s->path, r->name);
+	} else if (c < r->nchunks) {
+		uint64_t in = off - (uint64_t)c * r->chunk_raw;
+
+		*p = slot(j, k) + in;
+		*len = (size_t)(ckpt_fmt__chunk_raw(r, c) - in);
 	}
 	pthread_mutex_unlock(&j->mu);
-	if (rc == CKPT_OK)
-		*have = got;
 	return rc;
 }
 
 void tool_read_cancel(struct tool_reader *rd)
 {
-	if (rd)
-		atomic_store(&rd->j.failed, 1);
+	if (!rd)
+		return;
+	pthread_mutex_lock(&rd->j.mu);
+	atomic_store(&rd->j.failed, 1);
+	pthread_cond_broadcast(&rd->j.cv); /* decoders waiting for a slot */
+	pthread_mutex_unlock(&rd->j.mu);
 }
 
 int tool_read_finish(struct tool_reader *rd, struct ckpt_err *err)
@@ -547,25 +547,73 @@ int tool_read_finish(struct tool_reader *rd, struct ckpt_err *err)
 	return rc;
 }
 
+static uint64_t align_up(uint64_t v)
+{
+	return (v + CKPT_ALIGN - 1) & ~(uint64_t)(CKPT_ALIGN - 1);
+}
+
+/* Every region into out->mem, each at an aligned offset, as the restore's writer takes them. */
+static int read_all(struct tool_reader *rd, struct tool_shard_data *out, struct ckpt_shard *s,
+		    struct ckpt_err *err)
+{
+	uint32_t nreg = s->idx.nregions;
+	uint64_t total = 0;
+	int rc = CKPT_OK;
+
+	for (uint32_t i = 0; i < nreg; i++)
+		total += align_up(s->idx.regions[i].raw_size);
+	if (total > SIZE_MAX)
+		return ckpt_err__set(err, CKPT_ENOMEM, "%s: %llu bytes do not fit in memory",
+				     s->path, (unsigned long long)total);
+	out->len = total ? (size_t)total : CKPT_ALIGN;
+	/* an anonymous mapping: page-aligned, zero where no region byte goes, returned to the
+	 * system at once by munmap however big the shard */
+	out->mem = mmap(NULL, out->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (out->mem == MAP_FAILED) {
+		out->mem = NULL;
+		return ckpt_err__errno(err, errno, "memory for the %llu bytes of %s",
+				       (unsigned long long)total, s->path);
+	}
+	if (!(out->regs = calloc(nreg ? nreg : 1, sizeof(*out->regs))) ||
+	    !(out->xxh3 = calloc(nreg ? nreg : 1, sizeof(*out->xxh3))))
+		return ckpt_err__set(err, CKPT_ENOMEM, "out of memory reading %s", s->path);
+	out->n = nreg;
+	total = 0;
+	for (uint32_t i = 0; i < nreg && rc == CKPT_OK; i++) {
+		const struct ckpt_region_meta *r = &s->idx.regions[i];
+		uint8_t *dst = (uint8_t *)out->mem + total;
+		uint64_t done = 0;
+		const void *p;
+		size_t len;
+
+		out->regs[i] = (ckpt_region){ r->name, dst, (size_t)r->raw_size };
+		out->xxh3[i] = r->raw_xxh3;
+		while ((rc = tool_read_next(rd, i, done, &p, &len, err)) == CKPT_OK && len) {
+			memcpy(dst + done, p, len);
+			done += len;
+		}
+		total += align_up(r->raw_size);
+	}
+	return rc;
+}
+
 int tool_read_shard(struct tool_shard_data *out, struct ckpt_shard *s, unsigned nthreads,
 		    _Atomic uint64_t *progress, struct ckpt_err *err)
 {
 	struct tool_reader *rd;
-	uint64_t have;
 	int rc, rc2;
 
 	if (!out) {
-		if ((rc = plan(&rd, NULL, s, nthreads, progress, err)) < 0)
+		if ((rc = plan(&rd, 0, s, nthreads, progress, err)) < 0)
 			return rc;
 		rc = verify_windows(&rd->j, rd->ws, rd->nthreads, err);
 		reader_free(rd);
 		return rc;
 	}
-	if ((rc = tool_read_start(&rd, out, s, nthreads, progress, err)) < 0)
+	memset(out, 0, sizeof(*out));
+	if ((rc = tool_read_start(&rd, s, nthreads, progress, err)) < 0)
 		return rc;
-	for (uint32_t i = 0; i < s->idx.nregions && rc == CKPT_OK; i++)
-		rc = tool_read_ready(rd, i, s->idx.regions[i].raw_size, &have, err);
-	if (rc < 0)
+	if ((rc = read_all(rd, out, s, err)) < 0)
 		tool_read_cancel(rd);
 	rc2 = tool_read_finish(rd, err);
 	if (rc == CKPT_OK)
