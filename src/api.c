@@ -21,11 +21,6 @@
 #include "stage.h"
 #include "step.h"
 
-const char *ckpt_version(void)
-{
-	return PACKAGE_VERSION;
-}
-
 const char *ckpt_errmsg(const ckpt_ctx *ctx)
 {
 	return ctx ? ctx->err.msg : ckpt_ctx__open_err()->msg;

@@ -1,11 +1,19 @@
 /* SPDX-License-Identifier: MIT */
-/* ckpt_strerror table and the translation of errno into pinned CKPT_* codes. */
+/* The public calls that need nothing (ckpt_strerror's table, ckpt_version) and the translation of
+ * errno into pinned CKPT_* codes. ckpt_version lives here, not in api.c, so that a program that
+ * calls only these and the modules below (the ckpt tool) links none of the context, drain and
+ * MPI code, and needs no MPI library at run time. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "ckpt.h"
 #include "error.h"
+
+const char *ckpt_version(void)
+{
+	return PACKAGE_VERSION;
+}
 
 const char *ckpt_strerror(int rc)
 {
