@@ -67,7 +67,9 @@ struct opts {
 	uint64_t size;
 	unsigned reps, threads, regions, ranks;
 	int level, json, aligned_only, no_sets;
-	uint64_t set_size;         /* part c: bytes per data set (each tiled to this size) */
+	uint64_t set_size;         /* part c: bytes per data set (each tiled to this size), or 0 */
+	uint64_t set_sizes[4];     /* --set-size, each a pass of part c (0: the files as they are) */
+	unsigned nset_sizes;
 	unsigned set_reps;         /* part c: repetitions (medians) */
 	const char *tool;          /* part c: the `ckpt` tool, for `ckpt restore`; NULL: not run */
 	const char *sets[MAXSETS]; /* extra KEY=VALUE for ckpt_config_set */
@@ -896,13 +898,19 @@ static void xsets(const struct opts *o, const char *data)
 		{ "mixed", { 0, 1, 2 }, 1.22 },
 	};
 	int cold = 1;
+	struct opts os = *o;
 
-	printf("\nc. chunk transforms per data set (compress_level=%d, drain_threads=%u, chunk "
-	       "transform auto vs none vs the zstd CLI, same bytes, same run; medians of %u "
-	       "repetitions)\n", o->level, o->threads, o->set_reps);
-	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
-		fflush(stdout);
-		xset_run(o, data, &sets[i], &cold);
+	for (unsigned k = 0; k < (o->nset_sizes ? o->nset_sizes : 1); k++) {
+		os.set_size = o->nset_sizes ? o->set_sizes[k] : 0;
+		printf("\nc%s. chunk transforms per data set, %s (compress_level=%d, drain_threads=%u, "
+		       "chunk transform auto vs none vs the zstd CLI, same bytes, same run; medians "
+		       "of %u repetitions)\n", o->nset_sizes > 1 ? (const char *[]){ "1", "2", "3",
+		       "4" }[k] : "", os.set_size ? "the files tiled" : "the files as they are",
+		       o->level, o->threads, o->set_reps);
+		for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+			fflush(stdout);
+			xset_run(&os, data, &sets[i], &cold);
+		}
 	}
 	printf("   page cache %s before each timed drain, restore and zstd run; zstd compresses at "
 	       "the drain's nice level; load average %.2f now\n",
@@ -930,8 +938,9 @@ static void usage(FILE *f)
 		"  --aligned-only    skip the 64-byte-aligned (copying) save; halves the memory\n"
 		"  --json            one JSON object on stdout instead of the table\n"
 		"  --no-sets         skip part c (chunk transforms per data set; 1 rank, table only)\n"
-		"  --set-size BYTES  part c: bytes per data set, its files tiled (default: the files\n"
-		"                    as they are, 4 to 20 MiB)\n"
+		"  --set-size BYTES  part c: bytes per data set, its files tiled, or asis: the files\n"
+		"                    as they are, 4 to 20 MiB (the default); repeatable (up to 4):\n"
+		"                    part c once per size\n"
 		"  --set-reps R      part c: repetitions, medians printed (default 3)\n"
 		"  --tool PATH       part c: also time `PATH restore` (the ckpt tool) against\n"
 		"                    `zstd -d -o FILE`, and `PATH restore --durable` against\n"
@@ -981,8 +990,16 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'E': o->set_reps = parse_uint(optarg, 1, 100, "--set-reps"); break;
 		case 't': o->tool = optarg; break;
 		case 'Z':
-			if (ckpt_config__parse_size(optarg, &o->set_size) || o->set_size < (3u << 20))
-				die("--set-size %s: expected bytes (>= 3M)", optarg);
+			if (o->nset_sizes == 4)
+				die("--set-size: at most 4");
+			if (!strcmp(optarg, "asis")) {
+				o->set_sizes[o->nset_sizes++] = 0;
+				break;
+			}
+			if (ckpt_config__parse_size(optarg, &o->set_sizes[o->nset_sizes]) ||
+			    o->set_sizes[o->nset_sizes] < (3u << 20))
+				die("--set-size %s: expected bytes (>= 3M) or asis", optarg);
+			o->nset_sizes++;
 			break;
 		case 'r': o->reps = parse_uint(optarg, 1, 1000, "--reps"); break;
 		case 'T': o->threads = parse_uint(optarg, 1, 256, "--threads"); break;
