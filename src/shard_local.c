@@ -397,8 +397,13 @@ int ckpt_shard__write_local_stream(const char *stepdir, const char *final_base,
 		goto out;
 	}
 	ckpt_config__fault(fault_kill_at, "save.synced"); /* also without: the same crash points */
-	close(fd);
+	/* close can report a write error late (network filesystems): never publish over one */
+	rc = close(fd);
 	fd = -1;
+	if (rc < 0) {
+		rc = ckpt_err__errno(err, errno, "close %s", tmp);
+		goto out;
+	}
 	/* 4. rename into place; durable: fsync the step directory (a crash before it may lose
 	 *    the new name: never a partial file). A cache copy's name reaches the device with the
 	 *    writeback too (a crash may forget it: the next restore writes it again). */

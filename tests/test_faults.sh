@@ -120,6 +120,18 @@ if [ -n "$FIU" ]; then
 	rc=0
 	"$TH" check "$S" "$base/t-node" job 2 2000000 >"$base/out" 2>"$base/err" || rc=$?
 	ok "the cache copy restored under the fdatasync fault holds step 2, bit-exact" [ $rc -eq 0 ]
+	# --durable makes a present copy (left to the writeback by the restore above) durable too:
+	# it calls fdatasync on it, so the same fault now fails it; without the fault it passes.
+	rc=0
+	$FIU -c 'enable name=posix/io/sync/fdatasync,failinfo=5' "$CKPT" restore --shared-dir "$S" \
+		--local-dir "$base/t-node" --name job --durable >"$base/out" 2>"$base/err" || rc=$?
+	ok "ckpt restore --durable fdatasyncs a copy already present: exit 3 under the fault" \
+		sh -c "[ $rc -eq 3 ] && grep -q 'fdatasync .*rank-000000.ckl' '$base/err'"
+	rc=0
+	"$CKPT" restore --shared-dir "$S" --local-dir "$base/t-node" --name job --durable \
+		>"$base/out" 2>"$base/err" || rc=$?
+	ok "ckpt restore --durable over a present copy, no fault: exit 0, nothing rewritten" \
+		sh -c "[ $rc -eq 0 ] && grep -q '0 written, 1 already present' '$base/out'"
 	rm -rf "$base/t-node"
 	mkdir -p "$base/t-node"
 	rc=0

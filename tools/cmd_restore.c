@@ -4,6 +4,7 @@
  * library's own writer (ckpt_shard__write_local_stream, fed chunk by chunk while it decodes), so
  * a restored file is byte for byte what ckpt_save wrote. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,24 @@ static enum local_state local_state(struct tool_ctx *t, const struct ckpt_manife
 	}
 	ckpt_shard__close(s);
 	return st;
+}
+
+/* --durable and a verified local copy kept as it is: it may be a cache copy an earlier restore
+ * left to the kernel's writeback, so make it durable as a restored one: fdatasync the file, fsync
+ * its directory (the name). */
+static int make_durable(const char *dir, uint32_t r, struct ckpt_err *err)
+{
+	char base[64], path[CKPT_PATH_MAX + 64];
+	int fd, rc = CKPT_OK;
+
+	ckpt_store__local_name(base, sizeof(base), r);
+	snprintf(path, sizeof(path), "%s/%s", dir, base);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return ckpt_err__errno(err, errno, "open %s", path);
+	if (fdatasync(fd) < 0)
+		rc = ckpt_err__errno(err, errno, "fdatasync %s", path);
+	close(fd);
+	return rc < 0 ? rc : ckpt_store__fsync_dir(dir, err);
 }
 
 /* Restore (or verify, or plan) the selected ranks of the committed step m. On CKPT_ECORRUPT the
@@ -105,6 +124,11 @@ static int restore_step(struct tool_ctx *t, const struct ckpt_manifest *m,
 						 m->step, r);
 				atomic_fetch_add(&pg->done, rr->raw * (writing ? 2 : 1));
 				ckpt_shard__close(sh);
+				if (writing && o->durable && (rc = make_durable(dir, r, err)) < 0) {
+					rr->action = "failed";
+					*write_failed = 1;
+					break;
+				}
 				continue;
 			}
 			rr->replaced = ls == L_REPLACE;
@@ -432,7 +456,8 @@ const struct tool_cmd tool_cmd_restore = {
 		"The local copy is written through the page cache and left to the kernel's\n"
 		"writeback (the shared copy stays the durable one; a copy a power loss damaged\n"
 		"is found by its checksums); --durable waits until it is on the device\n"
-		"(O_DIRECT, fdatasync, directory fsync), as ckpt_save does.\n"
+		"(fdatasync, directory fsync; also of a copy already present), as ckpt_save\n"
+		"does.\n"
 		"--verify-only checks and writes nothing; --dry-run says what it would do.\n",
 	.exits = "Exit status: 0 success; 1 nothing to restore; 2 damaged; 3 I/O error;\n"
 		"64 bad usage. See ckpt-restore(1).\n",

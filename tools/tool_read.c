@@ -34,6 +34,8 @@
 /* Restore: chunk slots per decoding thread in the ring, and two more: one the writer holds, one
  * for the thread that decodes ahead while the next-in-order chunk is still decoding. */
 #define SLOTS_PER_THREAD 2
+/* ... within this many bytes (more threads or bigger chunks get fewer slots, at least two) */
+#define RING_BUDGET (256ull << 20)
 
 struct item {
 	uint32_t region, chunk;
@@ -387,15 +389,21 @@ static int plan(struct tool_reader **rdp, int stream, struct ckpt_shard *s, unsi
 			j->items[k++] = (struct item){ i, c };
 	}
 	if (stream) {
-		/* Address space only until a chunk decodes into it (mmap, not malloc: a shard
-		 * that claims huge chunks fails at its first read, not here; tests/test_hostile) */
+		/* Address space only until a chunk decodes into it (mmap, not malloc, and no swap
+		 * reserved: a shard that claims huge chunks fails at its first read, not here;
+		 * tests/test_hostile) */
 		j->nslots = (size_t)(nthreads < 1024 ? nthreads : 1024) * SLOTS_PER_THREAD + 2;
+		/* many threads or huge chunks: as many slots as RING_BUDGET holds, at least two
+		 * (one the writer holds, one decoding) */
+		if (slot_size && j->nslots > RING_BUDGET / slot_size)
+			j->nslots = RING_BUDGET / slot_size > 2 ? (size_t)(RING_BUDGET / slot_size) : 2;
 		if (j->nslots > j->nitems)
 			j->nslots = j->nitems ? j->nitems : 1;
 		j->slot_size = slot_size ? (size_t)slot_size : 1;
 		if (slot_size > SIZE_MAX / j->nslots ||
 		    (j->ring = mmap(NULL, j->nslots * j->slot_size, PROT_READ | PROT_WRITE,
-				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)) == MAP_FAILED) {
+				    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)) ==
+			    MAP_FAILED) {
 			j->ring = NULL;
 			rc = ckpt_err__set(err, CKPT_ENOMEM, "%s: no memory for %zu chunks of %llu "
 					   "bytes", s->path, j->nslots,
