@@ -458,16 +458,30 @@ static size_t committed_steps(const char *sjob, uint64_t *out, size_t cap)
 	struct dirent *e;
 	size_t n = 0;
 
-	while (d && (e = readdir(d)) && n < cap) {
+	/* The newest `cap` of them, whatever readdir's order: with more committed steps than
+	 * cap (shared steps beyond keep_shared stay for read_grace, and no workload process
+	 * lives that long here), the first cap read were an arbitrary subset, and "the newest"
+	 * an older step than the restore then found (false ERRORs in 300-second runs). */
+	while (d && (e = readdir(d))) {
 		char p[PATH_MAX];
 		struct stat st;
 		uint64_t s;
+		size_t lo = 0;
 
 		if (strlen(e->d_name) != 25 || sscanf(e->d_name, "step-%" SCNu64, &s) != 1)
 			continue;
 		path(p, "%s/%s/MANIFEST", sjob, e->d_name);
-		if (stat(p, &st) == 0)
+		if (stat(p, &st) != 0)
+			continue;
+		if (n < cap) {
 			out[n++] = s;
+			continue;
+		}
+		for (size_t i = 1; i < n; i++) /* full: replace the oldest kept, if older */
+			if (out[i] < out[lo])
+				lo = i;
+		if (out[lo] < s)
+			out[lo] = s;
 	}
 	if (d)
 		closedir(d);
