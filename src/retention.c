@@ -58,6 +58,7 @@ static int local_is_committed(struct ckpt_ctx *ctx, uint64_t step, uint64_t loca
 struct kept {
 	uint64_t step, created, save_id;
 	int keep;
+	int64_t mtime_ns;       /* shared: its MANIFEST's mtime (the commit, by the fs clock); 0 unknown */
 };
 
 static int by_step_desc(const void *a, const void *b)
@@ -101,16 +102,24 @@ static size_t list_kept(struct ckpt_ctx *ctx, int shared, struct kept **out)
 	if (n && (*out = calloc(n, sizeof(**out))))
 		for (size_t i = 0; i < n; i++) {
 			if (shared) {
+				char mp[CKPT_PATH_MAX + 16];
+				struct stat st;
+				int64_t mt = 0;
+
 				if (ckpt_step__manifest(ctx->shared_job, steps[i], &m, 0, NULL) < 0)
 					continue; /* uncommitted: maybe in progress; `ckpt gc` cleans */
-				(*out)[nv++] = (struct kept){ steps[i], m.created_ns, m.save_id, 0 };
+				ckpt_store__step_dir(mp, sizeof(mp), ctx->shared_job, steps[i]);
+				strncat(mp, "/" CKPT_MANIFEST_NAME, sizeof(mp) - strlen(mp) - 1);
+				if (lstat(mp, &st) == 0)
+					mt = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+				(*out)[nv++] = (struct kept){ steps[i], m.created_ns, m.save_id, 0, mt };
 				ckpt_fmt__manifest_free(&m);
 			} else {
 				if (ckpt_step__open_local(&s, ctx->local_job, steps[i], ctx->rank,
 							  NULL) < 0)
 					continue;
 				(*out)[nv++] = (struct kept){ steps[i], s->hdr.created_ns,
-							      s->hdr.save_id, 0 };
+							      s->hdr.save_id, 0, 0 };
 				ckpt_shard__close(s);
 			}
 		}
@@ -128,6 +137,46 @@ struct ckpt_deferred {
 	int seen;               /* retention's mark: the step is still one to retire */
 	uint64_t due_ns;
 };
+
+/* Whether step v[i], beyond keep_shared, left the kept set read_grace seconds ago or more, by the
+ * shared filesystem's clock: `keep` committed saves both higher-numbered and more recently
+ * created than it, every one of them committed (its MANIFEST written) at least read_grace ago.
+ * Then it has been out of the kept set at least that long whoever was watching: a writer that
+ * started since (a restarted job) need not start its grace again. Without this, a job restarted
+ * more often than every read_grace seconds retired nothing on the shared tier. now_ns: the
+ * shared filesystem's time, 0 when unknown (then never). */
+static int left_long_ago(const struct ckpt_ctx *ctx, const struct kept *v, size_t n, size_t i,
+			 uint64_t now_ns)
+{
+	uint64_t grace = (uint64_t)(ctx->cfg->read_grace * 1e9);
+	unsigned older = 0;
+
+	if (!now_ns)
+		return 0;
+	for (size_t k = 0; k < n && older < ctx->cfg->keep_shared; k++)
+		if (v[k].step > v[i].step && v[k].created > v[i].created && v[k].mtime_ns > 0 &&
+		    (uint64_t)v[k].mtime_ns + grace <= now_ns)
+			older++;
+	return older >= ctx->cfg->keep_shared;
+}
+
+/* Whether a step beyond keep_shared is not deferred yet (ctx->mu held): only then is the shared
+ * filesystem's time needed (left_long_ago). */
+static int any_new_beyond(const struct ckpt_ctx *ctx, const struct kept *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t k = 0;
+
+		if (v[i].keep)
+			continue;
+		while (k < ctx->ndeferred &&
+		       !(ctx->deferred[k].is_step && ctx->deferred[k].step == v[i].step))
+			k++;
+		if (k == ctx->ndeferred)
+			return 1;
+	}
+	return 0;
+}
 
 static uint64_t mono_ns(void)
 {
@@ -478,6 +527,7 @@ static void retention_once(struct ckpt_ctx *ctx)
 {
 	char dir[CKPT_PATH_MAX], path[CKPT_PATH_MAX + 64], base[64];
 	struct kept *v;
+	uint64_t fs_now;
 	size_t n;
 
 	/* Local tier: beyond the kept copies, one goes only once its shared copy is committed
@@ -520,6 +570,13 @@ static void retention_once(struct ckpt_ctx *ctx)
 	n = list_kept(ctx, 1, &v); /* reads the shared tier: without ctx->mu */
 	pthread_mutex_lock(&ctx->mu);
 	mark_kept(v, n, ctx->cfg->keep_shared);
+	fs_now = 0;
+	if (ctx->cfg->read_grace > 0 && any_new_beyond(ctx, v, n)) {
+		pthread_mutex_unlock(&ctx->mu); /* a probe file on the shared tier: without ctx->mu */
+		if (ckpt_store__fs_now(ctx->shared_job, &fs_now, NULL) < 0)
+			fs_now = 0;
+		pthread_mutex_lock(&ctx->mu);
+	}
 	for (size_t k = 0; k < ctx->ndeferred; k++)
 		ctx->deferred[k].seen = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -532,8 +589,11 @@ static void retention_once(struct ckpt_ctx *ctx)
 				break;
 		/* A step beyond keep_shared stays in place, committed and readable, for read_grace
 		 * seconds after retention first chose it (readers on other nodes may be loading
-		 * it); then the rename takes the whole step away at once. */
-		if (ctx->cfg->read_grace > 0 && k == ctx->ndeferred) {
+		 * it), or after it left the kept set by the shared filesystem's clock
+		 * (left_long_ago: a writer started since); then the rename takes the whole step
+		 * away at once. */
+		if (ctx->cfg->read_grace > 0 && k == ctx->ndeferred &&
+		    !left_long_ago(ctx, v, n, i, fs_now)) {
 			if (defer(ctx, NULL, v[i].step, 1) == 0)
 				continue;
 		} else if (k < ctx->ndeferred) {

@@ -162,6 +162,55 @@ static void test_newest_failed_kept(void)
 	th_env_free(&e);
 }
 
+static int committed(const struct th_env *e, uint64_t step)
+{
+	char p[4300];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/job/step-%020llu/MANIFEST", e->shared, (unsigned long long)step);
+	return stat(p, &st) == 0;
+}
+
+/* Steps beyond keep_shared wait read_grace before they go (readers on other nodes may be
+ * loading them). That wait was counted in the writer's memory only: a job restarted more often
+ * than every read_grace seconds (a crash loop, a torture run) retired nothing on the shared tier
+ * and filled it. A writer started later retires at once what left the kept set read_grace ago by
+ * the shared filesystem's clock, and still waits for the rest. */
+static void test_restarted_writer_retires(void)
+{
+	static const char *const g[] = { "keep_shared", "3", "read_grace", "1", "chunk_size", "64K",
+					 NULL };
+	struct th_env e;
+	unsigned char *buf = malloc(SIZE);
+	ckpt_ctx *ctx;
+
+	CU_ASSERT_FATAL(buf != NULL);
+	CU_ASSERT_FATAL(th_env_new(&e, "retention-restart") == 0);
+	CU_ASSERT_FATAL((ctx = th_open(&e, g)) != NULL);
+	for (uint64_t s = 1; s <= 6; s++) {
+		CU_ASSERT_FATAL(save(ctx, s, buf) == CKPT_OK);
+		CU_ASSERT_FATAL(ckpt_wait(ctx, s) == CKPT_OK);
+	}
+	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
+	/* within read_grace of their leaving: steps 1-3 are all still there */
+	for (uint64_t s = 1; s <= 6; s++)
+		CU_ASSERT(committed(&e, s));
+	usleep(1500 * 1000);
+	CU_ASSERT_FATAL((ctx = th_open(&e, g)) != NULL);
+	CU_ASSERT_FATAL(save(ctx, 7, buf) == CKPT_OK);
+	CU_ASSERT_FATAL(ckpt_wait(ctx, 7) == CKPT_OK);
+	/* 1-3 left the kept set (pushed out by 4-6) over read_grace ago: gone; 4 was pushed out
+	 * by 7 just now: it waits; 5-7 are kept */
+	for (uint64_t s = 1; s <= 3; s++)
+		CU_ASSERT(!committed(&e, s));
+	for (uint64_t s = 4; s <= 7; s++)
+		CU_ASSERT(committed(&e, s));
+	CU_ASSERT(loads(ctx, 4, buf));
+	CU_ASSERT(ckpt_close(ctx) == CKPT_OK);
+	free(buf);
+	th_env_free(&e);
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -171,7 +220,9 @@ int main(void)
 		return 1;
 	s = CU_add_suite_with_setup_and_teardown("retention", NULL, NULL, NULL, th_env_teardown);
 	if (!s || !CU_add_test(s, "failed drains: local disk bounded", test_failed_drains_bounded) ||
-	    !CU_add_test(s, "the newest failed step is kept", test_newest_failed_kept)) {
+	    !CU_add_test(s, "the newest failed step is kept", test_newest_failed_kept) ||
+	    !CU_add_test(s, "a restarted writer retires what left read_grace ago",
+			 test_restarted_writer_retires)) {
 		CU_cleanup_registry();
 		return 1;
 	}
