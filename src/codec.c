@@ -25,6 +25,7 @@ struct ckpt_codec {
 	unsigned hint;      /* element width hint: 0 detect, 1, 2, 4 or 8 */
 	uint8_t *scratch;   /* grouped bytes of one chunk, encoding and decoding */
 	size_t scratch_cap;
+	void *sample;       /* ckpt_xform__choose_in's sample, allocated at the first transform */
 };
 
 /* A scratch buffer of at least n bytes (n > 0). */
@@ -73,6 +74,7 @@ void ckpt_codec__free(struct ckpt_codec *c)
 	ZSTD_freeCCtx(c->cctx);
 	ZSTD_freeDCtx(c->dctx);
 	free(c->scratch);
+	free(c->sample);
 	free(c);
 }
 
@@ -168,7 +170,9 @@ int ckpt_codec__encode_chunk(struct ckpt_codec *c, void *dst, size_t cap, const 
 
 	if (c->xform) {
 		/* Chosen from this chunk's own bytes (docs/TRANSFORM.md 2): plain, raw or grouped. */
-		ckpt_xform__choose(&plan, raw, n, c->hint);
+		if (!c->sample)
+			c->sample = malloc(ckpt_xform__sample_size()); /* NULL: choose mallocs */
+		ckpt_xform__choose_in(&plan, raw, n, c->hint, c->sample);
 		if (n && (rc = scratch(c, n, err)) < 0)
 			return rc;
 		if ((rc = ckpt_xform__encode(dst, cap, &stored, raw, n, &plan, c->cctx, c->level,

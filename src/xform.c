@@ -439,9 +439,20 @@ static double plan_width(struct ckpt_xform_plan *plan, struct sample *s, unsigne
 	return sum / w;
 }
 
+size_t ckpt_xform__sample_size(void)
+{
+	return sizeof(struct sample);
+}
+
 void ckpt_xform__choose(struct ckpt_xform_plan *out, const void *src, size_t n, unsigned hint_width)
 {
-	struct sample *s;
+	ckpt_xform__choose_in(out, src, n, hint_width, NULL);
+}
+
+void ckpt_xform__choose_in(struct ckpt_xform_plan *out, const void *src, size_t n,
+			   unsigned hint_width, void *sample)
+{
+	struct sample *s = sample;
 	struct ckpt_xform_plan plain, grouped;
 	double best = 9, est_plain, est_grouped;
 	unsigned w = 0;
@@ -455,7 +466,7 @@ void ckpt_xform__choose(struct ckpt_xform_plan *out, const void *src, size_t n, 
 		return;
 	}
 	/* ~66 KiB: on the heap rather than on a drain thread's stack */
-	if (!(s = malloc(sizeof(*s)))) {
+	if (!s && !(s = malloc(sizeof(*s)))) {
 		out->how[0] = CKPT_XFORM_HOW_LZ; /* what plain zstd would do */
 		out->est_bits = 8;
 		return;
@@ -484,7 +495,8 @@ void ckpt_xform__choose(struct ckpt_xform_plan *out, const void *src, size_t n, 
 		est_grouped = plan_width(&grouped, s, w);
 		*out = hint_width == w || est_grouped < est_plain * 0.98 ? grouped : plain;
 	}
-	free(s);
+	if (s != sample)
+		free(s);
 }
 
 /* ---- encoding ---- */

@@ -67,6 +67,12 @@ const char *ckpt_xform__impl(void);
  * the element width is known (a dtype): only the plane modes are chosen. Costs well under 1% of
  * compressing the chunk at level 1. Never fails; src may be NULL when n is 0. */
 void ckpt_xform__choose(struct ckpt_xform_plan *out, const void *src, size_t n, unsigned hint_width);
+/* The same with the caller's scratch of ckpt_xform__sample_size() bytes (NULL: a malloc'ed one,
+ * freed before it returns). The codec keeps one per drain thread: no allocation per chunk, and
+ * nothing held by a thread alone when the process ends mid-chunk (a crash test's kill). */
+size_t ckpt_xform__sample_size(void);
+void ckpt_xform__choose_in(struct ckpt_xform_plan *out, const void *src, size_t n,
+			   unsigned hint_width, void *sample);
 
 /* Most bytes ckpt_xform__encode writes for n raw bytes (a plane is stored raw when zstd does not
  * make it at least 1/32 smaller, so the payload never exceeds the raw size plus its table). */
