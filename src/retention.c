@@ -58,7 +58,8 @@ static int local_is_committed(struct ckpt_ctx *ctx, uint64_t step, uint64_t loca
 struct kept {
 	uint64_t step, created, save_id;
 	int keep;
-	int64_t mtime_ns;       /* shared: its MANIFEST's mtime (the commit, by the fs clock); 0 unknown */
+	int64_t mtime_ns;       /* shared: its MANIFEST's mtime (the commit, by the fs clock), read
+				 * only when left_long_ago needs it; 0 unknown */
 };
 
 static int by_step_desc(const void *a, const void *b)
@@ -102,17 +103,9 @@ static size_t list_kept(struct ckpt_ctx *ctx, int shared, struct kept **out)
 	if (n && (*out = calloc(n, sizeof(**out))))
 		for (size_t i = 0; i < n; i++) {
 			if (shared) {
-				char mp[CKPT_PATH_MAX + 16];
-				struct stat st;
-				int64_t mt = 0;
-
 				if (ckpt_step__manifest(ctx->shared_job, steps[i], &m, 0, NULL) < 0)
 					continue; /* uncommitted: maybe in progress; `ckpt gc` cleans */
-				ckpt_store__step_dir(mp, sizeof(mp), ctx->shared_job, steps[i]);
-				strncat(mp, "/" CKPT_MANIFEST_NAME, sizeof(mp) - strlen(mp) - 1);
-				if (lstat(mp, &st) == 0)
-					mt = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-				(*out)[nv++] = (struct kept){ steps[i], m.created_ns, m.save_id, 0, mt };
+				(*out)[nv++] = (struct kept){ steps[i], m.created_ns, m.save_id, 0, 0 };
 				ckpt_fmt__manifest_free(&m);
 			} else {
 				if (ckpt_step__open_local(&s, ctx->local_job, steps[i], ctx->rank,
@@ -160,8 +153,23 @@ static int left_long_ago(const struct ckpt_ctx *ctx, const struct kept *v, size_
 	return older >= ctx->cfg->keep_shared;
 }
 
-/* Whether a step beyond keep_shared is not deferred yet (ctx->mu held): only then is the shared
- * filesystem's time needed (left_long_ago). */
+/* The MANIFESTs' mtimes of v (shared tier I/O: without ctx->mu), for left_long_ago. */
+static void manifest_mtimes(const struct ckpt_ctx *ctx, struct kept *v, size_t n)
+{
+	char mp[CKPT_PATH_MAX + 16];
+	struct stat st;
+
+	for (size_t i = 0; i < n; i++) {
+		ckpt_store__step_dir(mp, sizeof(mp), ctx->shared_job, v[i].step);
+		strncat(mp, "/" CKPT_MANIFEST_NAME, sizeof(mp) - strlen(mp) - 1);
+		v[i].mtime_ns = lstat(mp, &st) == 0 ? (int64_t)st.st_mtim.tv_sec * 1000000000 +
+							      st.st_mtim.tv_nsec
+						    : 0;
+	}
+}
+
+/* Whether a step beyond keep_shared is not deferred yet (ctx->mu held): only then are the shared
+ * filesystem's time and the MANIFESTs' mtimes needed (left_long_ago). */
 static int any_new_beyond(const struct ckpt_ctx *ctx, const struct kept *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -572,9 +580,11 @@ static void retention_once(struct ckpt_ctx *ctx)
 	mark_kept(v, n, ctx->cfg->keep_shared);
 	fs_now = 0;
 	if (ctx->cfg->read_grace > 0 && any_new_beyond(ctx, v, n)) {
-		pthread_mutex_unlock(&ctx->mu); /* a probe file on the shared tier: without ctx->mu */
+		pthread_mutex_unlock(&ctx->mu); /* the shared tier: without ctx->mu */
 		if (ckpt_store__fs_now(ctx->shared_job, &fs_now, NULL) < 0)
 			fs_now = 0;
+		else
+			manifest_mtimes(ctx, v, n);
 		pthread_mutex_lock(&ctx->mu);
 	}
 	for (size_t k = 0; k < ctx->ndeferred; k++)
